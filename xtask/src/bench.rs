@@ -1,0 +1,9 @@
+//! `cargo xtask bench`: lock, install, rebuild and import times against uv and pip.
+
+use anyhow::Result;
+
+use crate::flags::{GlobalArgs, BenchArgs};
+
+pub fn run(_global: &GlobalArgs, _args: &BenchArgs) -> Result<()> {
+    Err(crate::not_yet("bench", "issue 8"))
+}

@@ -1,0 +1,9 @@
+//! `cargo xtask deploy`: rebuild the layer if stale, patch serverless.yml, run serverless deploy.
+
+use anyhow::Result;
+
+use crate::flags::{GlobalArgs, DeployArgs};
+
+pub fn run(_global: &GlobalArgs, _args: &DeployArgs) -> Result<()> {
+    Err(crate::not_yet("deploy", "issue 7"))
+}

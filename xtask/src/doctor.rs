@@ -1,0 +1,9 @@
+//! `cargo xtask doctor`: what the workflow needs, what is missing, how to fix it.
+
+use anyhow::Result;
+
+use crate::flags::{GlobalArgs, DoctorArgs};
+
+pub fn run(_global: &GlobalArgs, _args: &DoctorArgs) -> Result<()> {
+    Err(crate::not_yet("doctor", "issue 7"))
+}

@@ -1,0 +1,209 @@
+//! The whole command-line surface of `cargo xtask`, in clap derive; doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::arch::Arch;
+
+/// Build, verify and deploy the LiteLLM Python layer for the Node.js Lambda in this repository.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+pub struct Xtask {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Download cache (wheels, interpreters, index responses), content-addressed by sha256.
+    /// Default: `$XTASK_CACHE_DIR`, else `$XDG_CACHE_HOME/litellm-layer`, else `~/.cache/litellm-layer`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The layer spec to read.
+    #[arg(long, global = true, value_name = "FILE", default_value = "litellm-layer/layer.toml")]
+    pub spec: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build `layer-build-<arch>/`: interpreter, packages from the lock, prune, bytecode, zip, SBOM.
+    Layer(LayerArgs),
+    /// Resolve `litellm-layer/layer.toml` against the package index into `litellm-layer/pylock.toml`.
+    Lock(LockArgs),
+    /// Run the built layer the way Lambda would (read-only /opt, target arch) and smoke-test LiteLLM.
+    Verify(VerifyArgs),
+    /// Rebuild the layer if stale, patch serverless.yml and run `serverless deploy`.
+    Deploy(DeployArgs),
+    /// Patch `amplify-lambda-js/serverless.yml` for the layer (also done by `layer`).
+    Patch(PatchArgs),
+    /// Show what the workflow needs, what is missing, and the command that fixes each gap.
+    Doctor(DoctorArgs),
+    /// Run every test of the repository: Rust, Node and end-to-end.
+    Test(TestArgs),
+    /// Measure lock, install, rebuild and import times against uv and pip, in one run.
+    Bench(BenchArgs),
+}
+
+/// Where the Python interpreter comes from when not from the pinned manifest.
+#[derive(Debug, Clone, Args)]
+pub struct PythonDistArgs {
+    /// A python-build-standalone-shaped archive (`.tar.gz` or `.tar.zst`) to use instead of the
+    /// pinned download: a local path or an http(s) URL. Requires `--python-sha256`.
+    #[arg(long, value_name = "PATH|URL", requires = "python_sha256")]
+    pub python_dist: Option<String>,
+    /// The sha256 of `--python-dist`, as 64 hex digits. A hash is always required.
+    #[arg(long, value_name = "HEX", requires = "python_dist")]
+    pub python_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LayerArgs {
+    /// Target Lambda architecture.
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    #[command(flatten)]
+    pub python: PythonDistArgs,
+    /// Do not patch `amplify-lambda-js/serverless.yml`.
+    #[arg(long)]
+    pub no_patch: bool,
+    /// Allow `allowedAccounts: ['*']` (a public layer) in serverless.yml.
+    #[arg(long)]
+    pub allow_public_layer: bool,
+    /// Build only the interpreter step (download, extract, prune the stdlib).
+    #[arg(long)]
+    pub runtime_only: bool,
+    /// Output directory. Default: `layer-build-<arch>` at the repository root.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// Simple-API index to resolve against (PEP 691 JSON). Credentials in the URL are never logged
+    /// or written to the lock. Default: the `[index] url` of layer.toml, else PyPI.
+    #[arg(long, value_name = "URL", env = "XTASK_INDEX_URL")]
+    pub index_url: Option<String>,
+    /// Fail if `pylock.toml` does not match `layer.toml`; write nothing.
+    #[arg(long, conflicts_with_all = ["upgrade", "upgrade_package"])]
+    pub check: bool,
+    /// Ignore the versions in the existing lock and pick the newest allowed ones.
+    #[arg(long)]
+    pub upgrade: bool,
+    /// Let only this package move to its newest allowed version (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub upgrade_package: Vec<String>,
+    /// Where to write the lock. Default: `pylock.toml` beside the spec.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Target Lambda architecture.
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// Fail (instead of skipping) when the target architecture cannot be run here.
+    #[arg(long)]
+    pub require_arch_run: bool,
+    /// How many times `import litellm` is timed (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// Serverless stage.
+    #[arg(long, default_value = "dev")]
+    pub stage: String,
+    /// Target Lambda architecture.
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// Run `serverless package` instead of deploy, check the template and print the plan.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan as JSON (with `--dry-run`).
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+    #[command(flatten)]
+    pub python: PythonDistArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PatchArgs {
+    /// Target Lambda architecture.
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// Fail if serverless.yml is out of date; write nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Allow `allowedAccounts: ['*']` (a public layer).
+    #[arg(long)]
+    pub allow_public_layer: bool,
+    /// The file to patch.
+    #[arg(long, value_name = "FILE", default_value = "amplify-lambda-js/serverless.yml")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Judge readiness for this command (exit non-zero if something it needs is missing).
+    #[arg(long, value_name = "COMMAND", default_value = "layer")]
+    pub r#for: String,
+    /// Skip the network reachability checks.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TestArgs {
+    /// Run only these suites (repeatable): rust, node, e2e, lint.
+    #[arg(long, value_name = "SUITE")]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Repetitions per measurement (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+    /// Where to write the Markdown table.
+    #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
+    pub output: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Xtask::command().debug_assert();
+    }
+
+    #[test]
+    fn arch_aliases_are_accepted() {
+        for (given, want) in [("arm64", Arch::Arm64), ("aarch64", Arch::Arm64), ("x86_64", Arch::X86_64), ("amd64", Arch::X86_64)] {
+            let parsed = Xtask::try_parse_from(["xtask", "layer", "--arch", given]).unwrap();
+            let Command::Layer(args) = parsed.command else { panic!("not layer") };
+            assert_eq!(args.arch, want, "{given}");
+        }
+    }
+
+    #[test]
+    fn unknown_arch_is_refused_with_the_choices() {
+        let err = Xtask::try_parse_from(["xtask", "layer", "--arch", "riscv64"]).unwrap_err().to_string();
+        assert!(err.contains("invalid value 'riscv64' for '--arch <ARCH>'"), "{err}");
+        assert!(err.contains("arm64") && err.contains("x86_64"), "{err}");
+    }
+
+    #[test]
+    fn python_dist_requires_a_hash() {
+        let err = Xtask::try_parse_from(["xtask", "layer", "--python-dist", "/tmp/x.tar.gz"]).unwrap_err().to_string();
+        assert!(err.contains("--python-sha256"), "{err}");
+    }
+}

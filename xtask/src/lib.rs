@@ -1,0 +1,42 @@
+//! The LiteLLM layer workflow: build a small, fast-starting, reproducible Python layer for a
+//! Node.js 22 Lambda, verify it the way Lambda runs it, and deploy it.
+//!
+//! Data flow (see DESIGN.md in the repository's docs): `layer.toml` ─lock─▶ `pylock.toml`;
+//! pinned python-build-standalone ─runtime─▶ interpreter; lock ─install─▶ site-packages ─prune─▶
+//! ─bytecode─▶ ─pack─▶ layer zip ─▶ size report ─▶ SBOM ─▶ serverless.yml patch ─▶ deploy.
+//!
+//! `main.rs` only dispatches; each command lives in its own module, and a command with steps has a
+//! folder of step modules.
+
+use std::path::PathBuf;
+
+pub mod arch;
+pub mod archive;
+pub mod bench;
+pub mod cache;
+pub mod deploy;
+pub mod doctor;
+pub mod flags;
+pub mod http;
+pub mod layer;
+pub mod lock;
+pub mod manifest;
+pub mod progress;
+pub mod runtime;
+pub mod sbom;
+pub mod serverless;
+pub mod spec;
+pub mod test_suite;
+pub mod testing;
+pub mod verify;
+
+/// The repository root (the parent of the `xtask` crate).
+pub fn project_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
+}
+
+/// Error for a command whose issue has not landed yet.
+pub fn not_yet(command: &str, what: &str) -> anyhow::Error {
+    anyhow::anyhow!("`cargo xtask {command}` is not implemented yet ({what}); see the open issues")
+}

@@ -1,0 +1,359 @@
+//! `litellm-layer/layer.toml`, the layer's spec: interpreter, requirements, pruning, budget.
+//!
+//! Every key is known: an unknown key or a bad value is an error naming the key and the file.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::manifest::{Manifest, Variant};
+
+/// The parsed and validated layer spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LayerSpec {
+    pub python: PythonSpec,
+    pub packages: PackagesSpec,
+    #[serde(default)]
+    pub index: IndexSpec,
+    #[serde(default)]
+    pub prune: PruneSpec,
+    #[serde(default)]
+    pub budget: BudgetSpec,
+    #[serde(default)]
+    pub verify: VerifySpec,
+    #[serde(default)]
+    pub serverless: ServerlessSpec,
+    /// Where the spec was read from (not a key).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// `[python]`: which python-build-standalone interpreter the layer ships.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PythonSpec {
+    /// Minor version, e.g. "3.11".
+    pub version: String,
+    /// python-build-standalone release tag, e.g. "20260127".
+    pub release: String,
+    /// Build variant; `install_only_stripped` unless told otherwise.
+    #[serde(default)]
+    pub variant: Variant,
+    /// Base URL of a mirror holding the release assets under their original file names
+    /// (`<mirror>/<release>/<file>`). `XTASK_PBS_MIRROR` overrides it.
+    #[serde(default)]
+    pub mirror: Option<String>,
+}
+
+/// `[packages]`: what goes into the layer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PackagesSpec {
+    /// Top-level PEP 508 requirements, e.g. `litellm==1.78.7`.
+    pub requirements: Vec<String>,
+    /// Distributions dropped from the resolved closure (with everything only they need).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Distributions allowed to install `*.pth`, `sitecustomize.py` or `usercustomize.py`.
+    #[serde(default)]
+    pub allow_startup_hooks: Vec<String>,
+}
+
+/// `[index]`: the package index the lock is resolved against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IndexSpec {
+    pub url: String,
+}
+
+impl Default for IndexSpec {
+    fn default() -> Self {
+        IndexSpec { url: DEFAULT_INDEX_URL.to_string() }
+    }
+}
+
+pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple";
+
+/// The prune rules that are safe for every distribution and on by default.
+pub const SAFE_PRUNE_RULES: &[&str] = &[
+    "tests",
+    "docs",
+    "examples",
+    "type-stubs",
+    "c-sources",
+    "build-tools",
+    "console-scripts",
+    "record",
+];
+
+/// `[prune]`: which named rules run. Safe rules are on by default; opt-in rules must be named and
+/// `verify` must pass after them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PruneSpec {
+    /// Safe rules to run (default: all of them).
+    #[serde(default = "default_safe_rules")]
+    pub safe: Vec<String>,
+    /// Opt-in: keep only these LiteLLM providers under `litellm/llms/` (empty: keep all).
+    #[serde(default)]
+    pub keep_litellm_providers: Vec<String>,
+    /// Opt-in: paths under `litellm/proxy/` to delete (relative to it, e.g. `_experimental`).
+    #[serde(default)]
+    pub litellm_proxy_paths: Vec<String>,
+    /// Opt-in: whole distributions to delete after install.
+    #[serde(default)]
+    pub drop_packages: Vec<String>,
+    /// Standard-library parts to delete (default: DESIGN.md §7's list).
+    #[serde(default = "default_stdlib_rules")]
+    pub stdlib: Vec<String>,
+}
+
+fn default_safe_rules() -> Vec<String> {
+    SAFE_PRUNE_RULES.iter().map(|s| s.to_string()).collect()
+}
+
+/// Standard-library parts removable with LiteLLM still working (DESIGN.md §6, §7).
+pub const STDLIB_PRUNE_RULES: &[&str] = &[
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+    "pydoc_data",
+    "distutils",
+    "config",
+    "__phello__",
+    "static-libs",
+    "headers",
+    "test-extensions",
+];
+
+fn default_stdlib_rules() -> Vec<String> {
+    STDLIB_PRUNE_RULES.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for PruneSpec {
+    fn default() -> Self {
+        PruneSpec {
+            safe: default_safe_rules(),
+            keep_litellm_providers: Vec::new(),
+            litellm_proxy_paths: Vec::new(),
+            drop_packages: Vec::new(),
+            stdlib: default_stdlib_rules(),
+        }
+    }
+}
+
+/// `[budget]`: the build fails when the layer is bigger than this.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BudgetSpec {
+    /// Maximum size of `python-litellm-<arch>.zip`, in MB (10^6 bytes).
+    #[serde(default = "default_zipped_mb")]
+    pub zipped_mb: f64,
+    /// Maximum size of the unzipped layer, in MB (10^6 bytes).
+    #[serde(default = "default_unzipped_mb")]
+    pub unzipped_mb: f64,
+}
+
+fn default_zipped_mb() -> f64 {
+    50.0
+}
+fn default_unzipped_mb() -> f64 {
+    250.0
+}
+
+impl Default for BudgetSpec {
+    fn default() -> Self {
+        BudgetSpec { zipped_mb: default_zipped_mb(), unzipped_mb: default_unzipped_mb() }
+    }
+}
+
+/// `[verify]`: what `cargo xtask verify` imports besides `litellm`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VerifySpec {
+    #[serde(default)]
+    pub imports: Vec<String>,
+}
+
+/// `[serverless]`: how the layer is wired into the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerlessSpec {
+    /// serverless.yml to patch, relative to the repository root.
+    pub file: PathBuf,
+    /// The layer's `path` as written into serverless.yml; `{arch}` is replaced.
+    pub layer_path: String,
+}
+
+impl Default for ServerlessSpec {
+    fn default() -> Self {
+        ServerlessSpec {
+            file: PathBuf::from("amplify-lambda-js/serverless.yml"),
+            layer_path: "../layer-build-{arch}/layer".to_string(),
+        }
+    }
+}
+
+impl LayerSpec {
+    /// Read and validate a spec file.
+    pub fn load(path: &Path) -> Result<LayerSpec> {
+        let text = fs_err::read_to_string(path)
+            .with_context(|| "reading the layer spec (create it, or pass --spec FILE)".to_string())?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate spec text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<LayerSpec> {
+        let mut spec: LayerSpec =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        spec.path = path.to_path_buf();
+        spec.validate().with_context(|| format!("{}: invalid layer spec", path.display()))?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let manifest = Manifest::pinned();
+        if !["3.11", "3.12", "3.13"].contains(&self.python.version.as_str()) {
+            bail!("python.version = {:?}: expected a minor version such as \"3.11\" (3.11, 3.12 or 3.13)", self.python.version);
+        }
+        if !manifest.has_release(&self.python.version, &self.python.release) {
+            bail!(
+                "python.release = {:?}: no pinned python-build-standalone {} build from that release; pinned releases: {}",
+                self.python.release,
+                self.python.version,
+                manifest.releases_for(&self.python.version).join(", ")
+            );
+        }
+        if let Some(mirror) = &self.python.mirror {
+            url::Url::parse(mirror).with_context(|| format!("python.mirror = {mirror:?} is not a URL"))?;
+        }
+        if self.packages.requirements.is_empty() {
+            bail!("packages.requirements is empty: name at least one requirement, e.g. \"litellm==1.78.7\"");
+        }
+        for requirement in &self.packages.requirements {
+            pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(requirement)
+                .map_err(|e| anyhow::anyhow!("packages.requirements: {requirement:?} is not a PEP 508 requirement: {e}"))?;
+        }
+        for (key, names) in [
+            ("packages.exclude", &self.packages.exclude),
+            ("packages.allow-startup-hooks", &self.packages.allow_startup_hooks),
+            ("prune.drop-packages", &self.prune.drop_packages),
+        ] {
+            for name in names {
+                pep508_rs::PackageName::from_str(name)
+                    .map_err(|e| anyhow::anyhow!("{key}: {name:?} is not a package name: {e}"))?;
+            }
+        }
+        let url = url::Url::parse(&self.index.url).with_context(|| format!("index.url = {:?} is not a URL", self.index.url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("index.url = {:?}: only http and https indexes are supported", self.index.url);
+        }
+        for rule in &self.prune.safe {
+            if !SAFE_PRUNE_RULES.contains(&rule.as_str()) {
+                bail!("prune.safe: unknown rule {rule:?}; known rules: {}", SAFE_PRUNE_RULES.join(", "));
+            }
+        }
+        for rule in &self.prune.stdlib {
+            if !STDLIB_PRUNE_RULES.contains(&rule.as_str()) {
+                bail!("prune.stdlib: unknown rule {rule:?}; known rules: {}", STDLIB_PRUNE_RULES.join(", "));
+            }
+        }
+        for path in &self.prune.litellm_proxy_paths {
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
+                bail!("prune.litellm-proxy-paths: {path:?} must be a relative path inside litellm/proxy without '..'");
+            }
+        }
+        for (key, value) in [("budget.zipped-mb", self.budget.zipped_mb), ("budget.unzipped-mb", self.budget.unzipped_mb)] {
+            if !(value.is_finite() && value > 0.0) {
+                bail!("{key} = {value}: must be a positive number of megabytes");
+            }
+        }
+        if self.budget.zipped_mb > 50.0 {
+            eprintln!("warning: budget.zipped-mb = {} is above Lambda's 50 MB direct-upload limit", self.budget.zipped_mb);
+        }
+        if self.budget.unzipped_mb > 250.0 {
+            bail!("budget.unzipped-mb = {}: Lambda allows at most 250 MB unzipped for a function and its layers", self.budget.unzipped_mb);
+        }
+        if !self.serverless.layer_path.contains("{arch}") && self.serverless.layer_path.is_empty() {
+            bail!("serverless.layer-path is empty");
+        }
+        Ok(())
+    }
+
+    /// The pinned-or-mirrored python-build-standalone mirror, `XTASK_PBS_MIRROR` first.
+    pub fn pbs_mirror(&self) -> Option<String> {
+        std::env::var("XTASK_PBS_MIRROR").ok().filter(|s| !s.is_empty()).or_else(|| self.python.mirror.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[python]
+version = "3.11"
+release = "20260127"
+
+[packages]
+requirements = ["litellm==1.78.7"]
+"#;
+
+    fn parse(text: &str) -> Result<LayerSpec> {
+        LayerSpec::parse(text, Path::new("litellm-layer/layer.toml"))
+    }
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let spec = parse(MINIMAL).unwrap();
+        assert_eq!(spec.python.variant, Variant::InstallOnlyStripped);
+        assert_eq!(spec.index.url, DEFAULT_INDEX_URL);
+        assert_eq!(spec.prune.safe.len(), SAFE_PRUNE_RULES.len());
+        assert_eq!(spec.budget.zipped_mb, 50.0);
+    }
+
+    #[test]
+    fn the_committed_spec_is_valid() {
+        let path = crate::project_root().join("litellm-layer/layer.toml");
+        let spec = LayerSpec::load(&path).unwrap();
+        assert!(spec.packages.requirements.iter().any(|r| r.starts_with("litellm==")));
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_file() {
+        let err = parse(&format!("{MINIMAL}\n[budget]\nzipped-mib = 3\n")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("litellm-layer/layer.toml"), "{msg}");
+        assert!(msg.contains("unknown field `zipped-mib`"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_top_level_table_is_refused() {
+        let msg = format!("{:#}", parse(&format!("{MINIMAL}\n[pythn]\nversion = 1\n")).unwrap_err());
+        assert!(msg.contains("unknown field `pythn`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            (MINIMAL.replace("\"3.11\"", "\"3.9\""), "python.version"),
+            (MINIMAL.replace("20260127", "19990101"), "python.release"),
+            (MINIMAL.replace("litellm==1.78.7", "litellm==="), "packages.requirements"),
+            (format!("{MINIMAL}\n[budget]\nzipped-mb = -1\n"), "budget.zipped-mb"),
+            (format!("{MINIMAL}\n[prune]\nsafe = [\"everything\"]\n"), "prune.safe: unknown rule \"everything\""),
+            (format!("{MINIMAL}\n[index]\nurl = \"ftp://x\"\n"), "index.url"),
+            (MINIMAL.replace("release = \"20260127\"", "release = \"20260127\"\nvariant = \"debug\""), "variant"),
+        ];
+        for (text, want) in cases {
+            let msg = format!("{:#}", parse(&text).unwrap_err());
+            assert!(msg.contains(want), "want {want:?} in: {msg}");
+            assert!(msg.contains("litellm-layer/layer.toml"), "{msg}");
+        }
+    }
+}
