@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::flags::{GlobalArgs, BenchArgs};
+use crate::flags::{BenchArgs, GlobalArgs};
 
 pub fn run(_global: &GlobalArgs, _args: &BenchArgs) -> Result<()> {
     Err(crate::not_yet("bench", "issue 8"))

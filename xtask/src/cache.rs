@@ -163,10 +163,10 @@ impl Cache {
                 let (computed, size) = copy_hashing(&mut reader, temp.as_file_mut())
                     .with_context(|| format!("downloading {}", source.display()))?;
                 bar.finish_and_clear();
-                if let Some(total) = total {
-                    if size != total {
-                        bail!("truncated download from {}: got {size} of {total} bytes", source.display());
-                    }
+                if let Some(total) = total
+                    && size != total
+                {
+                    bail!("truncated download from {}: got {size} of {total} bytes", source.display());
                 }
                 (computed, size)
             }
@@ -227,7 +227,8 @@ pub fn copy_hashing(reader: &mut impl Read, writer: &mut impl Write) -> io::Resu
 /// The sha256 of a file.
 pub fn sha256_file(path: &Path) -> Result<Sha256Hex> {
     let mut file = fs_err::File::open(path)?;
-    let (digest, _) = copy_hashing(&mut file, &mut io::sink()).with_context(|| format!("hashing {}", path.display()))?;
+    let (digest, _) =
+        copy_hashing(&mut file, &mut io::sink()).with_context(|| format!("hashing {}", path.display()))?;
     Ok(digest)
 }
 
@@ -278,7 +279,11 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.contains(&format!("expected {}", "1".repeat(64))), "{msg}");
         assert!(msg.contains(&format!("computed {}", sha256_bytes(b"hello"))), "{msg}");
-        let leftovers: Vec<_> = walkdir::WalkDir::new(cache.root()).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()).collect();
+        let leftovers: Vec<_> = walkdir::WalkDir::new(cache.root())
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .collect();
         assert!(leftovers.is_empty(), "cache holds {leftovers:?}");
     }
 

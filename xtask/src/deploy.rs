@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::flags::{GlobalArgs, DeployArgs};
+use crate::flags::{DeployArgs, GlobalArgs};
 
 pub fn run(_global: &GlobalArgs, _args: &DeployArgs) -> Result<()> {
     Err(crate::not_yet("deploy", "issue 7"))

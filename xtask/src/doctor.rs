@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::flags::{GlobalArgs, DoctorArgs};
+use crate::flags::{DoctorArgs, GlobalArgs};
 
 pub fn run(_global: &GlobalArgs, _args: &DoctorArgs) -> Result<()> {
     Err(crate::not_yet("doctor", "issue 7"))

@@ -187,7 +187,9 @@ mod tests {
 
     #[test]
     fn arch_aliases_are_accepted() {
-        for (given, want) in [("arm64", Arch::Arm64), ("aarch64", Arch::Arm64), ("x86_64", Arch::X86_64), ("amd64", Arch::X86_64)] {
+        for (given, want) in
+            [("arm64", Arch::Arm64), ("aarch64", Arch::Arm64), ("x86_64", Arch::X86_64), ("amd64", Arch::X86_64)]
+        {
             let parsed = Xtask::try_parse_from(["xtask", "layer", "--arch", given]).unwrap();
             let Command::Layer(args) = parsed.command else { panic!("not layer") };
             assert_eq!(args.arch, want, "{given}");

@@ -45,11 +45,8 @@ impl Http {
 
     /// A client with a short timeout, for reachability probes (`doctor`).
     pub fn with_timeout(timeout: Duration) -> Result<Http> {
-        let client = Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .context("creating the HTTP client")?;
+        let client =
+            Client::builder().connect_timeout(timeout).timeout(timeout).build().context("creating the HTTP client")?;
         Ok(Http { client, backoff: Duration::from_millis(50) })
     }
 
@@ -119,7 +116,9 @@ pub fn redact_url(url: &str) -> String {
         Err(_) => {
             // Not a URL we can parse: still never show what looks like credentials.
             match (url.find("://"), url.find('@')) {
-                (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}***{}", &url[..scheme_end + 3], &url[at..]),
+                (Some(scheme_end), Some(at)) if at > scheme_end => {
+                    format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+                }
                 _ => url.to_string(),
             }
         }
@@ -131,10 +130,10 @@ pub fn read_body_checked(url: &str, mut response: Response) -> Result<Vec<u8>> {
     let expected = response.content_length();
     let mut body = Vec::new();
     response.read_to_end(&mut body).with_context(|| format!("reading {}", redact_url(url)))?;
-    if let Some(expected) = expected {
-        if body.len() as u64 != expected {
-            bail!("truncated download from {}: got {} of {expected} bytes", redact_url(url), body.len());
-        }
+    if let Some(expected) = expected
+        && body.len() as u64 != expected
+    {
+        bail!("truncated download from {}: got {} of {expected} bytes", redact_url(url), body.len());
     }
     Ok(body)
 }

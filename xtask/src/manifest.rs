@@ -78,7 +78,12 @@ impl PbsArtifact {
     /// The download URL, through a mirror when one is set (`<mirror>/<release>/<file name>`).
     pub fn url_via(&self, mirror: Option<&str>) -> String {
         match mirror {
-            Some(base) => format!("{}/{}/{}", base.trim_end_matches('/'), self.release_tag, self.url.rsplit('/').next().unwrap_or("")),
+            Some(base) => format!(
+                "{}/{}/{}",
+                base.trim_end_matches('/'),
+                self.release_tag,
+                self.url.rsplit('/').next().unwrap_or("")
+            ),
             None => self.url.clone(),
         }
     }
@@ -122,7 +127,10 @@ impl Manifest {
     /// The artifact for a minor version, release, arch and variant.
     pub fn find(&self, minor: &str, release: &str, arch: Arch, variant: Variant) -> Result<&PbsArtifact> {
         let found = self.artifacts.iter().find(|a| {
-            a.minor_version() == minor && a.release_tag == release && a.arch == arch.pbs_triple() && a.variant == variant
+            a.minor_version() == minor
+                && a.release_tag == release
+                && a.arch == arch.pbs_triple()
+                && a.variant == variant
         });
         match found {
             Some(artifact) => Ok(artifact),
@@ -156,7 +164,11 @@ mod tests {
                     let artifact = manifest.find(minor, "20260127", arch, variant).unwrap();
                     assert_eq!(artifact.sha256.len(), 64);
                     assert!(artifact.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
-                    assert!(artifact.url.starts_with("https://github.com/astral-sh/python-build-standalone/releases/download/"));
+                    assert!(
+                        artifact
+                            .url
+                            .starts_with("https://github.com/astral-sh/python-build-standalone/releases/download/")
+                    );
                     assert!(artifact.url.contains(arch.pbs_triple()));
                 }
             }
@@ -177,7 +189,8 @@ mod tests {
 
     #[test]
     fn missing_build_lists_what_is_pinned() {
-        let err = Manifest::pinned().find("3.11", "20260814", Arch::Arm64, Variant::InstallOnly).unwrap_err().to_string();
+        let err =
+            Manifest::pinned().find("3.11", "20260814", Arch::Arm64, Variant::InstallOnly).unwrap_err().to_string();
         assert!(err.contains("20260814 install_only_stripped"), "{err}");
     }
 }

@@ -78,16 +78,8 @@ impl Default for IndexSpec {
 pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple";
 
 /// The prune rules that are safe for every distribution and on by default.
-pub const SAFE_PRUNE_RULES: &[&str] = &[
-    "tests",
-    "docs",
-    "examples",
-    "type-stubs",
-    "c-sources",
-    "build-tools",
-    "console-scripts",
-    "record",
-];
+pub const SAFE_PRUNE_RULES: &[&str] =
+    &["tests", "docs", "examples", "type-stubs", "c-sources", "build-tools", "console-scripts", "record"];
 
 /// `[prune]`: which named rules run. Safe rules are on by default; opt-in rules must be named and
 /// `verify` must pass after them.
@@ -220,7 +212,10 @@ impl LayerSpec {
     fn validate(&self) -> Result<()> {
         let manifest = Manifest::pinned();
         if !["3.11", "3.12", "3.13"].contains(&self.python.version.as_str()) {
-            bail!("python.version = {:?}: expected a minor version such as \"3.11\" (3.11, 3.12 or 3.13)", self.python.version);
+            bail!(
+                "python.version = {:?}: expected a minor version such as \"3.11\" (3.11, 3.12 or 3.13)",
+                self.python.version
+            );
         }
         if !manifest.has_release(&self.python.version, &self.python.release) {
             bail!(
@@ -237,8 +232,9 @@ impl LayerSpec {
             bail!("packages.requirements is empty: name at least one requirement, e.g. \"litellm==1.78.7\"");
         }
         for requirement in &self.packages.requirements {
-            pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(requirement)
-                .map_err(|e| anyhow::anyhow!("packages.requirements: {requirement:?} is not a PEP 508 requirement: {e}"))?;
+            pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(requirement).map_err(|e| {
+                anyhow::anyhow!("packages.requirements: {requirement:?} is not a PEP 508 requirement: {e}")
+            })?;
         }
         for (key, names) in [
             ("packages.exclude", &self.packages.exclude),
@@ -250,7 +246,8 @@ impl LayerSpec {
                     .map_err(|e| anyhow::anyhow!("{key}: {name:?} is not a package name: {e}"))?;
             }
         }
-        let url = url::Url::parse(&self.index.url).with_context(|| format!("index.url = {:?} is not a URL", self.index.url))?;
+        let url = url::Url::parse(&self.index.url)
+            .with_context(|| format!("index.url = {:?} is not a URL", self.index.url))?;
         if !matches!(url.scheme(), "http" | "https") {
             bail!("index.url = {:?}: only http and https indexes are supported", self.index.url);
         }
@@ -269,16 +266,24 @@ impl LayerSpec {
                 bail!("prune.litellm-proxy-paths: {path:?} must be a relative path inside litellm/proxy without '..'");
             }
         }
-        for (key, value) in [("budget.zipped-mb", self.budget.zipped_mb), ("budget.unzipped-mb", self.budget.unzipped_mb)] {
+        for (key, value) in
+            [("budget.zipped-mb", self.budget.zipped_mb), ("budget.unzipped-mb", self.budget.unzipped_mb)]
+        {
             if !(value.is_finite() && value > 0.0) {
                 bail!("{key} = {value}: must be a positive number of megabytes");
             }
         }
         if self.budget.zipped_mb > 50.0 {
-            eprintln!("warning: budget.zipped-mb = {} is above Lambda's 50 MB direct-upload limit", self.budget.zipped_mb);
+            eprintln!(
+                "warning: budget.zipped-mb = {} is above Lambda's 50 MB direct-upload limit",
+                self.budget.zipped_mb
+            );
         }
         if self.budget.unzipped_mb > 250.0 {
-            bail!("budget.unzipped-mb = {}: Lambda allows at most 250 MB unzipped for a function and its layers", self.budget.unzipped_mb);
+            bail!(
+                "budget.unzipped-mb = {}: Lambda allows at most 250 MB unzipped for a function and its layers",
+                self.budget.unzipped_mb
+            );
         }
         if !self.serverless.layer_path.contains("{arch}") && self.serverless.layer_path.is_empty() {
             bail!("serverless.layer-path is empty");

@@ -41,7 +41,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
-        Reply { status, headers: vec![("Content-Type".into(), content_type.into())], body: body.into(), truncate_to: None }
+        Reply {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+            truncate_to: None,
+        }
     }
 
     pub fn not_found() -> Reply {

@@ -122,7 +122,12 @@ impl Pylock {
         }
         for package in &lock.packages {
             if package.wheels.is_empty() {
-                bail!("{}: package {} {} has no wheels (sdists are never installed)", path.display(), package.name, package.version);
+                bail!(
+                    "{}: package {} {} has no wheels (sdists are never installed)",
+                    path.display(),
+                    package.name,
+                    package.version
+                );
             }
             for wheel in &package.wheels {
                 crate::cache::Sha256Hex::parse(&wheel.hashes.sha256).with_context(|| {
