@@ -1,0 +1,1 @@
+//! Byte-compile the stdlib and packages with unchecked-hash invalidation for a read-only /opt.

@@ -1,0 +1,1 @@
+//! Install the locked wheels for one arch into site-packages, per the wheel spec.

@@ -1,0 +1,1 @@
+//! The size report (JSON and Markdown) and the budget check.

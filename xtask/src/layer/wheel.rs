@@ -1,0 +1,1 @@
+//! Unpacking one wheel (binary distribution format spec), every member treated as hostile.
