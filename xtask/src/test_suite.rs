@@ -31,12 +31,16 @@ pub fn run(_global: &GlobalArgs, args: &TestArgs) -> Result<()> {
     for suite in selected {
         progress.step(format!("{suite} tests"), || match suite {
             "lint" => {
-                cmd!(sh, "{cargo} fmt --all --check").run().context("rustfmt found unformatted code: run `cargo fmt`")?;
+                cmd!(sh, "{cargo} fmt --all --check")
+                    .run()
+                    .context("rustfmt found unformatted code: run `cargo fmt`")?;
                 cmd!(sh, "{cargo} clippy --workspace --all-targets -- -D warnings")
                     .run()
                     .context("clippy found problems (see above)")
             }
-            "rust" => cmd!(sh, "{cargo} test --workspace --no-fail-fast").run().context("Rust tests failed (see above)"),
+            "rust" => {
+                cmd!(sh, "{cargo} test --workspace --no-fail-fast").run().context("Rust tests failed (see above)")
+            }
             "node" => run_node_suite(&sh),
             _ => unreachable!("suites are checked above"),
         })?;
