@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every test of the repository (Rust, Node, end-to-end), with the set-up a
 //! fresh machine needs (the service's npm dependencies).
 //!
-//! Suites: `lint` (rustfmt, clippy), `rust` (unit and end-to-end tests of the xtask crate, which
+//! Suites: `lint` (rustfmt, clippy, actionlint on the workflows), `rust` (unit and end-to-end tests of the xtask crate, which
 //! include the runtime, lock and layer end-to-end tests), `node` (the service's `node --test`).
 
 use std::time::Instant;
@@ -36,12 +36,13 @@ pub fn run(_global: &GlobalArgs, args: &TestArgs) -> Result<()> {
                     .context("rustfmt found unformatted code: run `cargo fmt`")?;
                 cmd!(sh, "{cargo} clippy --workspace --all-targets -- -D warnings")
                     .run()
-                    .context("clippy found problems (see above)")
+                    .context("clippy found problems (see above)")?;
+                run_npm_tests(&sh, ".github/lint", "workflow lint")
             }
             "rust" => {
                 cmd!(sh, "{cargo} test --workspace --no-fail-fast").run().context("Rust tests failed (see above)")
             }
-            "node" => run_node_suite(&sh),
+            "node" => run_npm_tests(&sh, "amplify-lambda-js", "the service's Node tests"),
             _ => unreachable!("suites are checked above"),
         })?;
     }
@@ -49,14 +50,16 @@ pub fn run(_global: &GlobalArgs, args: &TestArgs) -> Result<()> {
     Ok(())
 }
 
-/// Install the service's npm dependencies when missing (`npm ci`, from the committed lock), then
-/// run its `node --test` suite.
-fn run_node_suite(sh: &Shell) -> Result<()> {
-    let service = crate::project_root().join("amplify-lambda-js");
-    let _dir = sh.push_dir(&service);
+/// Install a Node project's npm dependencies when missing (`npm ci`, from its committed lock),
+/// then run its `npm test`.
+fn run_npm_tests(sh: &Shell, dir: &str, what: &str) -> Result<()> {
+    let project = crate::project_root().join(dir);
+    let _dir = sh.push_dir(&project);
     cmd!(sh, "node --version").quiet().run().context("node is not installed: install Node.js 20 or newer")?;
-    if !service.join("node_modules").exists() {
-        cmd!(sh, "npm ci --no-audit --no-fund").run().context("installing the service's npm dependencies")?;
+    if !project.join("node_modules").exists() {
+        cmd!(sh, "npm ci --no-audit --no-fund")
+            .run()
+            .with_context(|| format!("installing npm dependencies in {dir}"))?;
     }
-    cmd!(sh, "npm test").run().context("Node tests failed (see above)")
+    cmd!(sh, "npm test").run().with_context(|| format!("{what} failed (see above)"))
 }
