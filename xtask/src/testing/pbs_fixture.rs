@@ -106,6 +106,7 @@ pub fn pbs_install_only(compression: Compression) -> Result<PbsFixture> {
         write_pbs_archive(&host, compression, temp.as_file_mut())
             .with_context(|| format!("building the test fixture {}", path.display()))?;
         temp.as_file_mut().flush()?;
+        fs_err::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         temp.persist(&path).with_context(|| format!("moving the fixture into {}", path.display()))?;
     }
     drop(lock);
