@@ -40,12 +40,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_unpacked_bytes: 2_000_000_000,
-            max_entries: 100_000,
-            max_ratio: 50,
-            ratio_grace_bytes: 64_000_000,
-        }
+        Limits { max_unpacked_bytes: 2_000_000_000, max_entries: 100_000, max_ratio: 50, ratio_grace_bytes: 64_000_000 }
     }
 }
 
@@ -233,7 +228,12 @@ impl<R: Read> Read for Limited<R> {
             ))
         } else if total > self.limits.ratio_grace_bytes && total / compressed > self.limits.max_ratio {
             Some((
-                format!("compression ratio above {}:1 ({} from {})", self.limits.max_ratio, human_bytes(total), human_bytes(compressed)),
+                format!(
+                    "compression ratio above {}:1 ({} from {})",
+                    self.limits.max_ratio,
+                    human_bytes(total),
+                    human_bytes(compressed)
+                ),
                 format!("{}:1", self.limits.max_ratio),
             ))
         } else {
@@ -344,7 +344,10 @@ pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extra
             if extracted.file_bytes.saturating_add(size) > limits.max_unpacked_bytes {
                 return Err(ArchiveError::TooBig {
                     archive: archive_name.clone(),
-                    what: format!("entry {relative:?} alone would take it past {}", human_bytes(limits.max_unpacked_bytes)),
+                    what: format!(
+                        "entry {relative:?} alone would take it past {}",
+                        human_bytes(limits.max_unpacked_bytes)
+                    ),
                     limit: human_bytes(limits.max_unpacked_bytes),
                 }
                 .into());
@@ -593,7 +596,11 @@ mod tests {
 
     #[test]
     fn symlinks_escaping_the_root_are_refused() {
-        assert_refused(vec![RawEntry::symlink("python/etc", "/etc")], "python/etc", "resolves outside the archive root");
+        assert_refused(
+            vec![RawEntry::symlink("python/etc", "/etc")],
+            "python/etc",
+            "resolves outside the archive root",
+        );
         assert_refused(
             vec![RawEntry::symlink("python/up", "../../..")],
             "python/up",

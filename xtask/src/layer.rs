@@ -99,7 +99,9 @@ impl StagedOutput {
         let parent = out_dir.parent().context("--out-dir must have a parent directory")?;
         let has_previous = match fs_err::symlink_metadata(out_dir) {
             Err(_) => false,
-            Ok(meta) if !meta.is_dir() => bail!("{} exists and is not a directory; remove it or pick another --out-dir", out_dir.display()),
+            Ok(meta) if !meta.is_dir() => {
+                bail!("{} exists and is not a directory; remove it or pick another --out-dir", out_dir.display())
+            }
             Ok(_) => {
                 let empty = fs_err::read_dir(out_dir)?.next().is_none();
                 if !empty && !out_dir.join(BUILD_MARKER).is_file() {

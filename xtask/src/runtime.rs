@@ -103,7 +103,8 @@ pub fn python_root_of(out_dir: &Path) -> PathBuf {
 pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) -> Result<ResolvedArchive> {
     match (&python.python_dist, &python.python_sha256) {
         (Some(location), Some(sha256)) => {
-            let sha256 = Sha256Hex::parse(sha256).context("--python-sha256 must be the archive's sha256 (64 hex digits)")?;
+            let sha256 =
+                Sha256Hex::parse(sha256).context("--python-sha256 must be the archive's sha256 (64 hex digits)")?;
             let source = Source::parse(location);
             let archive_name = match &source {
                 Source::Url(url) => url::Url::parse(url)
@@ -142,7 +143,15 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
     let python_root = python_root_of(request.out_dir);
 
     if let Some(previous) = request.previous_out_dir
-        && let Some(output) = stamp::reuse(previous, request.out_dir, &resolved.sha256, &spec.prune.stdlib, &minor, request.arch, progress)?
+        && let Some(output) = stamp::reuse(
+            previous,
+            request.out_dir,
+            &resolved.sha256,
+            &spec.prune.stdlib,
+            &minor,
+            request.arch,
+            progress,
+        )?
     {
         return Ok(output);
     }
@@ -257,8 +266,10 @@ fn extract_python_tree(
     ));
     let extracted_python = tree.join("python");
     if !fs_err::symlink_metadata(&extracted_python).is_ok_and(|m| m.is_dir()) {
-        let top: Vec<String> =
-            fs_err::read_dir(&tree)?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect();
+        let top: Vec<String> = fs_err::read_dir(&tree)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
         bail!(
             "{archive_name}: no python/ directory at the top of the archive (found: {}); use a python-build-standalone \
              install_only archive",
@@ -268,7 +279,8 @@ fn extract_python_tree(
     for other in fs_err::read_dir(&tree)? {
         let name = other?.file_name();
         if name != "python" {
-            progress.note(format!("ignoring {} at the top of the archive (only python/ is used)", name.to_string_lossy()));
+            progress
+                .note(format!("ignoring {} at the top of the archive (only python/ is used)", name.to_string_lossy()));
         }
     }
     fs_err::rename(&extracted_python, python_root)?;
@@ -282,7 +294,9 @@ fn check_layout(python_root: &Path, minor: &str, arch: Arch, archive_name: &str)
     let stdlib = python_root.join("lib").join(format!("python{minor}"));
     if !interpreter.is_file() {
         let found: Vec<String> = fs_err::read_dir(python_root.join("bin"))
-            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+            .map(|entries| {
+                entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect()
+            })
             .unwrap_or_default();
         bail!(
             "{archive_name}: python/bin/python{minor} is missing (bin/ holds: {}); layer.toml asks for python {minor}, \
@@ -291,7 +305,9 @@ fn check_layout(python_root: &Path, minor: &str, arch: Arch, archive_name: &str)
         );
     }
     if !stdlib.is_dir() {
-        bail!("{archive_name}: python/lib/python{minor}/ is missing; this is not a python-build-standalone install_only archive");
+        bail!(
+            "{archive_name}: python/lib/python{minor}/ is missing; this is not a python-build-standalone install_only archive"
+        );
     }
     let mut head = [0u8; 20];
     use std::io::Read;
@@ -404,7 +420,9 @@ mod tests {
     #[test]
     fn version_is_read_from_pbs_names() {
         assert_eq!(
-            version_from_archive_name("cpython-3.11.14+20260127-aarch64-unknown-linux-gnu-install_only_stripped.tar.gz"),
+            version_from_archive_name(
+                "cpython-3.11.14+20260127-aarch64-unknown-linux-gnu-install_only_stripped.tar.gz"
+            ),
             Some("3.11.14".to_string())
         );
         assert_eq!(version_from_archive_name("cpython-3.11.7+fixture-x86_64.tar.gz"), Some("3.11.7".to_string()));

@@ -158,7 +158,9 @@ pub fn reuse(
     output.relocate(previous, out_dir);
     output.reused = true;
     if previous != out_dir {
-        progress.step(format!("reuse cpython {} ({arch})", output.version), || copy_listed(&stamp.files, &previous_root, &output.python_root))?;
+        progress.step(format!("reuse cpython {} ({arch})", output.version), || {
+            copy_listed(&stamp.files, &previous_root, &output.python_root)
+        })?;
         write(out_dir, &output, prune_rules)?;
     }
     progress.note(format!(

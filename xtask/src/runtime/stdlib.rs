@@ -40,7 +40,9 @@ pub fn rule_description(rule: &str) -> &'static str {
         "idlelib" => "the IDLE editor: lib/python3.X/idlelib and bin/idle*",
         "tkinter" => "Tk bindings: tkinter, _tkinter*.so and the tcl/tk/itcl/thread/tix libraries under lib/",
         "turtledemo" => "turtle graphics demos",
-        "ensurepip" => "ensurepip with its bundled wheels, and the pip/setuptools it pre-installed (site-packages, bin/pip*)",
+        "ensurepip" => {
+            "ensurepip with its bundled wheels, and the pip/setuptools it pre-installed (site-packages, bin/pip*)"
+        }
         "lib2to3" => "the 2to3 converter: lib2to3 and bin/2to3*",
         "pydoc_data" => "pydoc's HTML topics",
         "distutils" => "the deprecated distutils package",
@@ -48,7 +50,9 @@ pub fn rule_description(rule: &str) -> &'static str {
         "__phello__" => "frozen-module test packages __phello__ and __hello__.py",
         "static-libs" => "static libraries (*.a) anywhere in the tree",
         "headers" => "C headers (include/)",
-        "test-extensions" => "test extension modules in lib-dynload (_test*, _xxtest*, _ctypes_test*, xxlimited*, xxsubtype*)",
+        "test-extensions" => {
+            "test extension modules in lib-dynload (_test*, _xxtest*, _ctypes_test*, xxlimited*, xxsubtype*)"
+        }
         _ => "unknown rule",
     }
 }
@@ -116,7 +120,9 @@ fn rule_targets(rule: &str, python_root: &Path, minor: &str) -> Result<Vec<PathB
                 push_if_exists(path);
             }
             let tcl_tk = |name: &str| {
-                ["tcl", "tk", "itcl", "thread", "tix", "Tix", "libtcl", "libtk", "libtix"].iter().any(|p| name.starts_with(p))
+                ["tcl", "tk", "itcl", "thread", "tix", "Tix", "libtcl", "libtk", "libtix"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
             };
             for path in children_matching(&lib, tcl_tk)? {
                 push_if_exists(path);
@@ -133,7 +139,8 @@ fn rule_targets(rule: &str, python_root: &Path, minor: &str) -> Result<Vec<PathB
                 "__phello__" => push_if_exists(stdlib.join("__hello__.py")),
                 "ensurepip" => {
                     let preinstalled = |name: &str| {
-                        let dist = |d: &str| name == d || (name.starts_with(&format!("{d}-")) && name.ends_with(".dist-info"));
+                        let dist =
+                            |d: &str| name == d || (name.starts_with(&format!("{d}-")) && name.ends_with(".dist-info"));
                         dist("pip")
                             || dist("setuptools")
                             || name == "pkg_resources"

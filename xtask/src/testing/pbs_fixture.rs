@@ -79,9 +79,8 @@ fn host_python() -> Result<HostPython> {
 
 /// `target/test-fixtures/` (honouring `CARGO_TARGET_DIR`).
 pub fn fixtures_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::project_root().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::project_root().join("target"));
     target.join("test-fixtures")
 }
 
@@ -93,8 +92,7 @@ pub fn pbs_install_only(compression: Compression) -> Result<PbsFixture> {
     let arch = Arch::host().context("the PBS-shaped fixture needs an x86_64 or aarch64 host")?;
     let key_text = format!("{FIXTURE_FORMAT}|{}|{}|{compression}", host.version, host.prefix.display());
     let key = sha256_bytes(key_text.as_bytes()).as_str()[..10].to_string();
-    let file_name =
-        format!("cpython-{}+fixture{key}-{}-install_only.{compression}", host.version, arch.pbs_triple());
+    let file_name = format!("cpython-{}+fixture{key}-{}-install_only.{compression}", host.version, arch.pbs_triple());
     let dir = fixtures_dir();
     fs_err::create_dir_all(&dir)?;
     let path = dir.join(&file_name);
@@ -192,13 +190,21 @@ fn append_python_tree<W: Write>(host: &HostPython, builder: &mut tar::Builder<W>
         if !root.exists() {
             continue;
         }
-        for entry in walkdir::WalkDir::new(&root).sort_by_file_name().into_iter().filter_entry(|e| keep_in_fixture(e.path(), prefix, minor)) {
+        for entry in walkdir::WalkDir::new(&root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| keep_in_fixture(e.path(), prefix, minor))
+        {
             let entry = entry?;
             let relative = entry.path().strip_prefix(prefix).context("walk left the prefix")?;
             let name = format!("python/{}", relative.to_string_lossy());
             let file_type = entry.file_type();
             if file_type.is_dir() {
-                builder.append_data(&mut base_header(tar::EntryType::Directory, 0o755, 0), format!("{name}/"), std::io::empty())?;
+                builder.append_data(
+                    &mut base_header(tar::EntryType::Directory, 0o755, 0),
+                    format!("{name}/"),
+                    std::io::empty(),
+                )?;
             } else if file_type.is_symlink() {
                 let target = fs_err::read_link(entry.path())?;
                 if target.is_absolute() {
@@ -209,7 +215,8 @@ fn append_python_tree<W: Write>(host: &HostPython, builder: &mut tar::Builder<W>
             } else if file_type.is_file() {
                 // `$ORIGIN` relative to the file's own directory, back to `python/lib`.
                 let depth = relative.components().count() - 2;
-                let origin = if depth == 0 { "$ORIGIN".to_string() } else { format!("$ORIGIN/{}", vec![".."; depth].join("/")) };
+                let origin =
+                    if depth == 0 { "$ORIGIN".to_string() } else { format!("$ORIGIN/{}", vec![".."; depth].join("/")) };
                 append_file(builder, entry.path(), &name, &libdir, &origin)?;
             }
         }
@@ -236,9 +243,16 @@ fn keep_in_fixture(path: &Path, prefix: &Path, minor: &str) -> bool {
     }
 }
 
-fn append_file<W: Write>(builder: &mut tar::Builder<W>, source: &Path, name: &str, old_runpath: &str, new_runpath: &str) -> Result<()> {
+fn append_file<W: Write>(
+    builder: &mut tar::Builder<W>,
+    source: &Path,
+    name: &str,
+    old_runpath: &str,
+    new_runpath: &str,
+) -> Result<()> {
     let mut bytes = fs_err::read(source)?;
-    patch_runpath(&mut bytes, old_runpath, new_runpath).with_context(|| format!("patching the RUNPATH of {}", source.display()))?;
+    patch_runpath(&mut bytes, old_runpath, new_runpath)
+        .with_context(|| format!("patching the RUNPATH of {}", source.display()))?;
     let mode = fs_err::metadata(source)?.permissions();
     let mode = if std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111 != 0 { 0o755 } else { 0o644 };
     let mut header = base_header(tar::EntryType::Regular, mode, bytes.len() as u64);
@@ -390,7 +404,13 @@ pub fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
                 out.extend_from_slice(&padded(&long));
             }
         }
-        out.extend_from_slice(&raw_header(&entry.name, entry.typeflag, &entry.link, entry.data.len() as u64, entry.mode));
+        out.extend_from_slice(&raw_header(
+            &entry.name,
+            entry.typeflag,
+            &entry.link,
+            entry.data.len() as u64,
+            entry.mode,
+        ));
         out.extend_from_slice(&padded(&entry.data));
     }
     out.extend_from_slice(&[0u8; 1024]);
