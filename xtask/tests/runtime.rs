@@ -179,6 +179,17 @@ fn runtime_only_build_runs_the_extracted_interpreter_and_prunes_the_stdlib() {
     assert_same_tree(&without_stamp(snapshot(&dir.path().join("out"))), &without_stamp(before));
     let run = run_extracted(&python_root, "import ssl, json, sqlite3, zlib");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    // A runtime file changed on disk: it is not copied into the next build, which extracts again.
+    let os_py = python_root.join("lib/python3.11/os.py");
+    std::fs::write(&os_py, "raise SystemExit('tampered')\n").unwrap();
+    let third = build_runtime_only(dir.path(), fixture.path.to_str().unwrap(), fixture.sha256.as_str());
+    let err = stderr(&third);
+    assert!(third.status.success(), "{err}");
+    assert!(err.contains(&format!("not reusing the previous runtime: {} changed", os_py.display())), "{err}");
+    assert!(err.contains("==> extract"), "{err}");
+    let run = run_extracted(&python_root, "import os, ssl");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 }
 
 #[test]

@@ -499,7 +499,7 @@ mod tests {
         elf[dynamic_header + 4..dynamic_header + 8].copy_from_slice(&6u32.to_le_bytes());
         elf[dynamic_header + 0x18..dynamic_header + 0x20].copy_from_slice(&0x200u64.to_le_bytes());
         elf[dynamic_header + 0x20..dynamic_header + 0x28].copy_from_slice(&32u64.to_le_bytes());
-        assert!(!patch_runpath(&mut elf.clone(), "/other", "$ORIGIN").unwrap());
+        assert!(!patch_runpath(&mut elf.clone(), "/other/prefix/lib", "$ORIGIN").unwrap());
         assert!(patch_runpath(&mut elf, "/old/prefix/lib", "$ORIGIN/../lib").unwrap());
         assert_eq!(&elf[0x101..0x101 + 16], b"$ORIGIN/../lib\0\0");
     }
