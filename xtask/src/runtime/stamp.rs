@@ -92,6 +92,9 @@ pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> 
         output: output.clone(),
         files: list_tree(&output.python_root)?,
     };
+    // Paths are stored relative to the build directory, which is renamed after the build.
+    let mut stamp = stamp;
+    stamp.output.relocate(out_dir, Path::new(""));
     let json = serde_json::to_vec(&stamp).context("serialising the runtime stamp")?;
     let mut temp = tempfile::NamedTempFile::new_in(out_dir)?;
     std::io::Write::write_all(&mut temp, &json)?;
