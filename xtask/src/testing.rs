@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod pbs_fixture;
+
 /// One request as the handler sees it.
 #[derive(Debug, Clone)]
 pub struct Request {

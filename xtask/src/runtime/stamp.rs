@@ -1,0 +1,203 @@
+//! The runtime stamp, `<out>/runtime-stamp.json` (beside `layer/`, so it never ships): the archive
+//! hash, the prune rules and the files the runtime step left, so an unchanged runtime is copied
+//! from the previous build instead of being extracted and pruned again.
+//!
+//! Only the files listed in the stamp are copied: whatever later steps added to the tree
+//! (site-packages, bytecode, sitecustomize.py) is rebuilt by those steps. A listed file that is
+//! missing or changed size disables the reuse.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{RuntimeOutput, python_root_of};
+use crate::arch::Arch;
+use crate::cache::Sha256Hex;
+use crate::progress::Progress;
+
+pub const STAMP_FILE: &str = "runtime-stamp.json";
+
+/// Bump when the runtime step changes what it produces, so old outputs are not reused.
+const STAMP_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stamp {
+    format: u32,
+    sha256: String,
+    prune_rules: Vec<String>,
+    minor: String,
+    arch: String,
+    output: RuntimeOutput,
+    files: Vec<StampEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum EntryKind {
+    Dir,
+    File,
+    Symlink,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StampEntry {
+    /// POSIX path relative to the python root.
+    path: String,
+    kind: EntryKind,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    size: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    executable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// List the python root as it is now (sorted; directories before their contents).
+fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries = Vec::new();
+    for entry in walkdir::WalkDir::new(python_root).follow_root_links(false).min_depth(1).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("walking {}", python_root.display()))?;
+        let relative = entry.path().strip_prefix(python_root).context("walk left the python root")?;
+        let path = relative.to_string_lossy().to_string();
+        let file_type = entry.file_type();
+        let item = if file_type.is_dir() {
+            StampEntry { path, kind: EntryKind::Dir, size: 0, executable: false, target: None }
+        } else if file_type.is_symlink() {
+            let target = fs_err::read_link(entry.path())?.to_string_lossy().to_string();
+            StampEntry { path, kind: EntryKind::Symlink, size: 0, executable: false, target: Some(target) }
+        } else {
+            let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            StampEntry { path, kind: EntryKind::File, size: meta.len(), executable, target: None }
+        };
+        entries.push(item);
+    }
+    Ok(entries)
+}
+
+/// Record the runtime just built in `<out_dir>/runtime-stamp.json` (temp file + rename).
+pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> Result<()> {
+    let stamp = Stamp {
+        format: STAMP_FORMAT,
+        sha256: output.sha256.clone(),
+        prune_rules: prune_rules.to_vec(),
+        minor: output.minor.clone(),
+        arch: output.arch.clone(),
+        output: output.clone(),
+        files: list_tree(&output.python_root)?,
+    };
+    // Paths are stored relative to the build directory, which is renamed after the build.
+    let mut stamp = stamp;
+    stamp.output.relocate(out_dir, Path::new(""));
+    let json = serde_json::to_vec(&stamp).context("serialising the runtime stamp")?;
+    let mut temp = tempfile::NamedTempFile::new_in(out_dir)?;
+    std::io::Write::write_all(&mut temp, &json)?;
+    fs_err::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let path = out_dir.join(STAMP_FILE);
+    temp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// When `previous` holds a runtime from the same archive, prune rules, minor version and arch,
+/// copy its listed files into `out_dir` (or use it as is when it is `out_dir`) and return its
+/// output. `None` means: build it.
+pub fn reuse(
+    previous: &Path,
+    out_dir: &Path,
+    sha256: &Sha256Hex,
+    prune_rules: &[String],
+    minor: &str,
+    arch: Arch,
+    progress: &Progress,
+) -> Result<Option<RuntimeOutput>> {
+    let stamp_path = previous.join(STAMP_FILE);
+    let Ok(text) = fs_err::read(&stamp_path) else {
+        return Ok(None);
+    };
+    let stamp: Stamp = match serde_json::from_slice(&text) {
+        Ok(stamp) => stamp,
+        Err(error) => {
+            progress.note(format!("ignoring {} ({error}); extracting the runtime again", stamp_path.display()));
+            return Ok(None);
+        }
+    };
+    let differences: Vec<&str> = [
+        (stamp.format != STAMP_FORMAT, "an older xtask made it"),
+        (stamp.sha256 != sha256.as_str(), "the archive hash changed"),
+        (stamp.prune_rules != prune_rules, "the stdlib prune rules changed"),
+        (stamp.minor != minor, "the python version changed"),
+        (stamp.arch != arch.lambda_name(), "the architecture changed"),
+    ]
+    .into_iter()
+    .filter_map(|(differs, why)| differs.then_some(why))
+    .collect();
+    if !differences.is_empty() {
+        progress.note(format!("not reusing the previous runtime: {}", differences.join(", ")));
+        return Ok(None);
+    }
+    let previous_root = python_root_of(previous);
+    let now = match list_tree(&previous_root) {
+        Ok(now) => now,
+        Err(_) => return Ok(None),
+    };
+    let now: std::collections::BTreeMap<&str, &StampEntry> = now.iter().map(|e| (e.path.as_str(), e)).collect();
+    if let Some(changed) = stamp.files.iter().find(|e| now.get(e.path.as_str()) != Some(e)) {
+        progress.note(format!(
+            "not reusing the previous runtime: {} changed since it was built",
+            previous_root.join(&changed.path).display()
+        ));
+        return Ok(None);
+    }
+
+    let mut output = stamp.output.clone();
+    output.python_root = python_root_of(previous);
+    output.interpreter = output.python_root.join("bin").join(format!("python{minor}"));
+    output.relocate(previous, out_dir);
+    output.reused = true;
+    if previous != out_dir {
+        progress.step(format!("reuse cpython {} ({arch})", output.version), || {
+            copy_listed(&stamp.files, &previous_root, &output.python_root)
+        })?;
+        write(out_dir, &output, prune_rules)?;
+    }
+    progress.note(format!(
+        "reused the runtime of {} (sha256 {}, same stdlib prune rules): {} in {} files",
+        previous.display(),
+        output.sha256,
+        crate::progress::human_bytes(output.prune.bytes_after),
+        output.prune.files_after
+    ));
+    Ok(Some(output))
+}
+
+fn copy_listed(files: &[StampEntry], from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if fs_err::symlink_metadata(to).is_ok() {
+        anyhow::bail!("{} already exists; the runtime step writes into a fresh build directory", to.display());
+    }
+    fs_err::create_dir_all(to)?;
+    for entry in files {
+        let source = from.join(&entry.path);
+        let destination = to.join(&entry.path);
+        match entry.kind {
+            EntryKind::Dir => fs_err::create_dir_all(&destination)?,
+            EntryKind::File => {
+                fs_err::copy(&source, &destination)?;
+                let mode = if entry.executable { 0o755 } else { 0o644 };
+                fs_err::set_permissions(&destination, std::fs::Permissions::from_mode(mode))?;
+            }
+            EntryKind::Symlink => {
+                let target = entry.target.as_deref().unwrap_or_default();
+                std::os::unix::fs::symlink(target, &destination)
+                    .with_context(|| format!("creating the symlink {}", destination.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
