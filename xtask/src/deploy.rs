@@ -195,7 +195,9 @@ pub fn install_node_modules(service_dir: &Path, progress: &Progress) -> Result<(
         .stdin(Stdio::null())
         .stdout(std::io::stderr())
         .status()
-        .map_err(|e| anyhow::anyhow!("running npm: {e}; install Node.js 20 or newer with npm (see `cargo xtask doctor`)"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("running npm: {e}; install Node.js 20 or newer with npm (see `cargo xtask doctor`)")
+        })?;
     if !status.success() {
         bail!("`npm ci` failed in {} ({status}); see npm's output above", service_dir.display());
     }
@@ -254,8 +256,7 @@ fn run_serverless(bin: &Path, service_dir: &Path, args: &[&str]) -> Result<()> {
 fn check_packaged_template(package_dir: &Path, arch: Arch) -> Result<template::TemplateSummary> {
     let path = package_dir.join(TEMPLATE_FILE);
     let text = fs_err::read_to_string(&path).context("reading the template `serverless package` wrote")?;
-    let template: Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let template: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
     template::check_template(&template, arch).map_err(|failures| {
         let lines: Vec<String> = failures.iter().map(|failure| format!("  - {failure}")).collect();
         anyhow::anyhow!(
@@ -402,12 +403,17 @@ mod tests {
     fn missing_architecture_and_wrong_layer_path_are_refused() {
         let (_root, file) = service(&SERVERLESS_YML.replace("  architecture: arm64\n", ""));
         let err = patch_serverless(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
-        assert!(err.contains("provider.architecture is missing (Lambda would default to x86_64), expected arm64"), "{err}");
+        assert!(
+            err.contains("provider.architecture is missing (Lambda would default to x86_64), expected arm64"),
+            "{err}"
+        );
 
         let (_root, file) = service(&SERVERLESS_YML.replace("../layer-build-arm64/layer", "../layer"));
         let err = patch_serverless(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
         assert!(
-            err.contains("no entry under layers: has path ../layer-build-arm64/layer (found: ../layer); run `cargo xtask patch"),
+            err.contains(
+                "no entry under layers: has path ../layer-build-arm64/layer (found: ../layer); run `cargo xtask patch"
+            ),
             "{err}"
         );
     }

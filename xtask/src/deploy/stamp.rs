@@ -45,7 +45,10 @@ pub fn layer_inputs_digest(root: &Path, spec_path: &Path, arch: Arch) -> Result<
     let lock_path = spec_path.with_file_name(LOCK_FILE);
     let spec = fs_err::read(&spec_path).context("reading the layer spec to decide whether the layer is stale")?;
     let lock = fs_err::read(&lock_path).map_err(|e| {
-        anyhow::anyhow!("{e}; the layer is built from the lock: run `cargo xtask lock` to create {}", lock_path.display())
+        anyhow::anyhow!(
+            "{e}; the layer is built from the lock: run `cargo xtask lock` to create {}",
+            lock_path.display()
+        )
     })?;
     Ok(digest_of_parts(&[
         ("layer.toml", &spec),
@@ -70,8 +73,11 @@ fn digest_of_parts(parts: &[(&str, &[u8])]) -> String {
 
 /// Record that `out_dir` was built from inputs with this digest (temp file + rename).
 pub fn write_stamp(out_dir: &Path, digest: &str) -> Result<()> {
-    let stamp =
-        Stamp { schema: STAMP_SCHEMA, digest: digest.to_string(), xtask_version: env!("CARGO_PKG_VERSION").to_string() };
+    let stamp = Stamp {
+        schema: STAMP_SCHEMA,
+        digest: digest.to_string(),
+        xtask_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
     let mut text = serde_json::to_string_pretty(&stamp).context("serialising the build stamp")?;
     text.push('\n');
     let path = out_dir.join(STAMP_FILE);
@@ -107,9 +113,13 @@ pub enum StaleReason {
 impl fmt::Display for StaleReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StaleReason::NoStamp(path) => write!(f, "no build stamp at {} (never built, or the build failed)", path.display()),
+            StaleReason::NoStamp(path) => {
+                write!(f, "no build stamp at {} (never built, or the build failed)", path.display())
+            }
             StaleReason::NoZip(path) => write!(f, "the layer zip {} is missing", path.display()),
-            StaleReason::BadStamp { path, problem } => write!(f, "the build stamp {} is unreadable: {problem}", path.display()),
+            StaleReason::BadStamp { path, problem } => {
+                write!(f, "the build stamp {} is unreadable: {problem}", path.display())
+            }
             StaleReason::InputsChanged => f.write_str(
                 "its inputs changed since the last build (layer.toml, pylock.toml, the python-build-standalone pins, \
                  the architecture or the xtask version)",
@@ -123,7 +133,9 @@ pub fn layer_freshness(out_dir: &Path, arch: Arch, digest: &str) -> Freshness {
     let stamp_path = out_dir.join(STAMP_FILE);
     let text = match fs_err::read_to_string(&stamp_path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Freshness::Stale(StaleReason::NoStamp(stamp_path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Freshness::Stale(StaleReason::NoStamp(stamp_path));
+        }
         Err(e) => return Freshness::Stale(StaleReason::BadStamp { path: stamp_path, problem: e.to_string() }),
     };
     let stamp: Stamp = match serde_json::from_str(&text) {
@@ -203,7 +215,10 @@ mod tests {
 
         fs_err::write(out.join(STAMP_FILE), "{not json").unwrap();
         let Freshness::Stale(reason) = layer_freshness(&out, Arch::Arm64, &digest) else { panic!("fresh") };
-        assert!(reason.to_string().starts_with("the build stamp ") && reason.to_string().contains("unreadable"), "{reason}");
+        assert!(
+            reason.to_string().starts_with("the build stamp ") && reason.to_string().contains("unreadable"),
+            "{reason}"
+        );
 
         write_stamp(&out, &digest).unwrap();
         fs_err::remove_file(out.join("python-litellm-arm64.zip")).unwrap();

@@ -109,7 +109,9 @@ pub fn check_template(template: &Value, arch: Arch) -> Result<TemplateSummary, V
                 resource: (*logical_id).clone(),
                 key: "Properties.CompatibleArchitectures".into(),
                 problem: format!("is {}, expected [\"{arch_name}\"]", shown(architectures)),
-                fix: format!("set `compatibleArchitectures: [{arch_name}]` on the layer in serverless.yml ({patch_hint})"),
+                fix: format!(
+                    "set `compatibleArchitectures: [{arch_name}]` on the layer in serverless.yml ({patch_hint})"
+                ),
             });
         }
         let runtimes = property(layer, &["CompatibleRuntimes"]);
@@ -128,7 +130,10 @@ pub fn check_template(template: &Value, arch: Arch) -> Result<TemplateSummary, V
         });
     }
     if !layers.is_empty() {
-        checks.push(format!("layer {}: CompatibleArchitectures [{arch_name}], CompatibleRuntimes has {RUNTIME}", ids(&layers)));
+        checks.push(format!(
+            "layer {}: CompatibleArchitectures [{arch_name}], CompatibleRuntimes has {RUNTIME}",
+            ids(&layers)
+        ));
     }
 
     let functions = of_type(FUNCTION_TYPE);
@@ -166,7 +171,9 @@ pub fn check_template(template: &Value, arch: Arch) -> Result<TemplateSummary, V
             if value.and_then(Value::as_str) != Some(expected) {
                 let problem = match value {
                     None => format!("is missing, expected \"{expected}\""),
-                    Some(Value::Bool(_)) => format!("is {}, a YAML boolean; expected the string \"{expected}\"", shown(value)),
+                    Some(Value::Bool(_)) => {
+                        format!("is {}, a YAML boolean; expected the string \"{expected}\"", shown(value))
+                    }
                     Some(_) => format!("is {}, expected \"{expected}\"", shown(value)),
                 };
                 fail(
@@ -186,11 +193,7 @@ pub fn check_template(template: &Value, arch: Arch) -> Result<TemplateSummary, V
         if !references_layer && !layers.is_empty() {
             fail(
                 "Properties.Layers",
-                format!(
-                    "is {}, expected a {{\"Ref\": \"{}\"}}",
-                    shown(property(function, &["Layers"])),
-                    layers[0].0
-                ),
+                format!("is {}, expected a {{\"Ref\": \"{}\"}}", shown(property(function, &["Layers"])), layers[0].0),
                 format!("add `layers: [!Ref {}]` to the function in serverless.yml", layers[0].0),
             );
         }
@@ -280,8 +283,14 @@ mod tests {
         let found = failures(&template(BROKEN_TEMPLATE), Arch::Arm64);
         let joined = found.join("\n");
         assert_eq!(found.len(), 4, "{joined}");
-        assert!(joined.contains("PythonLiteLLMLambdaLayer: Properties.CompatibleArchitectures is [\"x86_64\"]"), "{joined}");
-        assert!(joined.contains("ChatLambdaFunction: Properties.Architectures is [\"x86_64\"], expected [\"arm64\"]"), "{joined}");
+        assert!(
+            joined.contains("PythonLiteLLMLambdaLayer: Properties.CompatibleArchitectures is [\"x86_64\"]"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("ChatLambdaFunction: Properties.Architectures is [\"x86_64\"], expected [\"arm64\"]"),
+            "{joined}"
+        );
         assert!(
             joined.contains(
                 "ChatLambdaFunction: Properties.Environment.Variables.PYTHONPATH is missing, expected \
@@ -326,6 +335,11 @@ mod tests {
         assert!(found[0].starts_with("Resources: (no AWS::Lambda::LayerVersion) has no layer resource; add the layer"));
         assert!(found[1].starts_with("Resources: (no AWS::Lambda::Function) has no function"));
         let found = failures(&serde_json::json!({"AWSTemplateFormatVersion": "2010-09-09"}), Arch::Arm64);
-        assert_eq!(found, ["template: Resources is missing or not an object; this is not a CloudFormation template written by `serverless package`"]);
+        assert_eq!(
+            found,
+            [
+                "template: Resources is missing or not an object; this is not a CloudFormation template written by `serverless package`"
+            ]
+        );
     }
 }
