@@ -14,6 +14,8 @@ use anyhow::{Context, Result, bail};
 
 /// The moto release the tests are written against.
 pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
+/// The fixture directory of that release's environment (change both together).
+const MOTO_VENV_DIR: &str = "venv-moto-server-5.2.5";
 
 /// The region every test talks to.
 pub const REGION: &str = "us-east-1";
@@ -60,8 +62,7 @@ pub fn build_fixture_once(dir: &Path, build: impl FnOnce(&Path) -> Result<()>) -
 
 /// The virtual environment holding moto, built on first use.
 pub fn moto_venv() -> Result<PathBuf> {
-    let key = MOTO_REQUIREMENT.replace(['[', ']', '='], "-");
-    build_fixture_once(&fixtures_dir().join(format!("venv-{key}")), |dir| {
+    build_fixture_once(&fixtures_dir().join(MOTO_VENV_DIR), |dir| {
         run(Command::new("python3").args(["-m", "venv"]).arg(dir))?;
         // Scripts get a shebang naming this temporary path, so the server is run as `python -m`.
         run(Command::new(dir.join("bin/python")).args([
@@ -244,5 +245,35 @@ impl Drop for MotoServer {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixture_is_built_once_and_a_failed_build_leaves_nothing() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("fixture");
+        let failed = build_fixture_once(&dir, |staging| {
+            fs_err::write(staging.join("half"), "")?;
+            bail!("network down")
+        });
+        let message = format!("{:#}", failed.unwrap_err());
+        assert!(message.starts_with("building the test fixture ") && message.ends_with("network down"), "{message}");
+        assert!(!dir.exists());
+        assert_eq!(fs_err::read_dir(parent.path()).unwrap().count(), 0, "temporary build directory left behind");
+
+        let mut builds = 0;
+        for _ in 0..2 {
+            build_fixture_once(&dir, |staging| {
+                builds += 1;
+                Ok(fs_err::write(staging.join("made"), "yes")?)
+            })
+            .unwrap();
+        }
+        assert_eq!(builds, 1);
+        assert_eq!(fs_err::read_to_string(dir.join("made")).unwrap(), "yes");
     }
 }
