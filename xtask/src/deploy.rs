@@ -141,23 +141,28 @@ fn patch_serverless(file: &Path, arch: Arch, spec: &LayerSpec, progress: &Progre
         ),
     }
     let layer_path = spec.serverless.layer_path.replace("{arch}", arch.lambda_name());
+    // A layer is either a directory Serverless zips (`path`) or a ready zip (`package.artifact`).
     let paths: Vec<&str> = match service["layers"].as_hash() {
-        Some(layers) => layers.values().filter_map(|layer| layer["path"].as_str()).collect(),
+        Some(layers) => layers
+            .values()
+            .flat_map(|layer| [layer["path"].as_str(), layer["package"]["artifact"].as_str()])
+            .flatten()
+            .collect(),
         None => Vec::new(),
     };
     if !paths.contains(&layer_path.as_str()) {
         bail!(
-            "{}: no entry under layers: has path {layer_path} (found: {}); {fix}",
+            "{}: no entry under layers: has path (or package.artifact) {layer_path} (found: {}); {fix}",
             file.display(),
             if paths.is_empty() { "none".to_string() } else { paths.join(", ") }
         );
     }
-    let layer_dir = file.parent().unwrap_or(Path::new(".")).join(&layer_path);
-    if !layer_dir.is_dir() {
+    let layer_source = file.parent().unwrap_or(Path::new(".")).join(&layer_path);
+    if !layer_source.exists() {
         bail!(
-            "{}: layers path {layer_path} is not a directory ({}); run `cargo xtask layer --arch {arch}`",
+            "{}: the layer {layer_path} does not exist ({}); run `cargo xtask layer --arch {arch}`",
             file.display(),
-            layer_dir.display()
+            layer_source.display()
         );
     }
     progress.note(format!("{}: architecture {arch}, layer path {layer_path}", file.display()));
@@ -323,12 +328,26 @@ impl Plan {
         if packaged_name.is_empty() || packaged_name.contains("..") {
             bail!("the layer resource's Content.S3Key ends in {packaged_name:?}, not a file name");
         }
+        // Serverless zips a layer `path` into the package directory; a `package.artifact` (the
+        // zip `cargo xtask layer` built) is uploaded as it is.
+        let built_zip = layer_out_dir.join(args.arch.layer_zip_name());
+        let packaged_zip = if package_dir.join(packaged_name).is_file() {
+            package_dir.join(packaged_name)
+        } else if args.arch.layer_zip_name() == packaged_name {
+            built_zip.clone()
+        } else {
+            bail!(
+                "the template uploads the layer as {packaged_name}, which is neither in {} nor the built {}",
+                package_dir.display(),
+                built_zip.display()
+            );
+        };
         Ok(Plan {
             stage: args.stage.clone(),
             region,
             arch: args.arch.lambda_name().to_string(),
-            layer_zip: Artifact::of(layer_out_dir.join(args.arch.layer_zip_name()))?,
-            packaged_layer_zip: Artifact::of(package_dir.join(packaged_name))?,
+            layer_zip: Artifact::of(built_zip.clone())?,
+            packaged_layer_zip: Artifact::of(packaged_zip)?,
             layer_resources: summary.layers.iter().map(|layer| layer.logical_id.clone()).collect(),
             functions: summary
                 .functions
@@ -412,10 +431,26 @@ mod tests {
         let err = patch_serverless(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
         assert!(
             err.contains(
-                "no entry under layers: has path ../layer-build-arm64/layer (found: ../layer); run `cargo xtask patch"
+                "no entry under layers: has path (or package.artifact) ../layer-build-arm64/layer (found: ../layer); \
+                 run `cargo xtask patch"
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_layer_given_as_the_built_zip_is_accepted() {
+        let text = SERVERLESS_YML.replace(
+            "    path: ../layer-build-arm64/layer\n",
+            "    package:\n      artifact: ../layer-build-arm64/python-litellm-arm64.zip\n",
+        );
+        let (root, file) = service(&text);
+        let mut spec = spec();
+        spec.serverless.layer_path = "../layer-build-{arch}/python-litellm-{arch}.zip".into();
+        let err = patch_serverless(&file, Arch::Arm64, &spec, &Progress::new()).unwrap_err().to_string();
+        assert!(err.contains("the layer ../layer-build-arm64/python-litellm-arm64.zip does not exist"), "{err}");
+        fs_err::write(root.path().join("layer-build-arm64/python-litellm-arm64.zip"), b"PK").unwrap();
+        patch_serverless(&file, Arch::Arm64, &spec, &Progress::new()).unwrap();
     }
 
     #[test]
@@ -423,7 +458,7 @@ mod tests {
         let (root, file) = service(SERVERLESS_YML);
         fs_err::remove_dir_all(root.path().join("layer-build-arm64")).unwrap();
         let err = patch_serverless(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
-        assert!(err.contains("layers path ../layer-build-arm64/layer is not a directory"), "{err}");
+        assert!(err.contains("the layer ../layer-build-arm64/layer does not exist"), "{err}");
         assert!(err.ends_with("run `cargo xtask layer --arch arm64`"), "{err}");
     }
 
