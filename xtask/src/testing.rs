@@ -4,6 +4,8 @@
 //! HTTP range support for files), records every request, and stops when dropped or after ten
 //! minutes, whichever comes first.
 
+pub mod moto;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
