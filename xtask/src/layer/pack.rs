@@ -241,7 +241,8 @@ pub enum EntryKind {
 /// fields, deflate at [`DEFLATE_LEVEL`]. Written to a temp file in the same directory and renamed
 /// into place, so a failure leaves no half-written zip.
 pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Result<()> {
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    // Sort by the stored name: directories are stored with a trailing slash.
+    entries.sort_by_cached_key(|entry| stored_name(entry).into_owned());
     if let Some(pair) = entries.windows(2).find(|pair| pair[0].name == pair[1].name) {
         bail!("two files would be stored as {} in {}; remove one of them", pair[0].name, out.display());
     }
@@ -259,7 +260,7 @@ pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Res
             bail!("refusing to store {name:?} in {}: not a clean relative path", out.display());
         }
         let result = match &entry.kind {
-            EntryKind::Dir => writer.add_directory(format!("{name}/"), base.unix_permissions(0o755)),
+            EntryKind::Dir => writer.add_directory(stored_name(entry), base.unix_permissions(0o755)),
             EntryKind::Symlink { target } => writer.add_symlink(name, target, base.unix_permissions(0o777)),
             EntryKind::File { path, executable } => {
                 let options = base
@@ -279,6 +280,14 @@ pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Res
     bytecode::set_mode(temp.path(), 0o644)?;
     temp.persist(out).with_context(|| format!("renaming the new zip to {}", out.display()))?;
     Ok(())
+}
+
+/// The name an entry is stored under: directories end with `/`.
+fn stored_name(entry: &ZipEntry) -> std::borrow::Cow<'_, str> {
+    match entry.kind {
+        EntryKind::Dir => format!("{}/", entry.name).into(),
+        _ => entry.name.as_str().into(),
+    }
 }
 
 /// Every file, directory and symlink under `root` as zip entries named `prefix/...` (sorted later
@@ -400,6 +409,8 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
     let tag = bytecode::cache_tag(python_minor)?;
     build_python.require_minor(python_minor)?;
 
+    // Check the whole tree (symlinks, special files) before changing anything in it.
+    tree_entries(layer_dir, "")?;
     let placements = plan_layout(&site_packages, dists)?;
     let zipped: Vec<usize> = (0..dists.len()).filter(|&i| placements[i].placement == Placement::Zip).collect();
     for placement in placements.iter().filter(|p| p.placement == Placement::Dir) {
