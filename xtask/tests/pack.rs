@@ -32,7 +32,8 @@ fn host_python() -> Option<BuildPython> {
 fn dist(name: &str, dist_info: &str, files: &[(&str, &str)]) -> (InstalledDist, Vec<(String, String)>) {
     let mut contents: Vec<(String, String)> = files.iter().map(|(p, c)| (p.to_string(), c.to_string())).collect();
     let version = dist_info.trim_end_matches(".dist-info").split('-').nth(1).unwrap_or("1.0").to_string();
-    contents.push((format!("{dist_info}/METADATA"), format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")));
+    contents
+        .push((format!("{dist_info}/METADATA"), format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")));
     let mut paths: Vec<String> = contents.iter().map(|(p, _)| p.clone()).collect();
     paths.sort();
     let dist = InstalledDist {
@@ -93,7 +94,13 @@ fn fixture(root: &Path, variant: u32) -> (PathBuf, Vec<InstalledDist>) {
         dist(
             "datapkg",
             "datapkg-3.0.dist-info",
-            &[("datapkg/__init__.py", "import json, os\nTABLE = json.load(open(os.path.join(os.path.dirname(__file__), 'table.json')))\n"), ("datapkg/table.json", "{\"rows\": 3}\n")],
+            &[
+                (
+                    "datapkg/__init__.py",
+                    "import json, os\nTABLE = json.load(open(os.path.join(os.path.dirname(__file__), 'table.json')))\n",
+                ),
+                ("datapkg/table.json", "{\"rows\": 3}\n"),
+            ],
         ),
     ];
     let mut dists = Vec::new();
@@ -126,8 +133,11 @@ fn fixture(root: &Path, variant: u32) -> (PathBuf, Vec<InstalledDist>) {
             (_, false) => 0o600,
         };
         let executable = entry.path().ends_with("bin/python3.11");
-        fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(if executable { mode | 0o100 } else { mode }))
-            .unwrap();
+        fs::set_permissions(
+            entry.path(),
+            std::fs::Permissions::from_mode(if executable { mode | 0o100 } else { mode }),
+        )
+        .unwrap();
         if !is_dir {
             std::fs::File::options().write(true).open(entry.path()).unwrap().set_modified(when).unwrap();
         }
@@ -174,7 +184,8 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 }
 
 fn raw_entries(bytes: &[u8]) -> Vec<RawEntry> {
-    let eocd = (0..bytes.len() - 21).rev().find(|&i| u32_at(bytes, i) == 0x0605_4b50).expect("no end of central directory");
+    let eocd =
+        (0..bytes.len() - 21).rev().find(|&i| u32_at(bytes, i) == 0x0605_4b50).expect("no end of central directory");
     assert_eq!(u16_at(bytes, eocd + 20), 0, "archive comment present");
     let count = u16_at(bytes, eocd + 10) as usize;
     let mut at = u32_at(bytes, eocd + 16) as usize;
@@ -289,9 +300,12 @@ fn layer_zip_entries_modes_and_no_extra_fields() {
     assert!(!names.iter().any(|n| n.starts_with(&format!("{sp}/purepkg"))), "purepkg left on disk");
     assert!(!names.iter().any(|n| n.starts_with(&format!("{sp}/tiktoken_ext"))), "tiktoken_ext left on disk");
     // The stdlib pyc is the one we compiled (unchecked-hash, Lambda path), not PBS's stale one.
-    let stdlib_pyc = entries.iter().find(|e| e.name.ends_with("stdlib_package/__pycache__/__init__.cpython-311.pyc")).unwrap();
+    let stdlib_pyc =
+        entries.iter().find(|e| e.name.ends_with("stdlib_package/__pycache__/__init__.cpython-311.pyc")).unwrap();
     assert_eq!(u32::from_le_bytes(stdlib_pyc.content[4..8].try_into().unwrap()), 0b01);
-    assert!(String::from_utf8_lossy(&stdlib_pyc.content).contains("/opt/python/lib/python3.11/stdlib_package/__init__.py"));
+    assert!(
+        String::from_utf8_lossy(&stdlib_pyc.content).contains("/opt/python/lib/python3.11/stdlib_package/__init__.py")
+    );
 
     // The py2-only file was skipped with its name, and got no pyc.
     assert_eq!(outcome.skipped.len(), 1, "{:?}", outcome.skipped);
@@ -341,7 +355,8 @@ fn site_packages_zip_has_directories_and_legacy_pyc_only() {
     }
     let pyc = entries.iter().find(|e| e.name == "purepkg/sub/mod.pyc").unwrap();
     assert!(
-        String::from_utf8_lossy(&pyc.content).contains("/opt/python/lib/python3.11/site-packages.zip/purepkg/sub/mod.py")
+        String::from_utf8_lossy(&pyc.content)
+            .contains("/opt/python/lib/python3.11/site-packages.zip/purepkg/sub/mod.py")
     );
 }
 
@@ -477,4 +492,43 @@ fn bad_trees_are_refused_with_clear_errors() {
         pack::build(&PackRequest { out_zip: &inside, ..request.clone() }, &mut dists, &Progress::new()).unwrap_err()
     );
     assert!(err.contains("must not be inside the layer tree"), "{err}");
+}
+
+#[test]
+fn size_report_accounts_for_every_byte() {
+    use xtask::layer::report::{RuleSavings, SizeReport, check_budget};
+    let dir = tempfile::tempdir().unwrap();
+    let Some((outcome, dists)) = build(dir.path(), 0, None) else { return };
+    let rules = vec![RuleSavings { rule: "tests".into(), files: 2, bytes: 300 }];
+    let report = SizeReport::compute(&outcome, &dists, rules).unwrap();
+    let parts: u64 = report.distributions.iter().map(|d| d.sizes.unzipped).sum::<u64>()
+        + report.stdlib.unzipped
+        + report.interpreter.unzipped
+        + report.other.unzipped;
+    assert_eq!(parts, report.total.unzipped, "{report:#?}");
+    assert_eq!(report.total.zipped, outcome.layer_zip_bytes);
+    let pure = report.distributions.iter().find(|d| d.name == "purepkg").unwrap();
+    assert_eq!(pure.placement, Placement::Zip);
+    assert!(pure.sizes.unzipped > 0 && pure.sizes.zipped > 0, "{pure:?}");
+    let data = report.distributions.iter().find(|d| d.name == "datapkg").unwrap();
+    assert_eq!(data.placement, Placement::Dir);
+    // __init__.py + its pyc + table.json + METADATA.
+    assert_eq!(data.files, 4, "{data:?}");
+    let stdlib_module = fs::metadata(outcome.layer_dir.join("python/lib/python3.11/stdlib_module.py")).unwrap().len();
+    assert!(report.stdlib.unzipped > stdlib_module);
+    assert_eq!(
+        report.interpreter.unzipped,
+        fs::metadata(outcome.layer_dir.join("python/bin/python3.11")).unwrap().len() + "python3.11".len() as u64
+    );
+
+    report.write(dir.path()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join("size-report.json")).unwrap()).unwrap();
+    assert_eq!(json["prune_rules"][0]["rule"], "tests");
+    assert_eq!(json["total"]["zipped"], outcome.layer_zip_bytes);
+    let markdown = fs::read_to_string(dir.path().join("size-report.md")).unwrap();
+    assert!(markdown.contains("| purepkg | 1.2 | site-packages.zip | "), "{markdown}");
+    check_budget(&report, 50.0, 250.0).unwrap();
+    let err = check_budget(&report, 0.000_1, 250.0).unwrap_err().to_string();
+    assert!(err.contains("is over 0.0001 MB (layer.toml [budget] zipped-mb = 0.0001)"), "{err}");
 }

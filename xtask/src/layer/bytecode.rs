@@ -278,9 +278,8 @@ pub fn remove_stale_bytecode(root: &Path) -> Result<Vec<String>> {
 
 /// `path` relative to `root`, with `/` separators; an error for a non-UTF-8 name.
 pub fn relative_posix(root: &Path, path: &Path) -> Result<String> {
-    let relative = path
-        .strip_prefix(root)
-        .with_context(|| format!("{} is not inside {}", path.display(), root.display()))?;
+    let relative =
+        path.strip_prefix(root).with_context(|| format!("{} is not inside {}", path.display(), root.display()))?;
     let mut parts = Vec::new();
     for component in relative.components() {
         let part = component
@@ -374,7 +373,10 @@ mod tests {
         // PEP 552 header: magic (4 bytes), flags = 0b01 (hash-based, check_source off), source hash.
         assert_eq!(u32::from_le_bytes(pyc[4..8].try_into().unwrap()), 0b01, "not unchecked-hash");
         let text = String::from_utf8_lossy(pyc);
-        assert!(text.contains("/opt/python/lib/python3.11/site-packages/pkg/mod.py"), "co_filename not the lambda path");
+        assert!(
+            text.contains("/opt/python/lib/python3.11/site-packages/pkg/mod.py"),
+            "co_filename not the lambda path"
+        );
         assert!(!text.contains("/tmp"), "the build directory leaked into the pyc");
     }
 

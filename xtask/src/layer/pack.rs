@@ -118,9 +118,8 @@ pub fn plan_layout(site_packages: &Path, dists: &[InstalledDist]) -> Result<Vec<
             if placements[i].placement != Placement::Zip {
                 continue;
             }
-            let on_disk_sibling = (0..dists.len()).find(|&j| {
-                placements[j].placement == Placement::Dir && !top_levels[i].is_disjoint(&top_levels[j])
-            });
+            let on_disk_sibling = (0..dists.len())
+                .find(|&j| placements[j].placement == Placement::Dir && !top_levels[i].is_disjoint(&top_levels[j]));
             if let Some(j) = on_disk_sibling {
                 let shared = top_levels[i].intersection(&top_levels[j]).next().cloned().unwrap_or_default();
                 placements[i].placement = Placement::Dir;
@@ -232,9 +231,14 @@ pub struct ZipEntry {
 pub enum EntryKind {
     Dir,
     /// A regular file; stored 0755 when `executable`, else 0644.
-    File { path: PathBuf, executable: bool },
+    File {
+        path: PathBuf,
+        executable: bool,
+    },
     /// A symlink with a relative target inside the archive.
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
 }
 
 /// Write `entries` to `out` reproducibly: sorted by name, one mtime, fixed modes, no extra
