@@ -532,3 +532,19 @@ fn size_report_accounts_for_every_byte() {
     let err = check_budget(&report, 0.000_1, 250.0).unwrap_err().to_string();
     assert!(err.contains("is over 0.0001 MB (layer.toml [budget] zipped-mb = 0.0001)"), "{err}");
 }
+
+/// The import-time benchmark on a real LiteLLM install; run by hand:
+/// `pip install --target /tmp/ll-sp litellm==1.78.7` then
+/// `XTASK_BENCH_SITE_PACKAGES=/tmp/ll-sp cargo test -p xtask --release --test pack -- --ignored --nocapture bench_import_litellm`.
+#[test]
+#[ignore = "benchmark: needs XTASK_BENCH_SITE_PACKAGES pointing at a pip --target install of litellm"]
+fn bench_import_litellm() {
+    let site_packages =
+        PathBuf::from(std::env::var_os("XTASK_BENCH_SITE_PACKAGES").expect("set XTASK_BENCH_SITE_PACKAGES"));
+    let runs = std::env::var("XTASK_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(11);
+    let work = tempfile::tempdir().unwrap();
+    let python = host_python().expect("host python3 must be 3.11");
+    let report =
+        xtask::bench::import_time::measure(&python, &site_packages, work.path(), runs, &Progress::new()).unwrap();
+    println!("{report}");
+}
