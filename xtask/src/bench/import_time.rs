@@ -153,6 +153,17 @@ pub fn measure(
     }
     let venv_python = venv.join("bin/python");
 
+    // Every layout starts from the same tree, with what the default prune rules remove removed.
+    let pruned = work_dir.join("pruned");
+    copy_tree(site_packages, &pruned)?;
+    remove_bytecode_dirs(&pruned)?;
+    let pruned_files = approximate_safe_prune(&pruned)?;
+    progress.note(format!("removed {pruned_files} type-stub, C-source and test files (as the safe prune rules do)"));
+    let site_packages = pruned.as_path();
+    // litellm points tiktoken at a cache inside its own package; a zip cannot serve it, so every
+    // layout gets the on-disk copy (the old layout otherwise downloads it at import time).
+    let tiktoken_cache = pruned.join("litellm/litellm_core_utils/tokenizers");
+
     // (a) The floor: the same packages as a plain directory, compiled the usual way.
     let floor = work_dir.join("floor");
     progress.step("bench: floor layout (plain directory, timestamp .pyc)", || -> Result<()> {
@@ -193,7 +204,7 @@ pub fn measure(
 
     let join = |paths: &[PathBuf]| std::env::join_paths(paths).context("joining PYTHONPATH");
     let layouts: Vec<(&'static str, &'static str, std::ffi::OsString, bool)> = vec![
-        ("floor", "plain directory, valid .pyc", join(&[floor.clone()])?, false),
+        ("floor", "plain directory, valid .pyc", join(std::slice::from_ref(&floor))?, false),
         ("ours", "zip after site-packages", join(&[lib.clone(), lib.join("site-packages")])?, false),
         (
             "ours-zip-first",
@@ -211,7 +222,7 @@ pub fn measure(
     progress.step(format!("bench: import litellm, {runs} rounds"), || -> Result<()> {
         for round in 0..=runs {
             for (index, (name, _, python_path, read_only)) in layouts.iter().enumerate() {
-                let took = time_import(&venv_python, python_path, *read_only)
+                let took = time_import(&venv_python, python_path, &tiktoken_cache, *read_only)
                     .with_context(|| format!("importing litellm from the {name} layout"))?;
                 // Round 0 is the warm-up.
                 if round > 0 {
@@ -235,10 +246,15 @@ pub fn measure(
     })
 }
 
-fn time_import(python: &Path, python_path: &std::ffi::OsStr, dont_write_bytecode: bool) -> Result<Duration> {
+fn time_import(
+    python: &Path,
+    python_path: &std::ffi::OsStr,
+    tiktoken_cache: &Path,
+    dont_write_bytecode: bool,
+) -> Result<Duration> {
     let mut command = Command::new(python);
     command.args(["-c", "import litellm"]).env_clear().env("PYTHONPATH", python_path);
-    command.env("LITELLM_LOCAL_MODEL_COST_MAP", "True");
+    command.env("LITELLM_LOCAL_MODEL_COST_MAP", "True").env("CUSTOM_TIKTOKEN_CACHE_DIR", tiktoken_cache);
     for name in ["PATH", "HOME", "LANG"] {
         if let Some(value) = std::env::var_os(name) {
             command.env(name, value);
@@ -393,6 +409,27 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Remove what the default (safe) prune rules would: type stubs (`.pyi`), Cython and C sources
+/// and headers, and `tests`/`test` package directories. Returns the number of files removed.
+/// The prune step owns the real rules; this only keeps the benchmark's inputs realistic.
+fn approximate_safe_prune(root: &Path) -> Result<usize> {
+    let mut doomed = Vec::new();
+    for entry in walkdir::WalkDir::new(root).min_depth(2) {
+        let entry = entry?;
+        let path = entry.path();
+        let in_tests =
+            path.strip_prefix(root)?.components().any(|c| c.as_os_str() == "tests" || c.as_os_str() == "test");
+        let inert = path.extension().is_some_and(|e| ["pyi", "pxd", "pyx", "c", "h", "cpp"].iter().any(|x| e == *x));
+        if entry.file_type().is_file() && (in_tests || inert) {
+            doomed.push(path.to_path_buf());
+        }
+    }
+    for path in &doomed {
+        fs::remove_file(path)?;
+    }
+    Ok(doomed.len())
 }
 
 fn remove_bytecode_dirs(root: &Path) -> Result<()> {

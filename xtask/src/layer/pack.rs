@@ -271,8 +271,10 @@ pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Res
                     .compression_method(CompressionMethod::Deflated)
                     .compression_level(Some(DEFLATE_LEVEL))
                     .unix_permissions(if *executable { 0o755 } else { 0o644 });
-                let bytes = fs::read(path)?;
-                writer.start_file(name, options).and_then(|()| writer.write_all(&bytes).map_err(Into::into))
+                let mut file = fs::File::open(path)?;
+                writer
+                    .start_file(name, options)
+                    .and_then(|()| std::io::copy(&mut file, &mut writer).map(drop).map_err(Into::into))
             }
         };
         result.with_context(|| format!("writing {name} into {}", out.display()))?;
