@@ -1,1 +1,659 @@
 //! Pack the layer: site-packages.zip for pure-Python distributions, sitecustomize.py, and the deterministic layer zip.
+//!
+//! Layout (DESIGN.md §5): zipimport cannot load extension modules, ignores `__pycache__/`, uses a
+//! `.pyc` only beside its `.py`, and finds namespace packages only through explicit directory
+//! entries; code reading data files through `__file__` cannot read them from a zip. So a
+//! distribution goes into `site-packages.zip` only when it holds nothing but `.py` files (plus
+//! `py.typed` and its `.dist-info`); the rest stay in `site-packages/` with `__pycache__/`.
+//! Distributions sharing a top-level name go to the same place.
+//!
+//! Zips are reproducible (DESIGN.md §8): entries sorted by name, one fixed mtime
+//! (`SOURCE_DATE_EPOCH`, else 1980-01-01 00:00:00), modes 0644/0755, no extra fields, deflate at
+//! a fixed level, symlinks stored as in-archive symlinks (unix mode `S_IFLNK`, the relative target
+//! as content; Lambda extracts them as links).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufWriter, Write};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use fs_err as fs;
+use serde::{Deserialize, Serialize};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipWriter};
+
+use crate::layer::bytecode::{self, BuildPython, CompileJob, SkippedFile};
+use crate::layer::dist::InstalledDist;
+use crate::progress::Progress;
+
+/// Deflate level of every zip we write. Fixed, so the bytes do not depend on a default.
+pub const DEFLATE_LEVEL: i64 = 9;
+
+/// The first line of the `sitecustomize.py` we write; one without it is not ours and is refused.
+const SITECUSTOMIZE_MARKER: &str = "\"\"\"Put site-packages.zip on sys.path; written by `cargo xtask layer`.";
+
+/// Where a distribution ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// In `lib/python3.X/site-packages.zip`, with legacy-location `.pyc`.
+    Zip,
+    /// In `lib/python3.X/site-packages/`, with `__pycache__/`.
+    Dir,
+}
+
+/// The layout decision for one distribution, with the reason when it stays on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistPlacement {
+    pub name: String,
+    pub placement: Placement,
+    /// Why it stays in `site-packages/` (empty for the zip), e.g. `extension module x.so`.
+    pub reason: String,
+}
+
+/// Where `sitecustomize.py` puts `site-packages.zip` on `sys.path`, relative to `site-packages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZipPosition {
+    /// Right after the `site-packages` entry (the default; see the benchmark in the report).
+    #[default]
+    AfterSitePackages,
+    /// Right before it.
+    BeforeSitePackages,
+}
+
+/// Why a distribution cannot go into the zip, if it cannot.
+fn zip_blocker(site_packages: &Path, dist: &InstalledDist) -> Result<Option<String>> {
+    let dist_info_prefix = format!("{}/", dist.dist_info);
+    for file in &dist.files {
+        if !is_clean_relative(file) {
+            return Ok(Some(format!("file {file} lies outside site-packages")));
+        }
+        if file.split('/').any(|part| part == "__pycache__") {
+            continue;
+        }
+        let name = file.rsplit('/').next().unwrap_or(file);
+        let allowed = file.starts_with(&dist_info_prefix) || file.ends_with(".py") || name == "py.typed";
+        if !allowed {
+            return Ok(Some(if file.ends_with(".so") || file.contains(".so.") {
+                format!("extension module {file}")
+            } else {
+                format!("data file {file}")
+            }));
+        }
+        let path = site_packages.join(file);
+        let metadata = fs::symlink_metadata(&path)
+            .with_context(|| format!("{} lists {file} but it is not in site-packages", dist.name))?;
+        if !metadata.file_type().is_file() {
+            return Ok(Some(format!("{file} is not a regular file")));
+        }
+    }
+    Ok(None)
+}
+
+/// A POSIX relative path without `..`, `.`, empty parts or backslashes.
+fn is_clean_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+/// Decide where each distribution goes (same order as `dists`). A distribution goes into the zip
+/// only when it and every distribution sharing one of its top-level names qualify.
+pub fn plan_layout(site_packages: &Path, dists: &[InstalledDist]) -> Result<Vec<DistPlacement>> {
+    let mut placements = Vec::with_capacity(dists.len());
+    for dist in dists {
+        let blocker = zip_blocker(site_packages, dist)?;
+        placements.push(match blocker {
+            None => DistPlacement { name: dist.name.clone(), placement: Placement::Zip, reason: String::new() },
+            Some(reason) => DistPlacement { name: dist.name.clone(), placement: Placement::Dir, reason },
+        });
+    }
+    // Distributions sharing a top-level name (namespace packages such as `google`) share a place:
+    // one that stays on disk pulls the others with it, until nothing changes.
+    let top_levels: Vec<BTreeSet<String>> = dists.iter().map(|d| d.top_level().into_iter().collect()).collect();
+    loop {
+        let mut changed = false;
+        for i in 0..dists.len() {
+            if placements[i].placement != Placement::Zip {
+                continue;
+            }
+            let on_disk_sibling = (0..dists.len())
+                .find(|&j| placements[j].placement == Placement::Dir && !top_levels[i].is_disjoint(&top_levels[j]));
+            if let Some(j) = on_disk_sibling {
+                let shared = top_levels[i].intersection(&top_levels[j]).next().cloned().unwrap_or_default();
+                placements[i].placement = Placement::Dir;
+                placements[i].reason = format!("shares top-level {shared} with {}, which stays on disk", dists[j].name);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok(placements)
+}
+
+/// The text of `sitecustomize.py`.
+pub fn sitecustomize_source(position: ZipPosition) -> String {
+    let offset = match position {
+        ZipPosition::AfterSitePackages => " + 1",
+        ZipPosition::BeforeSitePackages => "",
+    };
+    format!(
+        r#"{SITECUSTOMIZE_MARKER}
+
+Pure-Python distributions live in site-packages.zip (a .pyc beside each .py, as zipimport wants);
+distributions with extension modules or data files stay in site-packages/. importlib.metadata finds
+the .dist-info of both, because it searches every sys.path entry, zips included.
+"""
+import os as _os
+import sys as _sys
+
+
+def _add_site_packages_zip():
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    archive = _os.path.join(here, "site-packages.zip")
+    directory = _os.path.join(here, "site-packages")
+    if archive in _sys.path or not _os.path.isfile(archive):
+        return
+    try:
+        position = _sys.path.index(directory){offset}
+    except ValueError:
+        position = len(_sys.path)
+    _sys.path.insert(position, archive)
+
+
+_add_site_packages_zip()
+del _add_site_packages_zip, _os, _sys
+"#
+    )
+}
+
+/// The zip mtime: `SOURCE_DATE_EPOCH` (seconds, UTC) when given, else 1980-01-01 00:00:00 (the
+/// earliest DOS time). Times outside the DOS range are clamped; odd seconds round down (DOS
+/// times have a 2-second resolution). <https://reproducible-builds.org/specs/source-date-epoch/>
+pub fn zip_mtime(source_date_epoch: Option<u64>) -> Result<DateTime> {
+    let Some(epoch) = source_date_epoch else {
+        return Ok(DateTime::default());
+    };
+    // 1980-01-01 and 2107-12-31 23:59:58 UTC, the DOS date range.
+    let epoch = epoch.clamp(315_532_800, 4_354_819_198);
+    let days = (epoch / 86_400) as i64;
+    let seconds = epoch % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    DateTime::from_date_and_time(
+        year as u16,
+        month as u8,
+        day as u8,
+        (seconds / 3600) as u8,
+        (seconds % 3600 / 60) as u8,
+        (seconds % 60 / 2 * 2) as u8,
+    )
+    .map_err(|e| anyhow::anyhow!("SOURCE_DATE_EPOCH={epoch} is not a valid zip time: {e}"))
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`, <http://howardhinnant.github.io/date_algorithms.html>).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, if set; a clear error when it is not a number.
+pub fn source_date_epoch_from_env() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => text.trim().parse::<u64>().map(Some).map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds since 1970; unset it or fix it")
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("SOURCE_DATE_EPOCH is not valid UTF-8; unset it or fix it"),
+    }
+}
+
+/// One entry of a zip we write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZipEntry {
+    /// The name in the archive: POSIX, relative, no trailing slash.
+    pub name: String,
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    /// A regular file; stored 0755 when `executable`, else 0644.
+    File {
+        path: PathBuf,
+        executable: bool,
+    },
+    /// A symlink with a relative target inside the archive.
+    Symlink {
+        target: String,
+    },
+}
+
+/// Write `entries` to `out` reproducibly: sorted by name, one mtime, fixed modes, no extra
+/// fields, deflate at [`DEFLATE_LEVEL`]. Written to a temp file in the same directory and renamed
+/// into place, so a failure leaves no half-written zip.
+pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Result<()> {
+    // Sort by the stored name: directories are stored with a trailing slash.
+    entries.sort_by_cached_key(|entry| stored_name(entry).into_owned());
+    if let Some(pair) = entries.windows(2).find(|pair| pair[0].name == pair[1].name) {
+        bail!("two files would be stored as {} in {}; remove one of them", pair[0].name, out.display());
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    let temp = tempfile::Builder::new()
+        .prefix(".xtask-zip-")
+        .tempfile_in(parent)
+        .with_context(|| format!("creating a temp file in {}", parent.display()))?;
+    let base = SimpleFileOptions::default().last_modified_time(mtime).large_file(false);
+    let mut writer = ZipWriter::new(BufWriter::new(temp.as_file()));
+    for entry in &entries {
+        let name = &entry.name;
+        if !is_clean_relative(name) {
+            bail!("refusing to store {name:?} in {}: not a clean relative path", out.display());
+        }
+        let result = match &entry.kind {
+            EntryKind::Dir => writer.add_directory(stored_name(entry), base.unix_permissions(0o755)),
+            EntryKind::Symlink { target } => writer.add_symlink(name, target, base.unix_permissions(0o777)),
+            EntryKind::File { path, executable } => {
+                let options = base
+                    .compression_method(CompressionMethod::Deflated)
+                    .compression_level(Some(DEFLATE_LEVEL))
+                    .unix_permissions(if *executable { 0o755 } else { 0o644 });
+                let mut file = fs::File::open(path)?;
+                writer
+                    .start_file(name, options)
+                    .and_then(|()| std::io::copy(&mut file, &mut writer).map(drop).map_err(Into::into))
+            }
+        };
+        result.with_context(|| format!("writing {name} into {}", out.display()))?;
+    }
+    let mut buffered = writer.finish().with_context(|| format!("finishing {}", out.display()))?;
+    buffered.flush().with_context(|| format!("writing {}", out.display()))?;
+    drop(buffered);
+    temp.as_file().sync_all().with_context(|| format!("writing {}", out.display()))?;
+    bytecode::set_mode(temp.path(), 0o644)?;
+    temp.persist(out).with_context(|| format!("renaming the new zip to {}", out.display()))?;
+    Ok(())
+}
+
+/// The name an entry is stored under: directories end with `/`.
+fn stored_name(entry: &ZipEntry) -> std::borrow::Cow<'_, str> {
+    match entry.kind {
+        EntryKind::Dir => format!("{}/", entry.name).into(),
+        _ => entry.name.as_str().into(),
+    }
+}
+
+/// Every file, directory and symlink under `root` as zip entries named `prefix/...` (sorted later
+/// by [`write_zip`]). A symlink must have a relative target that stays inside `root`; anything
+/// else (absolute or escaping targets, sockets, devices) is an error naming the path.
+pub fn tree_entries(root: &Path, prefix: &str) -> Result<Vec<ZipEntry>> {
+    let mut entries = Vec::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
+        let entry = entry.with_context(|| format!("listing {}", root.display()))?;
+        let relative = bytecode::relative_posix(root, entry.path())?;
+        let name = if prefix.is_empty() { relative.clone() } else { format!("{prefix}/{relative}") };
+        let file_type = entry.file_type();
+        let kind = if file_type.is_dir() {
+            EntryKind::Dir
+        } else if file_type.is_file() {
+            EntryKind::File { path: entry.path().to_path_buf(), executable: is_executable(entry.path())? }
+        } else if file_type.is_symlink() {
+            let target = fs::read_link(entry.path())?;
+            let target_text = target
+                .to_str()
+                .with_context(|| format!("symlink {relative} has a non-UTF-8 target; replace it with a copy"))?;
+            if !symlink_stays_inside(&relative, &target) {
+                bail!(
+                    "symlink {relative} -> {target_text} points outside {}: the layer zip only stores links to \
+                     files inside the layer; replace it with a copy of its target",
+                    root.display()
+                );
+            }
+            EntryKind::Symlink { target: target_text.to_string() }
+        } else {
+            bail!("{} is neither a file, a directory nor a symlink; remove it", entry.path().display());
+        };
+        entries.push(ZipEntry { name, kind });
+    }
+    Ok(entries)
+}
+
+/// Whether a link at `link` (relative to the root) to the relative `target` resolves inside the root.
+fn symlink_stays_inside(link: &str, target: &Path) -> bool {
+    let mut depth: Vec<&str> = link.split('/').collect();
+    depth.pop();
+    let mut level = depth.len() as i64;
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => level += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                level -= 1;
+                if level < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+fn is_executable(path: &Path) -> Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Ok(fs::metadata(path)?.permissions().mode() & 0o100 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(false)
+    }
+}
+
+/// What the lead's `layer` command passes to [`build`].
+#[derive(Debug, Clone)]
+pub struct PackRequest<'a> {
+    /// `<out>/layer`, holding `python/bin/python3.X` and `python/lib/python3.X/`.
+    pub layer_dir: &'a Path,
+    /// The layer interpreter's minor version, e.g. `3.11`.
+    pub python_minor: &'a str,
+    /// A CPython of that minor version that runs here.
+    pub build_python: &'a BuildPython,
+    /// `<out>/python-litellm-<arch>.zip` (see `Arch::layer_zip_name`); must be outside `layer_dir`.
+    pub out_zip: &'a Path,
+    /// From [`source_date_epoch_from_env`].
+    pub source_date_epoch: Option<u64>,
+    pub zip_position: ZipPosition,
+}
+
+/// What [`build`] did.
+#[derive(Debug, Clone)]
+pub struct PackOutcome {
+    pub layer_dir: PathBuf,
+    pub layer_zip: PathBuf,
+    pub layer_zip_bytes: u64,
+    /// `layer/python/lib/python3.X/site-packages.zip`, when any distribution went there.
+    pub site_packages_zip: Option<PathBuf>,
+    pub python_minor: String,
+    /// One per distribution, in the order given.
+    pub placements: Vec<DistPlacement>,
+    /// Stale bytecode files removed before compiling (PBS's timestamp `.pyc` among them).
+    pub removed_stale_bytecode: usize,
+    pub compiled: usize,
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// Byte-compile, lay out and zip the layer. Updates each dist's `files` (new `.pyc` files, removed
+/// stale bytecode); the files of zipped distributions then live in `site-packages.zip`.
+pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &Progress) -> Result<PackOutcome> {
+    let PackRequest { layer_dir, python_minor, build_python, out_zip, source_date_epoch, zip_position } =
+        request.clone();
+    let lib_dir = layer_dir.join("python/lib").join(format!("python{python_minor}"));
+    let site_packages = lib_dir.join("site-packages");
+    if !site_packages.is_dir() {
+        bail!("{} is missing: run the install step first", site_packages.display());
+    }
+    if out_zip.starts_with(layer_dir) {
+        bail!("the layer zip {} must not be inside the layer tree {}", out_zip.display(), layer_dir.display());
+    }
+    let mtime = zip_mtime(source_date_epoch)?;
+    let tag = bytecode::cache_tag(python_minor)?;
+    build_python.require_minor(python_minor)?;
+
+    // Check the whole tree (symlinks, special files) before changing anything in it.
+    tree_entries(layer_dir, "")?;
+    let placements = plan_layout(&site_packages, dists)?;
+    let zipped: Vec<usize> = (0..dists.len()).filter(|&i| placements[i].placement == Placement::Zip).collect();
+    for placement in placements.iter().filter(|p| p.placement == Placement::Dir) {
+        progress.note(format!("{} stays in site-packages/: {}", placement.name, placement.reason));
+    }
+
+    let sitecustomize = lib_dir.join("sitecustomize.py");
+    if sitecustomize.exists() {
+        let existing = fs::read_to_string(&sitecustomize).unwrap_or_default();
+        if !existing.starts_with(SITECUSTOMIZE_MARKER) {
+            bail!(
+                "{} exists and was not written by xtask; the layout needs its own sitecustomize.py: remove it",
+                sitecustomize.display()
+            );
+        }
+        fs::remove_file(&sitecustomize)?;
+    }
+    if !zipped.is_empty() {
+        fs::write(&sitecustomize, sitecustomize_source(zip_position))?;
+        bytecode::set_mode(&sitecustomize, 0o644)?;
+    }
+
+    // Bytecode: drop what must not ship, then compile every .py under lib/python3.X.
+    let removed = bytecode::remove_stale_bytecode(&lib_dir)?;
+    let removed_in_site_packages: BTreeSet<&str> =
+        removed.iter().filter_map(|r| r.strip_prefix("site-packages/")).collect();
+    for dist in dists.iter_mut() {
+        dist.files.retain(|f| !removed_in_site_packages.contains(f.as_str()));
+    }
+    let zipped_files: BTreeSet<String> = zipped.iter().flat_map(|&i| dists[i].files.iter().cloned()).collect();
+    let lib_prefix = format!("{}/lib/python{python_minor}", bytecode::LAMBDA_PYTHON_PREFIX);
+    let mut jobs = Vec::new();
+    for entry in walkdir::WalkDir::new(&lib_dir).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("listing {}", lib_dir.display()))?;
+        if !entry.file_type().is_file() || entry.path().extension().is_none_or(|e| e != "py") {
+            continue;
+        }
+        let relative = bytecode::relative_posix(&lib_dir, entry.path())?;
+        let in_zip = relative.strip_prefix("site-packages/").filter(|rel| zipped_files.contains(*rel));
+        let (pyc, co_filename) = match in_zip {
+            Some(rel) => (bytecode::legacy_pyc_path(&relative), format!("{lib_prefix}/site-packages.zip/{rel}")),
+            None => (bytecode::pycache_path(&relative, &tag), format!("{lib_prefix}/{relative}")),
+        };
+        jobs.push(CompileJob { source: entry.path().to_path_buf(), pyc: lib_dir.join(pyc), co_filename });
+    }
+    let compiled = bytecode::compile(build_python, &jobs)?;
+    for skipped in &compiled.skipped {
+        progress.warn(format!(
+            "skipped byte-compiling {} ({}); importing it fails on Lambda too",
+            skipped.source.display(),
+            skipped.error
+        ));
+    }
+    let skipped_sources: BTreeSet<&Path> = compiled.skipped.iter().map(|s| s.source.as_path()).collect();
+    for (i, dist) in dists.iter_mut().enumerate() {
+        let mut added = Vec::new();
+        for file in dist.files.iter().filter(|f| f.ends_with(".py")) {
+            if skipped_sources.contains(site_packages.join(file).as_path()) {
+                continue;
+            }
+            added.push(match placements[i].placement {
+                Placement::Zip => bytecode::legacy_pyc_path(file),
+                Placement::Dir => bytecode::pycache_path(file, &tag),
+            });
+        }
+        dist.files.extend(added);
+        dist.files.sort();
+        dist.files.dedup();
+    }
+
+    // site-packages.zip: the zipped distributions' files with every directory as an entry.
+    let site_packages_zip = lib_dir.join("site-packages.zip");
+    if site_packages_zip.exists() {
+        fs::remove_file(&site_packages_zip)?;
+    }
+    let site_packages_zip = if zipped.is_empty() {
+        None
+    } else {
+        let mut entries = Vec::new();
+        let mut dirs = BTreeSet::new();
+        for &i in &zipped {
+            for file in &dists[i].files {
+                let mut parent = file.as_str();
+                while let Some((dir, _)) = parent.rsplit_once('/') {
+                    dirs.insert(dir.to_string());
+                    parent = dir;
+                }
+                entries.push(ZipEntry {
+                    name: file.clone(),
+                    kind: EntryKind::File { path: site_packages.join(file), executable: false },
+                });
+            }
+        }
+        entries.extend(dirs.into_iter().map(|name| ZipEntry { name, kind: EntryKind::Dir }));
+        write_zip(entries, &site_packages_zip, mtime)?;
+        for &i in &zipped {
+            for file in &dists[i].files {
+                remove_file_and_empty_parents(&site_packages, file)?;
+            }
+        }
+        Some(site_packages_zip)
+    };
+
+    let layer_entries = tree_entries(layer_dir, "")?;
+    write_zip(layer_entries, out_zip, mtime)?;
+    let layer_zip_bytes = fs::metadata(out_zip)?.len();
+    Ok(PackOutcome {
+        layer_dir: layer_dir.to_path_buf(),
+        layer_zip: out_zip.to_path_buf(),
+        layer_zip_bytes,
+        site_packages_zip,
+        python_minor: python_minor.to_string(),
+        placements,
+        removed_stale_bytecode: removed.len(),
+        compiled: compiled.compiled,
+        skipped: compiled.skipped,
+    })
+}
+
+/// Remove `root/relative` and then each parent directory that became empty, up to `root`.
+fn remove_file_and_empty_parents(root: &Path, relative: &str) -> Result<()> {
+    let path = root.join(relative);
+    if fs::symlink_metadata(&path).is_ok() {
+        fs::remove_file(&path)?;
+    }
+    let mut dir = path.parent();
+    while let Some(current) = dir {
+        if current == root || !current.starts_with(root) {
+            break;
+        }
+        if fs::read_dir(current)?.next().is_some() {
+            break;
+        }
+        fs::remove_dir(current)?;
+        dir = current.parent();
+    }
+    Ok(())
+}
+
+/// Placements by distribution name, for the report.
+pub fn placements_by_name(placements: &[DistPlacement]) -> BTreeMap<&str, Placement> {
+    placements.iter().map(|p| (p.name.as_str(), p.placement)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dist(name: &str, files: &[&str]) -> InstalledDist {
+        let dist_info = format!("{name}-1.0.dist-info");
+        let mut all: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        all.push(format!("{dist_info}/METADATA"));
+        all.sort();
+        InstalledDist {
+            name: name.into(),
+            version: "1.0".into(),
+            wheel_name: format!("{name}-1.0-py3-none-any.whl"),
+            wheel_sha256: "0".repeat(64),
+            wheel_url: format!("https://files.example/{name}.whl"),
+            dist_info,
+            files: all,
+        }
+    }
+
+    fn materialise(site_packages: &Path, dists: &[InstalledDist]) {
+        for dist in dists {
+            for file in &dist.files {
+                let path = site_packages.join(file);
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(path, "").unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn layout_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let dists = vec![
+            dist("pure", &["pure/__init__.py", "pure/py.typed"]),
+            dist("native", &["native/__init__.py", "native/_speed.cpython-311-x86_64-linux-gnu.so"]),
+            dist("data", &["data/__init__.py", "data/table.json"]),
+            dist("ns-native", &["google/native/__init__.py", "google/native/_x.abi3.so"]),
+            dist("ns-pure", &["google/pure/__init__.py"]),
+            dist("ns-other", &["google/other/__init__.py"]),
+        ];
+        materialise(dir.path(), &dists);
+        let placements = plan_layout(dir.path(), &dists).unwrap();
+        let summary: Vec<(&str, Placement, &str)> =
+            placements.iter().map(|p| (p.name.as_str(), p.placement, p.reason.as_str())).collect();
+        assert_eq!(
+            summary,
+            [
+                ("pure", Placement::Zip, ""),
+                ("native", Placement::Dir, "extension module native/_speed.cpython-311-x86_64-linux-gnu.so"),
+                ("data", Placement::Dir, "data file data/table.json"),
+                ("ns-native", Placement::Dir, "extension module google/native/_x.abi3.so"),
+                ("ns-pure", Placement::Dir, "shares top-level google with ns-native, which stays on disk"),
+                ("ns-other", Placement::Dir, "shares top-level google with ns-native, which stays on disk"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_listed_file_missing_from_disk_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let dists = vec![dist("ghost", &["ghost.py"])];
+        fs::create_dir_all(dir.path().join("ghost-1.0.dist-info")).unwrap();
+        fs::write(dir.path().join("ghost-1.0.dist-info/METADATA"), "").unwrap();
+        let err = format!("{:#}", plan_layout(dir.path(), &dists).unwrap_err());
+        assert!(err.contains("ghost lists ghost.py but it is not in site-packages"), "{err}");
+    }
+
+    #[test]
+    fn mtime_from_source_date_epoch() {
+        let default = zip_mtime(None).unwrap();
+        assert_eq!((default.year(), default.month(), default.day(), default.hour()), (1980, 1, 1, 0));
+        // 2024-02-29 13:45:31 UTC; DOS seconds round down to even.
+        let t = zip_mtime(Some(1_709_214_331)).unwrap();
+        assert_eq!((t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second()), (2024, 2, 29, 13, 45, 30));
+        let early = zip_mtime(Some(0)).unwrap();
+        assert_eq!((early.year(), early.month(), early.day()), (1980, 1, 1));
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn symlink_targets_must_stay_inside() {
+        assert!(symlink_stays_inside("python/bin/python3", Path::new("python3.11")));
+        assert!(symlink_stays_inside("python/lib/libpython.so", Path::new("../lib/libpython.so.1.0")));
+        assert!(!symlink_stays_inside("python/bin/python3", Path::new("/usr/bin/python3")));
+        assert!(!symlink_stays_inside("python/bin/python3", Path::new("../../../etc/passwd")));
+    }
+
+    #[test]
+    fn sitecustomize_variants() {
+        assert!(sitecustomize_source(ZipPosition::AfterSitePackages).contains("sys.path.index(directory) + 1\n"));
+        assert!(sitecustomize_source(ZipPosition::BeforeSitePackages).contains("sys.path.index(directory)\n"));
+        assert!(sitecustomize_source(ZipPosition::default()).starts_with(SITECUSTOMIZE_MARKER));
+    }
+}
