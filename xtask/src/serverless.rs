@@ -50,7 +50,9 @@ pub enum PatchError {
          this as a bug"
     )]
     Verify(String),
-    #[error("{file} is out of date: {changes}; run `cargo xtask patch --arch {arch}` (or `cargo xtask layer`) to update it")]
+    #[error(
+        "{file} is out of date: {changes}; run `cargo xtask patch --arch {arch}` (or `cargo xtask layer`) to update it"
+    )]
     OutOfDate { file: String, changes: String, arch: Arch },
 }
 
@@ -178,13 +180,10 @@ fn patch_text_inner(text: &str, plan: &PatchPlan) -> Result<PatchOutcome, PatchE
             ));
         }
     }
-    if let Some(runtime) = root_data.get("provider").and_then(|p| p.get("runtime")) {
-        if runtime.as_str() != Some(NODE_RUNTIME) {
-            warnings.push(format!(
-                "provider.runtime is {}, but the layer is built for {NODE_RUNTIME}",
-                describe(runtime)
-            ));
-        }
+    if let Some(runtime) = root_data.get("provider").and_then(|p| p.get("runtime"))
+        && runtime.as_str() != Some(NODE_RUNTIME)
+    {
+        warnings.push(format!("provider.runtime is {}, but the layer is built for {NODE_RUNTIME}", describe(runtime)));
     }
 
     let mut patcher = Patcher::new(&document);
@@ -245,9 +244,8 @@ pub fn run(global: &GlobalArgs, args: &PatchArgs) -> Result<()> {
     let plan = PatchPlan::new(&spec, args.arch, args.allow_public_layer);
     let file = from_root(&args.file);
     let verb = if args.check { "checking" } else { "patching" };
-    let outcome = progress.step(format!("{verb} {} for {}", args.file.display(), args.arch), || {
-        patch_file(&file, &plan, args.check)
-    })?;
+    let outcome = progress
+        .step(format!("{verb} {} for {}", args.file.display(), args.arch), || patch_file(&file, &plan, args.check))?;
     for warning in &outcome.warnings {
         progress.warn(warning);
     }
@@ -291,11 +289,8 @@ struct Patcher<'d, 'a> {
 impl<'d, 'a> Patcher<'d, 'a> {
     fn new(document: &'d Document<'a>) -> Self {
         let text = document.text;
-        let newline = if text.find('\n').is_some_and(|i| i > 0 && text.as_bytes()[i - 1] == b'\r') {
-            "\r\n"
-        } else {
-            "\n"
-        };
+        let newline =
+            if text.find('\n').is_some_and(|i| i > 0 && text.as_bytes()[i - 1] == b'\r') { "\r\n" } else { "\n" };
         let (indent_unit, dash_offset) = detect_indentation(document);
         Patcher {
             document,
@@ -524,12 +519,20 @@ impl<'d, 'a> Patcher<'d, 'a> {
     }
 
     /// Give a key with an empty value (`environment:`) the desired value.
-    fn fill_empty(&mut self, key_id: NodeId, value_id: NodeId, desired: &Desired, depth: usize) -> Result<(), PatchError> {
+    fn fill_empty(
+        &mut self,
+        key_id: NodeId,
+        value_id: NodeId,
+        desired: &Desired,
+        depth: usize,
+    ) -> Result<(), PatchError> {
         let key = self.document.node(key_id);
         let colon = self
             .document
             .scalar_span(key_id)
-            .map(|span| span.end + self.text[span.end..].len() - self.text[span.end..].trim_start_matches([' ', '\t']).len())
+            .map(|span| {
+                span.end + self.text[span.end..].len() - self.text[span.end..].trim_start_matches([' ', '\t']).len()
+            })
             .filter(|at| self.text.as_bytes().get(*at) == Some(&b':'));
         let Some(colon) = colon else {
             return Err(PatchError::Unsupported(format!(
@@ -538,9 +541,11 @@ impl<'d, 'a> Patcher<'d, 'a> {
             )));
         };
         let edit = match desired {
-            Desired::Str(value) => {
-                Edit { range: colon + 1..colon + 1, text: format!(" {}", render_scalar(value, TScalarStyle::Plain)), depth }
-            }
+            Desired::Str(value) => Edit {
+                range: colon + 1..colon + 1,
+                text: format!(" {}", render_scalar(value, TScalarStyle::Plain)),
+                depth,
+            },
             Desired::List(_) | Desired::Map(_) => {
                 let (at, prefix) = self.line_end_after(colon);
                 let mut text = prefix.to_string();
@@ -562,11 +567,8 @@ impl<'d, 'a> Patcher<'d, 'a> {
         let node = self.document.node(id);
         let floor = self.content_end(id);
         // The lines that end at or before the collection's end (the last one may lack a line break).
-        let mut line_end = if node.end >= text.len() {
-            text.len()
-        } else {
-            text[..node.end].rfind('\n').map_or(0, |i| i + 1)
-        };
+        let mut line_end =
+            if node.end >= text.len() { text.len() } else { text[..node.end].rfind('\n').map_or(0, |i| i + 1) };
         while line_end > 0 {
             let before = &text[..line_end];
             let without_break = before.strip_suffix('\n').unwrap_or(before);
@@ -599,7 +601,9 @@ impl<'d, 'a> Patcher<'d, 'a> {
     fn content_end(&self, id: NodeId) -> usize {
         let node = self.document.node(id);
         match &node.kind {
-            NodeKind::Mapping { entries, flow: false } if !entries.is_empty() => self.content_end(entries[entries.len() - 1].1),
+            NodeKind::Mapping { entries, flow: false } if !entries.is_empty() => {
+                self.content_end(entries[entries.len() - 1].1)
+            }
             NodeKind::Sequence { items, flow: false } if !items.is_empty() => self.content_end(items[items.len() - 1]),
             NodeKind::Mapping { .. } | NodeKind::Sequence { .. } => node.end,
             NodeKind::Scalar { .. } => self.document.scalar_span(id).map_or(node.start, |span| span.end),
@@ -890,7 +894,10 @@ mod tests {
         let outcome = patch_twice(text, &plan(Arch::Arm64));
         let new_text = outcome.new_text.unwrap();
         assert!(new_text.contains("    LITELLM_LOCAL_MODEL_COST_MAP: \"True\"\n"), "{new_text}");
-        assert_eq!(outcome.changes[0], "provider.environment.LITELLM_LOCAL_MODEL_COST_MAP: true (a bool, not a string) -> True");
+        assert_eq!(
+            outcome.changes[0],
+            "provider.environment.LITELLM_LOCAL_MODEL_COST_MAP: true (a bool, not a string) -> True"
+        );
     }
 
     #[test]
@@ -950,17 +957,39 @@ mod tests {
         assert!(new_text.ends_with("functions:\n  f:\n    environment: *env\nlayers:\n  pythonLiteLLM:\n    path: ../layer-build-arm64/layer\n    compatibleRuntimes:\n      - nodejs22.x\n    compatibleArchitectures:\n      - arm64\n"), "{new_text}");
     }
 
+    #[test]
+    fn non_ascii_text_before_the_edits_is_kept() {
+        let text = "# Dienst für Chat ✓\nprovider:\n  description: \"Grüße\"\n  architecture: x86_64\n";
+        let new_text = patch_twice(text, &plan(Arch::Arm64)).new_text.unwrap();
+        assert!(
+            new_text.starts_with("# Dienst für Chat ✓\nprovider:\n  description: \"Grüße\"\n  architecture: arm64\n"),
+            "{new_text}"
+        );
+    }
+
+    #[test]
+    fn another_runtime_is_warned_about() {
+        let outcome = patch("provider:\n  runtime: nodejs18.x\n", &plan(Arch::Arm64)).unwrap();
+        assert_eq!(outcome.warnings, ["provider.runtime is nodejs18.x, but the layer is built for nodejs22.x"]);
+    }
+
     // Refusals. Each message is part of the test.
 
     #[test]
     fn malformed_yaml_is_refused() {
         let msg = refusal("provider:\n  name: aws\n    architecture: arm64\n", &plan(Arch::Arm64));
-        assert!(msg.starts_with("serverless.yml: not patched: not valid YAML: mapping values are not allowed in this context at line 3"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "serverless.yml: not patched: not valid YAML: mapping values are not allowed in this context at line 3"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let msg = refusal("provider:\n  architecture: arm64\n  name: aws\n  architecture: x86_64\n", &plan(Arch::Arm64));
+        let msg =
+            refusal("provider:\n  architecture: arm64\n  name: aws\n  architecture: x86_64\n", &plan(Arch::Arm64));
         assert_eq!(
             msg,
             "serverless.yml: not patched: duplicate key: key provider.architecture appears twice (lines 2 and 4); remove one of them"
@@ -1023,10 +1052,22 @@ mod tests {
     #[test]
     fn unsupported_shapes_are_refused_with_a_reason() {
         let cases = [
-            ("provider:\n  architecture: !Sub x86_64\n", "provider.architecture (line 2) has the tag !Sub; remove the tag"),
-            ("provider:\n  architecture: |\n    x86_64\n", "provider.architecture (line 3) is a block (| or >) or multi-line value"),
-            ("arch: &a x86_64\nprovider:\n  architecture: *a\n", "provider.architecture is an alias (*a, line 3) whose value must become arm64"),
-            ("base: &p\n  name: aws\nprovider: *p\n", "provider is an alias (*p); adding architecture, environment would change the anchored mapping"),
+            (
+                "provider:\n  architecture: !Sub x86_64\n",
+                "provider.architecture (line 2) has the tag !Sub; remove the tag",
+            ),
+            (
+                "provider:\n  architecture: |\n    x86_64\n",
+                "provider.architecture (line 3) is a block (| or >) or multi-line value",
+            ),
+            (
+                "arch: &a x86_64\nprovider:\n  architecture: *a\n",
+                "provider.architecture is an alias (*a, line 3) whose value must become arm64",
+            ),
+            (
+                "base: &p\n  name: aws\nprovider: *p\n",
+                "provider is an alias (*p); adding architecture, environment would change the anchored mapping",
+            ),
             ("provider: aws\n", "provider (line 1) is aws, expected a mapping"),
             ("- a\n- b\n", "the top level of the file is not a mapping"),
             ("a: 1\n---\nb: 2\n", "the file holds 2 YAML documents; expected exactly one"),
@@ -1049,7 +1090,10 @@ mod tests {
         fs_err::write(&path, &original).unwrap();
 
         let msg = format!("{:#}", patch_file(&path, &plan(Arch::Arm64), true).unwrap_err());
-        assert!(msg.starts_with(&format!("{} is out of date: provider.architecture: x86_64 -> arm64; ", path.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("{} is out of date: provider.architecture: x86_64 -> arm64; ", path.display())),
+            "{msg}"
+        );
         assert!(msg.ends_with("; run `cargo xtask patch --arch arm64` (or `cargo xtask layer`) to update it"), "{msg}");
         assert_eq!(fs_err::read_to_string(&path).unwrap(), original, "--check wrote the file");
 

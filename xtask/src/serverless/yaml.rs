@@ -51,7 +51,11 @@ pub enum NodeKind {
 /// load to equal `Data` mean the same thing to Serverless.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Data {
-    Scalar { kind: ScalarKind, text: String, tag: Option<String> },
+    Scalar {
+        kind: ScalarKind,
+        text: String,
+        tag: Option<String>,
+    },
     Sequence(Vec<Data>),
     /// Entries in file order (order is part of what the patch must keep).
     Mapping(Vec<(Data, Data)>),
@@ -152,7 +156,8 @@ impl<'a> Document<'a> {
 
         let mut document = Document { text, nodes: Vec::new(), root: 0, anchors: HashMap::new() };
         // Each open collection: its node id and its pending children.
-        let mut stack: Vec<(NodeId, Vec<NodeId>)> = Vec::new();
+        // Each open collection also keeps where its event pointed, in case it turns out to be a flow one.
+        let mut stack: Vec<(NodeId, Vec<NodeId>, usize, usize)> = Vec::new();
         // Expanded size of each finished node, to catch alias bombs before expanding anything.
         let mut sizes: Vec<u64> = Vec::new();
         let mut root = None;
@@ -223,11 +228,11 @@ impl<'a> Document<'a> {
                     if *anchor != 0 {
                         document.anchors.insert(*anchor, id);
                     }
-                    stack.push((id, Vec::new()));
+                    stack.push((id, Vec::new(), *byte, mark.col()));
                     None
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
-                    let Some((id, children)) = stack.pop() else {
+                    let Some((id, children, event_byte, event_col)) = stack.pop() else {
                         return Err(PatchError::Malformed("unbalanced collection".to_string()));
                     };
                     let size = children.iter().fold(1u64, |total, child| total.saturating_add(sizes[*child]));
@@ -237,6 +242,10 @@ impl<'a> Document<'a> {
                     // A block collection ends where the next token starts, never at a bracket.
                     let is_flow = text.as_bytes().get(*byte) == Some(&closing);
                     node.end = if is_flow { byte + 1 } else { *byte };
+                    if is_flow {
+                        node.start = event_byte;
+                        node.col = event_col;
+                    }
                     match &mut node.kind {
                         NodeKind::Sequence { items, flow } => {
                             *items = children;
@@ -275,7 +284,7 @@ impl<'a> Document<'a> {
                     )));
                 }
                 match stack.last_mut() {
-                    Some((_, children)) => children.push(id),
+                    Some((_, children, _, _)) => children.push(id),
                     None => root = Some(id),
                 }
             }
@@ -421,7 +430,8 @@ impl<'a> Document<'a> {
 /// with only spaces between.
 fn dash_before(text: &str, at: usize) -> Option<usize> {
     let bytes = text.as_bytes();
-    let is_dash = |i: usize| bytes.get(i) == Some(&b'-') && matches!(bytes.get(i + 1), None | Some(b' ' | b'\n' | b'\r'));
+    let is_dash =
+        |i: usize| bytes.get(i) == Some(&b'-') && matches!(bytes.get(i + 1), None | Some(b' ' | b'\n' | b'\r'));
     if is_dash(at) {
         return Some(at);
     }
@@ -467,15 +477,15 @@ pub fn resolve_plain(value: &str) -> ScalarKind {
         _ => {}
     }
     let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
-    if let Some(hex) = value.strip_prefix("0x") {
-        if digits(hex, 16) {
-            return ScalarKind::Int;
-        }
+    if let Some(hex) = value.strip_prefix("0x")
+        && digits(hex, 16)
+    {
+        return ScalarKind::Int;
     }
-    if let Some(oct) = value.strip_prefix("0o") {
-        if digits(oct, 8) {
-            return ScalarKind::Int;
-        }
+    if let Some(oct) = value.strip_prefix("0o")
+        && digits(oct, 8)
+    {
+        return ScalarKind::Int;
     }
     let unsigned = value.strip_prefix(['-', '+']).unwrap_or(value);
     if digits(unsigned, 10) {
@@ -509,4 +519,75 @@ pub fn alias_text(text: &str, start: usize) -> &str {
         .find(|(_, c)| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}'))
         .map_or(rest.len(), |(i, _)| i);
     &rest[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_scalars_resolve_like_the_core_schema() {
+        for (text, kind) in [
+            ("", ScalarKind::Null),
+            ("~", ScalarKind::Null),
+            ("True", ScalarKind::Bool),
+            ("false", ScalarKind::Bool),
+            ("12", ScalarKind::Int),
+            ("-3", ScalarKind::Int),
+            ("0x1F", ScalarKind::Int),
+            ("1.5e3", ScalarKind::Float),
+            (".5", ScalarKind::Float),
+            ("-.inf", ScalarKind::Float),
+            ("3.11", ScalarKind::Float),
+            ("arm64", ScalarKind::Str),
+            ("x86_64", ScalarKind::Str),
+            ("1.2.3", ScalarKind::Str),
+            ("../layer", ScalarKind::Str),
+            ("yes", ScalarKind::Str),
+        ] {
+            assert_eq!(resolve_plain(text), kind, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn flow_and_block_collections_are_told_apart() {
+        let text = "x:\n- [b]\n- c\ny: {a: [1]}\nz:\n  - d\n";
+        let document = Document::parse(text).unwrap();
+        let kinds: Vec<(usize, bool)> = document
+            .nodes
+            .iter()
+            .filter_map(|node| match &node.kind {
+                NodeKind::Sequence { flow, .. } | NodeKind::Mapping { flow, .. } => Some((node.start, *flow)),
+                _ => None,
+            })
+            .collect();
+        // The root mapping's event points at its first ':'; sequences start at their dash.
+        assert_eq!(kinds, [(1, false), (3, false), (5, true), (16, true), (20, true), (30, false)]);
+        let (_, x) = document.lookup(document.root, "x").unwrap();
+        assert_eq!(document.node(x).col, 0);
+    }
+
+    #[test]
+    fn scalar_spans_cover_quotes_and_escapes() {
+        let text = "a: 'it''s' # c\nb: \"q\\\"x\" \nc: plain value # c\nd: |\n  block\ne: é\n";
+        let document = Document::parse(text).unwrap();
+        let span = |key: &str| {
+            let (_, value) = document.lookup(document.root, key).unwrap();
+            document.scalar_span(value).map(|range| &text[range])
+        };
+        assert_eq!(span("a"), Some("'it''s'"));
+        assert_eq!(span("b"), Some("\"q\\\"x\""));
+        assert_eq!(span("c"), Some("plain value"));
+        assert_eq!(span("d"), None);
+        assert_eq!(span("e"), Some("é"));
+    }
+
+    #[test]
+    fn positions_are_bytes_even_after_multibyte_text() {
+        let text = "# ünïcødé ✓ comment\nkey: 'välue'\nnext: x\n";
+        let document = Document::parse(text).unwrap();
+        let (key, value) = document.lookup(document.root, "next").unwrap();
+        assert_eq!(&text[document.node(key).start..document.node(value).start], "next: ");
+        assert_eq!(document.data(document.lookup(document.root, "key").unwrap().1), Data::str("välue"));
+    }
 }
