@@ -120,10 +120,19 @@ pub fn build_bom(input: &SbomInput) -> Result<Bom> {
         let name = normalize(&dist.name)?;
         let package = lock.packages.iter().find(|p| normalize_lossy(&p.name) == name && p.version == dist.version);
         let Some(package) = package else {
-            bail!("installed distribution {} {} is not in the lock; rebuild the layer from the lock", dist.name, dist.version);
+            bail!(
+                "installed distribution {} {} is not in the lock; rebuild the layer from the lock",
+                dist.name,
+                dist.version
+            );
         };
         let Some(wheel) = package.wheels.iter().find(|w| w.name == dist.wheel_name) else {
-            bail!("installed distribution {} {}: wheel {} is not in the lock", dist.name, dist.version, dist.wheel_name);
+            bail!(
+                "installed distribution {} {}: wheel {} is not in the lock",
+                dist.name,
+                dist.version,
+                dist.wheel_name
+            );
         };
         let locked_sha256 = Sha256Hex::parse(&wheel.hashes.sha256)
             .with_context(|| format!("lock: package {} wheel {}", package.name, wheel.name))?;
@@ -166,8 +175,10 @@ pub fn build_bom(input: &SbomInput) -> Result<Bom> {
     let layer_ref = format!("python-litellm-{arch}");
 
     let mut components: Vec<Component> = Vec::new();
-    let mut cpython = Component::new(Classification::Framework, "cpython", &input.cpython.version, Some(cpython_ref.clone()));
-    cpython.description = Some(NormalizedString::new(&format!("CPython from python-build-standalone ({})", input.cpython.version)));
+    let mut cpython =
+        Component::new(Classification::Framework, "cpython", &input.cpython.version, Some(cpython_ref.clone()));
+    cpython.description =
+        Some(NormalizedString::new(&format!("CPython from python-build-standalone ({})", input.cpython.version)));
     cpython.purl = Some(purl("generic", "cpython", &input.cpython.version)?);
     cpython.hashes = Some(sha256_hashes(&cpython_sha256));
     cpython.external_references = Some(distribution_reference(&redact_url(&input.cpython.url)));
@@ -205,12 +216,11 @@ pub fn build_bom(input: &SbomInput) -> Result<Bom> {
         });
     }
     dependencies.push(Dependency { dependency_ref: cpython_ref.clone(), dependencies: Vec::new() });
-    let mut layer_depends_on: BTreeSet<String> = top_level_names(lock, &shipped)
-        .iter()
-        .filter_map(|name| ref_of(name))
-        .collect();
+    let mut layer_depends_on: BTreeSet<String> =
+        top_level_names(lock, &shipped).iter().filter_map(|name| ref_of(name)).collect();
     layer_depends_on.insert(cpython_ref.clone());
-    dependencies.push(Dependency { dependency_ref: layer_ref.clone(), dependencies: layer_depends_on.into_iter().collect() });
+    dependencies
+        .push(Dependency { dependency_ref: layer_ref.clone(), dependencies: layer_depends_on.into_iter().collect() });
     dependencies.sort_by(|a, b| a.dependency_ref.cmp(&b.dependency_ref));
 
     // What does not ship, and why.
@@ -348,10 +358,8 @@ fn top_level_names(lock: &Pylock, shipped: &BTreeMap<String, ShippedDist>) -> Ve
             return names;
         }
     }
-    let depended_on: BTreeSet<String> = shipped
-        .values()
-        .flat_map(|d| d.package.dependencies.iter().map(|r| normalize_lossy(&r.name)))
-        .collect();
+    let depended_on: BTreeSet<String> =
+        shipped.values().flat_map(|d| d.package.dependencies.iter().map(|r| normalize_lossy(&r.name))).collect();
     shipped.keys().filter(|name| !depended_on.contains(*name)).cloned().collect()
 }
 
@@ -772,10 +780,7 @@ architectures = ["arm64", "x86_64"]
     struct VendoredSchemas(BTreeMap<String, Value>);
 
     impl jsonschema::Retrieve for VendoredSchemas {
-        fn retrieve(
-            &self,
-            uri: &jsonschema::Uri<String>,
-        ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
             self.0.get(uri.as_str()).cloned().ok_or_else(|| format!("schema {uri} is not vendored").into())
         }
     }
@@ -783,10 +788,14 @@ architectures = ["arm64", "x86_64"]
     #[test]
     fn sbom_validates_against_the_cyclonedx_1_5_schema() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test_data/cyclonedx");
-        let load = |name: &str| -> Value { serde_json::from_str(&fs_err::read_to_string(dir.join(name)).unwrap()).unwrap() };
+        let load =
+            |name: &str| -> Value { serde_json::from_str(&fs_err::read_to_string(dir.join(name)).unwrap()).unwrap() };
         let mut vendored = BTreeMap::new();
         vendored.insert("http://cyclonedx.org/schema/spdx.SNAPSHOT.schema.json".to_string(), load("spdx.schema.json"));
-        vendored.insert("http://cyclonedx.org/schema/jsf-0.82.SNAPSHOT.schema.json".to_string(), load("jsf-0.82.schema.json"));
+        vendored.insert(
+            "http://cyclonedx.org/schema/jsf-0.82.SNAPSHOT.schema.json".to_string(),
+            load("jsf-0.82.schema.json"),
+        );
         let validator = jsonschema::options()
             .with_retriever(VendoredSchemas(vendored))
             .should_validate_formats(true)
@@ -794,7 +803,8 @@ architectures = ["arm64", "x86_64"]
             .unwrap();
 
         let sbom = Fixture::new().json();
-        let errors: Vec<String> = validator.iter_errors(&sbom).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&sbom).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         assert!(errors.is_empty(), "{errors:#?}");
         assert_eq!(sbom["specVersion"], "1.5");
         assert_eq!(sbom["bomFormat"], "CycloneDX");
@@ -905,7 +915,10 @@ architectures = ["arm64", "x86_64"]
             .unwrap()
             .iter()
             .map(|d| {
-                let on = d["dependsOn"].as_array().map(|a| a.iter().map(|r| r.as_str().unwrap()).collect()).unwrap_or_default();
+                let on = d["dependsOn"]
+                    .as_array()
+                    .map(|a| a.iter().map(|r| r.as_str().unwrap()).collect())
+                    .unwrap_or_default();
                 (d["ref"].as_str().unwrap(), on)
             })
             .collect();
