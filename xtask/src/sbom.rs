@@ -56,6 +56,13 @@ pub struct CpythonInfo {
     pub sha256: String,
 }
 
+impl CpythonInfo {
+    /// The pinned python-build-standalone artifact, downloaded from `url` (the pin's URL or a mirror's).
+    pub fn from_pbs(artifact: &crate::manifest::PbsArtifact, url: &str) -> CpythonInfo {
+        CpythonInfo { version: artifact.version.clone(), url: url.to_string(), sha256: artifact.sha256.clone() }
+    }
+}
+
 /// Where to read each shipped distribution's `METADATA` from.
 #[derive(Debug, Clone, Copy)]
 pub enum MetadataSource<'a> {

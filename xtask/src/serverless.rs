@@ -154,6 +154,12 @@ pub fn patch_text(text: &str, plan: &PatchPlan, file: &Path) -> Result<PatchOutc
 }
 
 fn patch_text_inner(text: &str, plan: &PatchPlan) -> Result<PatchOutcome, PatchError> {
+    // A UTF-8 byte order mark is kept but not shown to the parser (yaml-rust2 reads it as content).
+    if let Some(rest) = text.strip_prefix('\u{feff}') {
+        let mut outcome = patch_text_inner(rest, plan)?;
+        outcome.new_text = outcome.new_text.map(|new_text| format!("\u{feff}{new_text}"));
+        return Ok(outcome);
+    }
     let document = Document::parse(text)?;
     let root = document.root;
     let root_data = document.data(root);
@@ -242,21 +248,38 @@ pub fn run(global: &GlobalArgs, args: &PatchArgs) -> Result<()> {
     let progress = Progress::new();
     let spec = LayerSpec::load(&from_root(&global.spec))?;
     let plan = PatchPlan::new(&spec, args.arch, args.allow_public_layer);
-    let file = from_root(&args.file);
-    let verb = if args.check { "checking" } else { "patching" };
-    let outcome = progress
-        .step(format!("{verb} {} for {}", args.file.display(), args.arch), || patch_file(&file, &plan, args.check))?;
+    patch_and_report(&from_root(&args.file), &plan, args.check, &progress)?;
+    Ok(())
+}
+
+/// The step `cargo xtask layer` runs after a build: patch (or with `check`, only check) the
+/// spec's `[serverless] file` (relative to the repository root), reporting changes and warnings.
+pub fn patch_after_build(
+    spec: &LayerSpec,
+    arch: Arch,
+    allow_public_layer: bool,
+    check: bool,
+    progress: &Progress,
+) -> Result<PatchOutcome> {
+    let plan = PatchPlan::new(spec, arch, allow_public_layer);
+    patch_and_report(&from_root(&spec.serverless.file), &plan, check, progress)
+}
+
+fn patch_and_report(file: &Path, plan: &PatchPlan, check: bool, progress: &Progress) -> Result<PatchOutcome> {
+    let shown = file.strip_prefix(crate::project_root()).unwrap_or(file).display().to_string();
+    let verb = if check { "checking" } else { "patching" };
+    let outcome = progress.step(format!("{verb} {shown} for {}", plan.arch), || patch_file(file, plan, check))?;
     for warning in &outcome.warnings {
         progress.warn(warning);
     }
     if outcome.is_unchanged() {
-        progress.note(format!("{} is up to date", args.file.display()));
+        progress.note(format!("{shown} is up to date"));
     } else {
         for change in &outcome.changes {
             progress.note(change);
         }
     }
-    Ok(())
+    Ok(outcome)
 }
 
 fn from_root(path: &Path) -> PathBuf {
@@ -973,6 +996,22 @@ mod tests {
         assert_eq!(outcome.warnings, ["provider.runtime is nodejs18.x, but the layer is built for nodejs22.x"]);
     }
 
+    #[test]
+    fn document_markers_comments_after_keys_and_a_byte_order_mark() {
+        let text = "---\nprovider: # settings\n  environment: # filled in by the patch\nlayers:\n...\n";
+        let new_text = patch_twice(text, &plan(Arch::Arm64)).new_text.unwrap();
+        assert_eq!(
+            new_text,
+            "---\nprovider: # settings\n  environment: # filled in by the patch\n    PYTHONHOME: /opt/python\n    \
+             PYTHONPATH: /opt/python/lib/python3.11\n    LITELLM_LOCAL_MODEL_COST_MAP: \"True\"\n  \
+             architecture: arm64\nlayers:\n  pythonLiteLLM:\n    path: ../layer-build-arm64/layer\n    \
+             compatibleRuntimes:\n      - nodejs22.x\n    compatibleArchitectures:\n      - arm64\n...\n"
+        );
+        let with_bom = format!("\u{feff}{text}");
+        let outcome = patch_twice(&with_bom, &plan(Arch::Arm64));
+        assert_eq!(outcome.new_text.unwrap(), format!("\u{feff}{new_text}"));
+    }
+
     // Refusals. Each message is part of the test.
 
     #[test]
@@ -1051,6 +1090,7 @@ mod tests {
 
     #[test]
     fn unsupported_shapes_are_refused_with_a_reason() {
+        let deep = format!("a: {}{}\n", "[".repeat(150), "]".repeat(150));
         let cases = [
             (
                 "provider:\n  architecture: !Sub x86_64\n",
@@ -1072,6 +1112,7 @@ mod tests {
             ("- a\n- b\n", "the top level of the file is not a mapping"),
             ("a: 1\n---\nb: 2\n", "the file holds 2 YAML documents; expected exactly one"),
             ("# nothing\n", "the file holds 0 YAML documents; expected exactly one"),
+            (&deep, "the file nests collections more than 100 levels deep (line 1)"),
         ];
         for (text, want) in cases {
             let msg = refusal(text, &plan(Arch::Arm64));
@@ -1104,6 +1145,21 @@ mod tests {
 
         let checked = patch_file(&path, &plan(Arch::Arm64), true).unwrap();
         assert!(checked.is_unchanged());
+    }
+
+    #[test]
+    fn patch_after_build_uses_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serverless.yml");
+        fs_err::write(&path, fixture("four-space.yml")).unwrap();
+        let mut spec = LayerSpec::load(&crate::project_root().join("litellm-layer/layer.toml")).unwrap();
+        spec.serverless.file = path.clone();
+        spec.serverless.layer_path = "../build/{arch}/layer".to_string();
+        let progress = Progress::new();
+        let outcome = patch_after_build(&spec, Arch::Arm64, false, false, &progress).unwrap();
+        assert!(outcome.changes.contains(&"layers: added".to_string()), "{:?}", outcome.changes);
+        assert!(fs_err::read_to_string(&path).unwrap().contains("        path: ../build/arm64/layer\n"));
+        assert!(patch_after_build(&spec, Arch::Arm64, false, true, &progress).unwrap().is_unchanged());
     }
 
     #[cfg(unix)]

@@ -16,6 +16,9 @@ use super::PatchError;
 /// serverless.yml has a few hundred; "billion laughs" documents have billions.
 pub const MAX_EXPANDED_NODES: u64 = 100_000;
 
+/// The deepest nesting of collections accepted (the checks below recurse that deep).
+pub const MAX_DEPTH: usize = 100;
+
 /// Index of a node in [`Document::nodes`].
 pub type NodeId = usize;
 
@@ -229,6 +232,12 @@ impl<'a> Document<'a> {
                         document.anchors.insert(*anchor, id);
                     }
                     stack.push((id, Vec::new(), *byte, mark.col()));
+                    if stack.len() > MAX_DEPTH {
+                        return Err(PatchError::Unsupported(format!(
+                            "the file nests collections more than {MAX_DEPTH} levels deep (line {})",
+                            mark.line()
+                        )));
+                    }
                     None
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
