@@ -820,6 +820,12 @@ architectures = ["arm64", "x86_64"]
         let mut broken = sbom.clone();
         broken["components"][0]["hashes"][0]["content"] = Value::from("not-hex");
         assert!(!validator.is_valid(&broken));
+        // The SPDX schema is resolved too: an unknown license id is rejected.
+        let mut unknown_license = sbom.clone();
+        let litellm =
+            unknown_license["components"].as_array_mut().unwrap().iter_mut().find(|c| c["name"] == "litellm").unwrap();
+        litellm["licenses"][0]["license"]["id"] = Value::from("Not-A-License-1.0");
+        assert!(!validator.is_valid(&unknown_license));
     }
 
     #[test]
