@@ -465,9 +465,10 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
     // a cache file) does, and the manifest shows it.
     let before = sandbox::manifest(&sandbox.opt())?;
     let probe_prompt = format!("probe {pid}");
-    let probe = progress.step(format!("write probe: imports on a writable copy ({})", options.runner.mode()), || {
-        run_with_timeout(sandbox.python(false, &config("checks", &probe_prompt)), options.timeout)
-    })?;
+    let probe = progress
+        .step(format!("write probe: imports on a writable copy ({})", options.runner.mode()), || {
+            run_with_timeout(sandbox.python(false, &config("checks", &probe_prompt)), options.timeout)
+        })?;
     let after_probe = sandbox::manifest(&sandbox.opt())?;
     let probe_writes = sandbox::diff(&before, &after_probe);
 
@@ -478,11 +479,7 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
     })?;
     checks.extend(check_results(&main, options.timeout));
     if !probe.finished() {
-        checks.push(CheckResult {
-            name: "write probe ran".into(),
-            ok: false,
-            detail: probe.explain(options.timeout),
-        });
+        checks.push(CheckResult { name: "write probe ran".into(), ok: false, detail: probe.explain(options.timeout) });
     }
     checks.extend(server_checks(&server, &main, &prompt));
 
@@ -588,7 +585,11 @@ fn check_results(run: &PythonRun, timeout: Duration) -> Vec<CheckResult> {
         checks.push(CheckResult { name, ok, detail });
     }
     if !run.finished() {
-        checks.push(CheckResult { name: "interpreter finished the checks".into(), ok: false, detail: run.explain(timeout) });
+        checks.push(CheckResult {
+            name: "interpreter finished the checks".into(),
+            ok: false,
+            detail: run.explain(timeout),
+        });
     }
     checks
 }
@@ -596,8 +597,7 @@ fn check_results(run: &PythonRun, timeout: Duration) -> Vec<CheckResult> {
 /// The local server must have seen both completions, with the prompt, one of them streaming.
 fn server_checks(server: &OpenAiServer, run: &PythonRun, prompt: &str) -> Vec<CheckResult> {
     let chats: Vec<_> = server.chat_requests().into_iter().filter(|c| c.last_message == prompt).collect();
-    let python_ok =
-        |name: &str| run.results().iter().any(|r| r["check"] == name && r["ok"].as_bool() == Some(true));
+    let python_ok = |name: &str| run.results().iter().any(|r| r["check"] == name && r["ok"].as_bool() == Some(true));
     if !python_ok("completion") && !python_ok("stream") {
         return Vec::new();
     }

@@ -268,10 +268,7 @@ fn a_shared_object_for_another_machine_is_named() {
         ),
         "{text}"
     );
-    assert!(
-        text.contains("python/lib/python3.11/site-packages/fastthing/libhelper.so.1: not an ELF file"),
-        "{text}"
-    );
+    assert!(text.contains("python/lib/python3.11/site-packages/fastthing/libhelper.so.1: not an ELF file"), "{text}");
 }
 
 #[test]
@@ -331,10 +328,13 @@ fn arm64_layer_with_litellm_passes_under_qemu() {
         return;
     };
     let fixture = arm64_sysroot::arm64_fixture().unwrap();
-    let (ok, output) =
-        arm64_sysroot::run_under_qemu(&qemu, &fixture.sysroot, "import ssl, json, zlib, platform; print(platform.machine())")
-            .unwrap();
-    assert!(ok && output.trim() == "aarch64", "{output}");
+    let (ok, output) = arm64_sysroot::run_under_qemu(
+        &qemu,
+        &fixture.sysroot,
+        "import ssl, json, zlib, platform, sys; print(platform.machine(), '/opt/python/lib/python3.11/site-packages' in sys.path)",
+    )
+    .unwrap();
+    assert!(ok && output.trim() == "aarch64 True", "{output}");
     assert!(fixture.archive.exists());
 
     let packages = pip_litellm("pip-litellm-arm64", Some(Arch::Arm64));

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::progress::Progress;
 use crate::verify::sysroot::{self, QEMU_AARCH64};
@@ -24,7 +24,8 @@ pub struct Arm64Fixture {
     /// The sysroot for `qemu-aarch64-static -L`. It also holds the PBS-shaped interpreter at
     /// `opt/python`, so `-L SYSROOT` runs it the way Lambda lays out a layer.
     pub sysroot: PathBuf,
-    /// The directory holding `python/` (`bin/python3.11`, `lib/python3.11/`, no site-packages):
+    /// The directory holding `python/` (`bin/python3.11`, `lib/python3.11/` with an empty
+    /// `site-packages/`):
     /// `sysroot/opt`. Copy it; never modify it.
     pub layer_root: PathBuf,
     /// `python/...` as a PBS `install_only`-shaped `.tar.gz`.
@@ -81,7 +82,8 @@ fn assemble_python(sysroot: &Path, python: &Path) -> Result<()> {
         let entry = entry?;
         let relative = entry.path().strip_prefix(&stdlib_from)?;
         let first = relative.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
-        if matches!(first.as_deref(), Some("dist-packages" | "EXTERNALLY-MANAGED"))
+        // Debian's `sitecustomize.py` is a link to `/etc/python3.11/`, outside any layer.
+        if matches!(first.as_deref(), Some("dist-packages" | "EXTERNALLY-MANAGED" | "sitecustomize.py"))
             || relative.components().any(|c| c.as_os_str() == "__pycache__")
         {
             continue;
@@ -95,18 +97,14 @@ fn assemble_python(sysroot: &Path, python: &Path) -> Result<()> {
             fs_err::copy(entry.path(), &target)?;
         }
     }
-    // Debian patches `site.py` to use `dist-packages`; python-build-standalone keeps upstream's
-    // `lib/python3.11/site-packages`. Use the host's upstream 3.11 `site.py` (same minor version).
-    let output = Command::new("python3")
-        .args(["-c", "import site, sys; assert sys.version_info[:2] == (3, 11), sys.version; print(site.__file__)"])
-        .output()
-        .context("running the host's python3 (CPython 3.11) to find its site.py")?;
-    if !output.status.success() {
-        bail!("the host's python3 is not CPython 3.11: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let site = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    fs_err::copy(&site, stdlib.join("site.py"))?;
+    // Debian patches `site.py` to look in `dist-packages` (and 3.11 runs the frozen copy of it, so
+    // the file cannot simply be replaced); python-build-standalone uses upstream's
+    // `lib/python3.11/site-packages`. A `.pth` in the first directory Debian's `site` reads points
+    // it at `site-packages`, so packages live where the real layer puts them.
     fs_err::create_dir_all(stdlib.join("site-packages"))?;
+    let dist_packages = python.join("lib/python3/dist-packages");
+    fs_err::create_dir_all(&dist_packages)?;
+    fs_err::write(dist_packages.join("pbs-layout.pth"), "../../python3.11/site-packages\n")?;
     Ok(())
 }
 

@@ -70,7 +70,8 @@ pub fn make_read_only(root: &Path) -> Result<()> {
         if entry.file_type().is_symlink() {
             continue;
         }
-        let mode = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?.permissions().mode();
+        let mode =
+            entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?.permissions().mode();
         fs_err::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode & !0o222))?;
     }
     Ok(())
@@ -84,7 +85,8 @@ pub fn make_writable(root: &Path) -> Result<()> {
         if entry.file_type().is_symlink() {
             continue;
         }
-        let mode = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?.permissions().mode();
+        let mode =
+            entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?.permissions().mode();
         fs_err::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode | 0o200))?;
     }
     Ok(())

@@ -33,6 +33,14 @@ pub const VERIFY_PACKAGES: &[&str] = &["libc6", "libstdc++6", "libgcc-s1"];
 /// would never run anyway).
 const SKIPPED_PACKAGES: &[&str] = &["dpkg", "perl", "perl-base", "tar", "install-info", "debconf"];
 
+/// Debian 12's archive, whatever distribution the host runs (Ubuntu's arm64 packages live on a
+/// different mirror, so the host's own source list cannot be reused). Overridable for mirrors.
+pub const DEBIAN_MIRROR_ENV: &str = "XTASK_DEBIAN_MIRROR";
+const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// The keyring apt checks Debian's signed `Release` files against (package `debian-archive-keyring`).
+const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
 /// Written last into a finished sysroot; a directory without it is an interrupted build.
 const COMPLETE_MARKER: &str = ".xtask-sysroot-complete";
 
@@ -60,10 +68,8 @@ pub fn ensure_sysroot(dir: &Path, packages: &[&str], progress: &Progress) -> Res
     }
     let parent = dir.parent().with_context(|| format!("{} has no parent directory", dir.display()))?;
     fs_err::create_dir_all(parent)?;
-    let lock_path = parent.join(format!(
-        ".{}.lock",
-        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
+    let lock_path =
+        parent.join(format!(".{}.lock", dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     let lock = fs_err::File::create(&lock_path)?;
     lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
     if is_complete(dir) {
@@ -88,6 +94,14 @@ pub fn ensure_sysroot(dir: &Path, packages: &[&str], progress: &Progress) -> Res
 fn apt_options(state: &Path) -> Vec<String> {
     let state = state.display();
     vec![
+        "-o".into(),
+        format!("Dir::Etc::SourceList={state}/sources.list"),
+        "-o".into(),
+        "Dir::Etc::SourceParts=/dev/null".into(),
+        "-o".into(),
+        "Dir::Etc::Preferences=/dev/null".into(),
+        "-o".into(),
+        "Dir::Etc::PreferencesParts=/dev/null".into(),
         "-o".into(),
         "APT::Architecture=arm64".into(),
         "-o".into(),
@@ -116,6 +130,11 @@ fn run_tool(command: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// One signed source: Debian 12 (bookworm) `main`, arm64 only.
+fn sources_list(mirror: &str) -> String {
+    format!("deb [arch=arm64 signed-by={DEBIAN_KEYRING}] {} bookworm main\n", mirror.trim_end_matches('/'))
+}
+
 /// The package names of `apt-cache depends --recurse` output (one unindented name per package;
 /// `<virtual>` names and the skipped packages left out), sorted.
 pub fn closure_from_depends(output: &str) -> Vec<String> {
@@ -137,6 +156,14 @@ fn build_sysroot(work: &Path, root: &Path, packages: &[&str], progress: &Progres
     for dir in ["lists/partial", "cache/archives/partial"] {
         fs_err::create_dir_all(state.join(dir))?;
     }
+    if !Path::new(DEBIAN_KEYRING).exists() {
+        bail!(
+            "{DEBIAN_KEYRING} is missing: install it with `apt-get install debian-archive-keyring` (apt checks Debian's signatures with it)"
+        );
+    }
+    let mirror =
+        std::env::var(DEBIAN_MIRROR_ENV).ok().filter(|m| !m.is_empty()).unwrap_or_else(|| DEBIAN_MIRROR.into());
+    fs_err::write(state.join("sources.list"), sources_list(&mirror))?;
     let options = apt_options(&state);
     progress.note("apt-get update (arm64 package lists, private state directory)");
     run_tool(Command::new("apt-get").args(&options).args(["-qq", "update"]), "apt-get update")?;
@@ -163,7 +190,10 @@ fn build_sysroot(work: &Path, root: &Path, packages: &[&str], progress: &Progres
     progress.note(format!("downloading {} arm64 packages: {}", closure.len(), closure.join(" ")));
     let debs = work.join("debs");
     fs_err::create_dir_all(&debs)?;
-    run_tool(Command::new("apt-get").args(&options).args(["-qq", "download"]).args(&closure).current_dir(&debs), "apt-get download")?;
+    run_tool(
+        Command::new("apt-get").args(&options).args(["-qq", "download"]).args(&closure).current_dir(&debs),
+        "apt-get download",
+    )?;
     fs_err::create_dir_all(root)?;
     let mut files: Vec<PathBuf> = fs_err::read_dir(&debs)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -187,6 +217,14 @@ mod tests {
     fn closure_keeps_real_packages_only() {
         let output = "libc6\n  Depends: libgcc-s1\n  Breaks: <libc6-x>\nlibgcc-s1\n<debconf-2.0>\ndpkg\nperl-base\nlibperl5.36\nlibstdc++6\nlibc6\n";
         assert_eq!(closure_from_depends(output), ["libc6", "libgcc-s1", "libstdc++6"]);
+    }
+
+    #[test]
+    fn sources_list_is_signed_debian_12_arm64() {
+        assert_eq!(
+            sources_list("http://deb.debian.org/debian/"),
+            "deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main\n"
+        );
     }
 
     #[test]
