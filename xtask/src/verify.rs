@@ -669,10 +669,10 @@ mod tests {
 
     #[test]
     fn plan_per_host_and_target() {
-        let qemu = Some(PathBuf::from("/usr/bin/qemu-aarch64-static"));
+        let qemu = PathBuf::from("/usr/bin/qemu-aarch64-static");
         assert_eq!(plan(Arch::X86_64, Some(Arch::X86_64), None, true).unwrap(), Plan::Native);
         assert_eq!(plan(Arch::Arm64, Some(Arch::Arm64), None, true).unwrap(), Plan::Native);
-        assert_eq!(plan(Arch::Arm64, Some(Arch::X86_64), qemu.clone(), false).unwrap(), Plan::Qemu(qemu.unwrap()));
+        assert_eq!(plan(Arch::Arm64, Some(Arch::X86_64), Some(qemu.clone()), false).unwrap(), Plan::Qemu(qemu));
         let Plan::Skip(message) = plan(Arch::Arm64, Some(Arch::X86_64), None, false).unwrap() else {
             panic!("expected a skip")
         };

@@ -33,6 +33,8 @@ pub fn copy_layer(from: &Path, to: &Path, mtime: SystemTime) -> Result<u64> {
     if to.exists() {
         bail!("{} already exists", to.display());
     }
+    // The layer directory itself may be a link (`layer -> ...`); its contents are copied as they are.
+    let from = &fs_err::canonicalize(from)?;
     let mut bytes = 0u64;
     let mut directories = Vec::new();
     for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
@@ -245,7 +247,9 @@ mod tests {
         fs_err::write(from.join("python/bin/python3.11"), b"binary").unwrap();
         std::os::unix::fs::symlink("python3.11", from.join("python/bin/python3")).unwrap();
         let to = dir.path().join("to");
-        let bytes = copy_layer(&from, &to, fixed_mtime()).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&from, &link).unwrap();
+        let bytes = copy_layer(&link, &to, fixed_mtime()).unwrap();
         assert_eq!(bytes, 6);
         assert_eq!(fs_err::read_link(to.join("python/bin/python3")).unwrap(), Path::new("python3.11"));
         let listed = manifest(&to).unwrap();
