@@ -13,7 +13,7 @@
 //!
 //! Where the arm64 sysroot comes from: `$XTASK_ARM64_SYSROOT` if set (a directory holding
 //! `lib/ld-linux-aarch64.so.1` and the arm64 libc/libstdc++), else one built on first use from
-//! Debian 12's arm64 `libc6 libstdc++6 libgcc-s1` into `<cache>/sysroot/debian12-arm64`
+//! Debian 12's arm64 `libc6 libstdc++6 libgcc-s1 zlib1g` into `<cache>/sysroot/debian12-arm64`
 //! (see `verify/sysroot.rs`).
 
 pub mod elf;
@@ -35,7 +35,8 @@ use crate::flags::{GlobalArgs, VerifyArgs};
 use crate::progress::{Progress, human_bytes};
 use crate::spec::LayerSpec;
 use crate::testing::openai_server::{OpenAiServer, echo_text};
-use sandbox::{Isolation, Mount};
+pub use sandbox::Isolation;
+use sandbox::Mount;
 
 /// The checks run inside the layer's interpreter.
 const CHECK_SCRIPT: &str = include_str!("verify/check_layer.py");
@@ -107,6 +108,8 @@ pub struct VerifyOptions {
     pub size_report: Option<PathBuf>,
     /// Limit for each Python process.
     pub timeout: Duration,
+    /// How to make the sandbox read-only; `None` picks the strongest this host allows.
+    pub isolation: Option<Isolation>,
 }
 
 /// One line of the output.
@@ -226,6 +229,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
         timeout: default_timeout(&runner),
         runner,
         size_report: Some(build_dir.join("size-report.json")),
+        isolation: None,
     };
     let report = verify_layer(&options, &progress)?;
     print!("{}", report.render());
@@ -423,7 +427,7 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
     for sub in ["root", "home", "tmp"] {
         fs_err::create_dir_all(dir.path().join(sub))?;
     }
-    let isolation = Isolation::detect(dir.path());
+    let isolation = options.isolation.unwrap_or_else(|| Isolation::detect(dir.path()));
     let sandbox = Sandbox { dir, isolation, runner: options.runner.clone() };
     let copied = progress.step(format!("copy the layer into a sandbox /opt ({})", options.arch), || {
         sandbox::copy_layer(&options.layer_dir, &sandbox.opt(), sandbox::fixed_mtime())

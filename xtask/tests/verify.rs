@@ -10,7 +10,7 @@ use std::time::Duration;
 use xtask::arch::Arch;
 use xtask::progress::Progress;
 use xtask::testing::arm64_sysroot::{self, fixtures_dir};
-use xtask::verify::{self, Runner, VerifyOptions, VerifyReport};
+use xtask::verify::{self, Isolation, Runner, VerifyOptions, VerifyReport};
 
 const LITELLM: &str = "litellm==1.78.7";
 
@@ -168,6 +168,7 @@ fn options(arch: Arch, layer_dir: &Path, runner: Runner, runs: u32) -> VerifyOpt
         timeout: verify::default_timeout(&runner),
         runner,
         size_report: None,
+        isolation: None,
     }
 }
 
@@ -286,12 +287,21 @@ fn a_layer_that_writes_into_its_tree_is_caught() {
         "import os\nwith open(os.path.join(os.path.dirname(__file__), 'written-at-startup.txt'), 'w') as f:\n    f.write('x')\n",
     )
     .unwrap();
-    let report = verify_native(layer.path(), 1, None);
-    let text = report.render();
-    assert!(text.contains("FAIL no file written into the layer tree"), "{text}");
-    assert!(text.contains("change(s) when the tree was writable"), "{text}");
-    assert!(text.contains("added python/lib/python3.11/json/__pycache__"), "{text}");
-    assert!(text.contains("added python/lib/python3.11/written-at-startup.txt"), "{text}");
+    // Both ways of making the sandbox read-only: the best this host offers, and permission bits
+    // alone (what a host without mount namespaces gets).
+    for isolation in [None, Some(Isolation::PermissionBits)] {
+        let mut options = options(Arch::X86_64, layer.path(), Runner::Native, 1);
+        options.isolation = isolation;
+        let report = verify::verify_layer(&options, &Progress::new()).unwrap();
+        let text = report.render();
+        assert!(text.contains("FAIL no file written into the layer tree"), "{text}");
+        assert!(text.contains("change(s) when the tree was writable"), "{text}");
+        assert!(text.contains("added python/lib/python3.11/json/__pycache__"), "{text}");
+        assert!(text.contains("added python/lib/python3.11/written-at-startup.txt"), "{text}");
+        if isolation.is_some() {
+            assert!(text.contains("(native, permission bits only"), "{text}");
+        }
+    }
 }
 
 #[test]

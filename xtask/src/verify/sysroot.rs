@@ -26,8 +26,9 @@ pub const QEMU_FIX: &str = "apt-get install qemu-user-static";
 /// An existing arm64 sysroot to use instead of building one.
 pub const SYSROOT_ENV: &str = "XTASK_ARM64_SYSROOT";
 
-/// The packages `verify` needs in the sysroot: the C and C++ runtimes wheels link against.
-pub const VERIFY_PACKAGES: &[&str] = &["libc6", "libstdc++6", "libgcc-s1"];
+/// The packages `verify` needs in the sysroot: the C and C++ runtimes wheels link against, and zlib
+/// (present on every Lambda image).
+pub const VERIFY_PACKAGES: &[&str] = &["libc6", "libstdc++6", "libgcc-s1", "zlib1g"];
 
 /// Packages the closure drags in that a sysroot never needs (and whose maintainer scripts we
 /// would never run anyway).
@@ -63,7 +64,9 @@ pub fn is_complete(dir: &Path) -> bool {
 /// build happens in a temporary directory beside it, and only a finished sysroot is renamed into
 /// place.
 pub fn ensure_sysroot(dir: &Path, packages: &[&str], progress: &Progress) -> Result<PathBuf> {
-    if is_complete(dir) {
+    // The marker holds the package list: a sysroot built from another list is built again.
+    let built_from = |dir: &Path| fs_err::read_to_string(dir.join(COMPLETE_MARKER)).ok() == Some(packages.join(" "));
+    if built_from(dir) {
         return Ok(dir.to_path_buf());
     }
     let parent = dir.parent().with_context(|| format!("{} has no parent directory", dir.display()))?;
@@ -72,11 +75,11 @@ pub fn ensure_sysroot(dir: &Path, packages: &[&str], progress: &Progress) -> Res
         parent.join(format!(".{}.lock", dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     let lock = fs_err::File::create(&lock_path)?;
     lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
-    if is_complete(dir) {
+    if built_from(dir) {
         return Ok(dir.to_path_buf());
     }
     if dir.exists() {
-        progress.note(format!("removing the unfinished sysroot {}", dir.display()));
+        progress.note(format!("removing the unfinished or outdated sysroot {}", dir.display()));
         fs_err::remove_dir_all(dir)?;
     }
     let work = tempfile::Builder::new()
