@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod arm64_sysroot;
+pub mod openai_server;
 pub mod pbs_fixture;
 
 /// One request as the handler sees it.
@@ -25,6 +27,8 @@ pub struct Request {
     pub path: String,
     /// Header names lower-cased.
     pub headers: BTreeMap<String, String>,
+    /// The request body (as long as `Content-Length` said; empty without one).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -191,13 +195,14 @@ fn serve_connection(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<R
                 headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
             }
         }
+        let mut body = Vec::new();
         if let Some(length) = headers.get("content-length").and_then(|l| l.parse::<usize>().ok()) {
-            let mut body = vec![0; length];
+            body = vec![0; length];
             if reader.read_exact(&mut body).is_err() {
                 return;
             }
         }
-        let request = Request { method, path, headers };
+        let request = Request { method, path, headers, body };
         requests.lock().expect("requests lock").push(request.clone());
         let reply = handler(&request);
         let reason = match reply.status {

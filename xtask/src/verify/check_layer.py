@@ -1,0 +1,114 @@
+"""The checks `cargo xtask verify` runs inside the layer's own interpreter.
+
+Run as `python3.11 check_layer.py CONFIG_JSON`, with the Lambda environment (PYTHONHOME,
+PYTHONPATH, LITELLM_LOCAL_MODEL_COST_MAP). Each result is one stdout line starting with
+`@@verify ` followed by a JSON object; anything else on stdout is LiteLLM's own output.
+Network access to anything but the loopback server is blocked and reported: the layer must
+import and count tokens offline.
+"""
+
+import json
+import sys
+import time
+
+OUT = sys.stdout
+
+
+def emit(**fields):
+    OUT.write("@@verify " + json.dumps(fields) + "\n")
+    OUT.flush()
+
+
+CONFIG = json.loads(sys.argv[1])
+
+if CONFIG["mode"] == "time":
+    started = time.perf_counter()
+    import litellm  # noqa: F401
+
+    emit(check="time", ok=True, ms=(time.perf_counter() - started) * 1000.0)
+    raise SystemExit(0)
+
+import importlib  # noqa: E402
+import socket  # noqa: E402
+import traceback  # noqa: E402
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+ATTEMPTS = []
+_getaddrinfo = socket.getaddrinfo
+_connect = socket.socket.connect
+
+
+def _host_name(host):
+    return host.decode("ascii", "replace") if isinstance(host, bytes) else host
+
+
+def guarded_getaddrinfo(host, *args, **kwargs):
+    name = _host_name(host)
+    if name is not None and name not in LOOPBACK:
+        ATTEMPTS.append(str(name))
+        raise OSError("network access to %s blocked by cargo xtask verify (the layer must work offline)" % name)
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+def guarded_connect(self, address):
+    if isinstance(address, tuple) and _host_name(address[0]) not in LOOPBACK:
+        ATTEMPTS.append(str(address[0]))
+        raise OSError("network access to %s blocked by cargo xtask verify" % (address[0],))
+    return _connect(self, address)
+
+
+socket.getaddrinfo = guarded_getaddrinfo
+socket.socket.connect = guarded_connect
+
+emit(check="python", ok=True, detail="%s (%s) prefix=%s" % (sys.version.split()[0], sys.platform, sys.prefix))
+
+imported = set()
+for name in CONFIG["imports"]:
+    started = time.perf_counter()
+    try:
+        module = importlib.import_module(name)
+    except BaseException:
+        emit(check="import", name=name, ok=False, detail=traceback.format_exc())
+        continue
+    imported.add(name)
+    where = getattr(module, "__file__", None) or "namespace package"
+    emit(check="import", name=name, ok=True, detail=where, ms=(time.perf_counter() - started) * 1000.0)
+
+if "litellm" in imported:
+    import litellm
+
+    try:
+        count = litellm.token_counter(
+            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Hello, how are you today?"}]
+        )
+        emit(check="token_counter", ok=isinstance(count, int) and count > 0, detail="%r tokens" % (count,))
+    except BaseException:
+        emit(check="token_counter", ok=False, detail=traceback.format_exc())
+
+    request = dict(
+        model="openai/xtask-verify",
+        api_base=CONFIG["api_base"],
+        api_key="sk-test",
+        messages=[{"role": "user", "content": CONFIG["prompt"]}],
+        timeout=60,
+    )
+    try:
+        response = litellm.completion(**request)
+        text = response.choices[0].message.content
+        emit(check="completion", ok=text == CONFIG["expect"], detail=repr(text))
+    except BaseException:
+        emit(check="completion", ok=False, detail=traceback.format_exc())
+
+    try:
+        pieces = []
+        for chunk in litellm.completion(stream=True, **request):
+            delta = chunk.choices[0].delta.content if chunk.choices else None
+            if delta:
+                pieces.append(delta)
+        text = "".join(pieces)
+        emit(check="stream", ok=text == CONFIG["expect"], detail="%d chunks: %r" % (len(pieces), text))
+    except BaseException:
+        emit(check="stream", ok=False, detail=traceback.format_exc())
+
+emit(check="network", ok=not ATTEMPTS, detail=", ".join(sorted(set(ATTEMPTS))))
+emit(check="done", ok=True)
