@@ -4,8 +4,6 @@
 //! HTTP range support for files), records every request, and stops when dropped or after ten
 //! minutes, whichever comes first.
 
-pub mod moto;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,6 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub mod arm64_sysroot;
+pub mod moto;
 pub mod openai_server;
 pub mod pbs_fixture;
 
