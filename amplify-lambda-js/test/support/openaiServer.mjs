@@ -35,14 +35,15 @@ function parseModel(model) {
 /**
  * Starts the server on an ephemeral port of 127.0.0.1.
  *
- * Returns `{ url, baseUrl, requests, nextRequest(), close() }`: `baseUrl` is the `/v1` URL to give
- * LiteLLM as `api_base`; `requests` records `{model, authorization, stream}` of every request;
- * `nextRequest()` resolves when the next request arrives.
+ * Returns `{ url, baseUrl, requests, expectRequests(count), close() }`: `baseUrl` is the `/v1` URL
+ * to give LiteLLM as `api_base`; `requests` records `{model, authorization, stream}` of every
+ * request; `expectRequests(count)` resolves once `count` more requests have arrived.
  */
 export async function startOpenAIServer() {
   const requests = [];
   let waiters = [];
   let counter = 0;
+  const timers = new Set();
   const server = http.createServer((req, res) => {
     const parts = [];
     req.on("data", (chunk) => parts.push(chunk));
@@ -62,13 +63,22 @@ export async function startOpenAIServer() {
       }
       const record = { model: body.model, authorization: req.headers.authorization, stream: Boolean(body.stream) };
       requests.push(record);
-      const current = waiters;
-      waiters = [];
-      for (const resolve of current) resolve(record);
+      waiters = waiters.filter((waiter) => {
+        if (requests.length < waiter.target) return true;
+        waiter.resolve();
+        return false;
+      });
       const options = parseModel(body.model);
       const answer = () => respond(res, body, options, ++counter);
-      if (options.delay > 0) setTimeout(answer, options.delay);
-      else answer();
+      if (options.delay > 0) {
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          answer();
+        }, options.delay);
+        timers.add(timer);
+      } else {
+        answer();
+      }
     });
   });
   await new Promise((resolve, reject) => {
@@ -81,9 +91,14 @@ export async function startOpenAIServer() {
     url,
     baseUrl: `${url}/v1`,
     requests,
-    nextRequest: () => new Promise((resolve) => waiters.push(resolve)),
+    expectRequests: (count = 1) => {
+      const target = requests.length + count;
+      return new Promise((resolve) => waiters.push({ target, resolve }));
+    },
     close: () =>
       new Promise((resolve) => {
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
