@@ -9,6 +9,7 @@
 
 import { spawn } from "node:child_process";
 import path from "node:path";
+import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 
 import { interpreterHint, resolvePython } from "../common/pythonExec.js";
@@ -20,6 +21,8 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_KILL_GRACE_MS = 2_000;
 /** Replies above this size are dropped (and logged) instead of exhausting the Lambda's memory. */
 const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+/** How long a dead child's pipes may take to deliver its last output before its requests are rejected. */
+const OUTPUT_DRAIN_MS = 100;
 /** How many stderr lines are kept to explain a crash. */
 const STDERR_TAIL_LINES = 20;
 
@@ -227,6 +230,8 @@ export class LiteLLMClient {
     this.#detach(child, new BridgeError("the LiteLLM client was shut down with this request in flight"));
     if (child.exited || child.proc.pid === undefined) return;
     const exited = new Promise((resolve) => child.proc.once("exit", resolve));
+    // Keep the event loop alive until the child is gone, even with no request in flight.
+    child.proc.ref();
     child.proc.stdin.end();
     child.proc.kill("SIGTERM");
     const killTimer = setTimeout(() => {
@@ -340,9 +345,18 @@ export class LiteLLMClient {
       this.#onExit(child, new BridgeError(reason, { cause: error }));
     });
     proc.on("exit", (code, signal) => {
-      const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
-      const why = child.fatal ?? child.stderrTail.slice(-5).join("\n");
-      this.#onExit(child, new BridgeError(`litellm bridge (pid ${proc.pid}) ${how}${why ? `: ${why}` : ""}`));
+      if (child.exited) return;
+      // No new request goes to this child; the next one starts a new child.
+      child.exited = true;
+      if (this.child === child) this.child = null;
+      // Its last words (stderr, a fatal message) may still be in the pipes: wait for them briefly.
+      const drained = Promise.all([proc.stdout, proc.stderr].map((stream) => finished(stream).catch(() => {})));
+      const grace = new Promise((resolve) => setTimeout(resolve, OUTPUT_DRAIN_MS));
+      Promise.race([drained, grace]).then(() => {
+        const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+        const why = child.fatal ?? child.stderrTail.slice(-5).join("\n");
+        this.#rejectAll(child, new BridgeError(`litellm bridge (pid ${proc.pid}) ${how}${why ? `: ${why}` : ""}`));
+      });
     });
     return child;
   }
@@ -350,7 +364,10 @@ export class LiteLLMClient {
   #onExit(child, error) {
     if (child.exited) return;
     child.exited = true;
-    if (this.child === child) this.child = null;
+    this.#rejectAll(child, error);
+  }
+
+  #rejectAll(child, error) {
     const count = this.#detach(child, error);
     if (count > 0) this.logger.error(`${error.message} (${count} request(s) in flight rejected)`);
   }
@@ -383,7 +400,7 @@ export class LiteLLMClient {
       this.logger.warn(`litellm bridge: ignoring a line that is not JSON: ${JSON.stringify(line.slice(0, 200))}`);
       return;
     }
-    if (message === null || typeof message !== "object") {
+    if (message === null || typeof message !== "object" || Array.isArray(message)) {
       this.logger.warn(`litellm bridge: ignoring a message that is not an object: ${JSON.stringify(line.slice(0, 200))}`);
       return;
     }
