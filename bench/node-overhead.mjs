@@ -9,6 +9,7 @@
 import http from "node:http";
 import { parseArgs } from "node:util";
 
+import { runPython } from "../amplify-lambda-js/common/pythonExec.js";
 import { createHandler } from "../amplify-lambda-js/index.js";
 import { LiteLLMClient } from "../amplify-lambda-js/litellm/litellmClient.js";
 import { startOpenAIServer } from "../amplify-lambda-js/test/support/openaiServer.mjs";
@@ -76,7 +77,16 @@ const coldStart = performance.now();
 await viaHandler();
 const coldMs = performance.now() - coldStart;
 
-const paths = { "direct HTTP (node:http, keep-alive)": direct, "client -> bridge -> LiteLLM": viaClient, "handler -> bridge -> LiteLLM": viaHandler };
+async function bridgeOnly() {
+  return client.health();
+}
+
+const paths = {
+  "direct HTTP (node:http, keep-alive)": direct,
+  "bridge round trip only (health, no LiteLLM)": bridgeOnly,
+  "client -> bridge -> LiteLLM": viaClient,
+  "handler -> bridge -> LiteLLM": viaHandler,
+};
 const samples = Object.fromEntries(Object.keys(paths).map((name) => [name, []]));
 for (let round = 0; round < WARMUP + REQUESTS; round += 1) {
   // Interleaved, so drift on a shared machine hits every path alike.
@@ -87,6 +97,28 @@ for (let round = 0; round < WARMUP + REQUESTS; round += 1) {
     if (round >= WARMUP) samples[name].push(elapsed);
   }
 }
+
+// The floor set by LiteLLM itself: litellm.acompletion timed inside Python, no Node and no bridge.
+const IN_PROCESS = `
+import asyncio, json, sys, time
+import litellm
+litellm.suppress_debug_info = True
+async def one():
+    return await litellm.acompletion(model="openai/bench", messages=${JSON.stringify(body.messages)}, max_tokens=16,
+                                     api_base=${JSON.stringify(server.baseUrl)}, api_key="sk-bench", max_retries=0)
+async def main():
+    for _ in range(${WARMUP}):
+        await one()
+    samples = []
+    for _ in range(${REQUESTS}):
+        start = time.perf_counter()
+        await one()
+        samples.append((time.perf_counter() - start) * 1000)
+    print(json.dumps(samples))
+asyncio.run(main())
+`;
+const inProcess = await runPython(IN_PROCESS, { python, timeout: 600_000 });
+samples["litellm.acompletion inside Python (no Node, no bridge)"] = JSON.parse(inProcess.stdout.trim().split("\n").pop());
 
 function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
