@@ -256,6 +256,7 @@ export class LiteLLMClient {
     entry.child = child;
     entry.timer = setTimeout(() => this.#timeout(id, deadline), deadline);
     this.pending.set(id, entry);
+    child.inFlight += 1;
     this.#updateRef(child);
     const message = params === undefined ? { id, type } : { id, type, params };
     let line;
@@ -290,14 +291,17 @@ export class LiteLLMClient {
     if (!entry) return undefined;
     clearTimeout(entry.timer);
     this.pending.delete(id);
-    if (entry.child) this.#updateRef(entry.child);
+    if (entry.child) {
+      entry.child.inFlight -= 1;
+      this.#updateRef(entry.child);
+    }
     return entry;
   }
 
   /** Keeps Node's event loop alive only while requests wait on the child. */
   #updateRef(child) {
     if (child.exited) return;
-    const busy = [...this.pending.values()].some((entry) => entry.child === child);
+    const busy = child.inFlight > 0;
     for (const handle of [child.proc, child.proc.stdout, child.proc.stderr, child.proc.stdin]) {
       if (busy) handle.ref?.();
       else handle.unref?.();
@@ -311,7 +315,7 @@ export class LiteLLMClient {
       env: { ...process.env, ...env, ...this.env },
       stdio: ["pipe", "pipe", "pipe"],
     });
-    const child = { proc, exited: false, fatal: null, stderrTail: [], executable, source };
+    const child = { proc, exited: false, inFlight: 0, fatal: null, stderrTail: [], executable, source };
     this.child = child;
 
     const splitter = new LineSplitter(
