@@ -238,4 +238,13 @@ describe("failures", () => {
     assert.equal(client.pid, null);
     assert.throws(() => process.kill(pid, 0), { code: "ESRCH" });
   });
+
+  test("the bridge exits by itself when its stdin closes, as when the Node process goes away", async () => {
+    const { client } = newClient();
+    await client.health();
+    const { proc } = client.child;
+    const exited = new Promise((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })));
+    proc.stdin.end();
+    assert.deepEqual(await exited, { code: 0, signal: null });
+  });
 });
