@@ -215,6 +215,12 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
             }
         }
     }
+    // An exact pin wins over the old lock, and tells the prefetcher which metadata to read.
+    for root in &roots {
+        if let [version] = exact_pins(root).as_slice() {
+            locked.insert(normalize_name(root.name.as_ref()), version.clone());
+        }
+    }
     let python_full = Version::from_str(&request.inputs.python_full_version)
         .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
     let python_minor = python_full.release().get(1).copied().unwrap_or(11) as u32;

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use pep440_rs::{Version, VersionSpecifiers};
 
@@ -93,20 +94,32 @@ pub struct Selector {
     tags: Vec<TargetTags>,
     /// Versions eligible even when yanked or pre-releases (exact pins and the existing lock).
     allowed: BTreeMap<String, BTreeSet<Version>>,
+    /// Pages do not change during a run, so each (project, arch) is worked out once.
+    memo: Arc<Mutex<BTreeMap<(String, Arch), Arc<ArchCandidates>>>>,
 }
 
 impl Selector {
     pub fn new(python_full: Version, python_minor: u32, allowed: BTreeMap<String, BTreeSet<Version>>) -> Selector {
         let tags = Arch::ALL.iter().map(|arch| TargetTags::lambda(*arch, python_minor)).collect();
-        Selector { python_full, tags, allowed }
+        Selector { python_full, tags, allowed, memo: Arc::default() }
     }
 
     fn tags(&self, arch: Arch) -> &TargetTags {
         self.tags.iter().find(|t| t.arch == arch).expect("tags for every arch")
     }
 
-    /// The candidates of `page` for `arch`.
-    pub fn for_arch(&self, page: &ProjectPage, arch: Arch) -> ArchCandidates {
+    /// The candidates of `page` for `arch` (worked out once per run).
+    pub fn for_arch(&self, page: &ProjectPage, arch: Arch) -> Arc<ArchCandidates> {
+        let key = (page.name.clone(), arch);
+        if let Some(found) = self.memo.lock().expect("candidates memo").get(&key) {
+            return found.clone();
+        }
+        let candidates = Arc::new(self.compute(page, arch));
+        self.memo.lock().expect("candidates memo").insert(key, candidates.clone());
+        candidates
+    }
+
+    fn compute(&self, page: &ProjectPage, arch: Arch) -> ArchCandidates {
         let tags = self.tags(arch);
         let allowed = self.allowed.get(&page.name);
         let mut by_version: BTreeMap<Version, Vec<(WheelFilename, &ProjectFile)>> = BTreeMap::new();

@@ -179,8 +179,13 @@ fn worker(inner: &Inner) {
                 state = inner.changed.wait(state).expect("fetch state");
             }
         };
+        let t0 = std::time::Instant::now();
+        let trace = std::env::var_os("XTASK_LOCK_TRACE").is_some();
         match job {
             Job::Page(name) => {
+                if trace {
+                    eprintln!("page {name} start");
+                }
                 let result = inner.index.project(&name).map(Arc::new).map_err(Arc::new);
                 let mut state = inner.state.lock().expect("fetch state");
                 if let Ok(page) = &result {
@@ -189,6 +194,9 @@ fn worker(inner: &Inner) {
                     if let Some((version, file)) = inner.selector.likely_pick(page, inner.preferred.get(&name)) {
                         request_metadata(&mut state, &inner.changed, &name, &version, &file);
                     }
+                }
+                if trace {
+                    eprintln!("page {name} {:?}", t0.elapsed());
                 }
                 state.pages.insert(name, Some(result));
                 inner.changed.notify_all();
@@ -207,6 +215,9 @@ fn worker(inner: &Inner) {
                 }
                 let result = result.map(|(metadata, _)| Arc::new(metadata)).map_err(Arc::new);
                 let mut state = inner.state.lock().expect("fetch state");
+                if trace {
+                    eprintln!("metadata {name} {version} {:?}", t0.elapsed());
+                }
                 state.metadata.insert((name, version), Some(result));
                 inner.changed.notify_all();
             }

@@ -125,7 +125,7 @@ pub fn resolve_arch(sources: &Sources, request: &ArchRequest) -> Result<BTreeMap
                 }
             }
             for name in names {
-                if let Some(candidates) = provider.candidates.borrow().get(&name) {
+                if let Ok(candidates) = provider.candidates_of(&name) {
                     let versions: Vec<String> =
                         candidates.versions.keys().rev().take(8).map(|v| v.to_string()).collect();
                     notes.push(format!(
@@ -171,6 +171,7 @@ pub fn resolve_arch(sources: &Sources, request: &ArchRequest) -> Result<BTreeMap
 fn tidy_report(report: &str) -> String {
     report
         .replace("layer.toml 0 ", "layer.toml ")
+        .replace("layer.toml is forbidden", "the requirements of layer.toml cannot all be met")
         .lines()
         .map(|line| format!("  {line}"))
         .collect::<Vec<_>>()
@@ -213,7 +214,7 @@ impl Provider<'_> {
                 }
             }
         })?;
-        let candidates = Arc::new(self.sources.selector().for_arch(&page, self.request.arch));
+        let candidates = self.sources.selector().for_arch(&page, self.request.arch);
         if candidates.versions.is_empty() {
             let required_by = self.required_by.borrow().get(name).cloned().unwrap_or_else(|| "layer.toml".into());
             return Err(ProviderError(anyhow!(
