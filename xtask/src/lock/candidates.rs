@@ -87,6 +87,8 @@ impl ArchCandidates {
     }
 }
 
+type CandidateMemo = BTreeMap<(String, Arch), Arc<ArchCandidates>>;
+
 /// Chooses candidate files for the targets.
 #[derive(Debug, Clone)]
 pub struct Selector {
@@ -95,7 +97,7 @@ pub struct Selector {
     /// Versions eligible even when yanked or pre-releases (exact pins and the existing lock).
     allowed: BTreeMap<String, BTreeSet<Version>>,
     /// Pages do not change during a run, so each (project, arch) is worked out once.
-    memo: Arc<Mutex<BTreeMap<(String, Arch), Arc<ArchCandidates>>>>,
+    memo: Arc<Mutex<CandidateMemo>>,
 }
 
 impl Selector {

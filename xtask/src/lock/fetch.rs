@@ -148,8 +148,8 @@ impl Sources {
 
 fn request_metadata(state: &mut State, changed: &Condvar, name: &str, version: &Version, file: &ProjectFile) {
     let key = (name.to_string(), version.clone());
-    if !state.metadata.contains_key(&key) {
-        state.metadata.insert(key, None);
+    if let std::collections::hash_map::Entry::Vacant(slot) = state.metadata.entry(key) {
+        slot.insert(None);
         state.queue.push_back(Job::Metadata(name.to_string(), version.clone(), file.clone()));
         changed.notify_all();
     }
@@ -179,7 +179,8 @@ fn worker(inner: &Inner) {
                 state = inner.changed.wait(state).expect("fetch state");
             }
         };
-        let t0 = std::time::Instant::now();
+        // `XTASK_LOCK_TRACE=1` prints each request's duration (to see where a slow lock waits).
+        let started = std::time::Instant::now();
         let trace = std::env::var_os("XTASK_LOCK_TRACE").is_some();
         match job {
             Job::Page(name) => {
@@ -196,7 +197,7 @@ fn worker(inner: &Inner) {
                     }
                 }
                 if trace {
-                    eprintln!("page {name} {:?}", t0.elapsed());
+                    eprintln!("page {name} {:?}", started.elapsed());
                 }
                 state.pages.insert(name, Some(result));
                 inner.changed.notify_all();
@@ -216,7 +217,7 @@ fn worker(inner: &Inner) {
                 let result = result.map(|(metadata, _)| Arc::new(metadata)).map_err(Arc::new);
                 let mut state = inner.state.lock().expect("fetch state");
                 if trace {
-                    eprintln!("metadata {name} {version} {:?}", t0.elapsed());
+                    eprintln!("metadata {name} {version} {:?}", started.elapsed());
                 }
                 state.metadata.insert((name, version), Some(result));
                 inner.changed.notify_all();
