@@ -2,6 +2,8 @@
 
 pub mod import_time;
 
+pub mod lock;
+
 use anyhow::Result;
 
 use crate::flags::{BenchArgs, GlobalArgs};
