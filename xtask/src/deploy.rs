@@ -13,7 +13,6 @@
 //!
 //! Serverless runs with the inherited environment (AWS credentials come from there and are never
 //! printed); its output is streamed to stderr so that stdout holds only the plan.
-//! `XTASK_PROJECT_ROOT` points the command at another checkout (the tests use a temporary copy).
 
 pub mod stamp;
 pub mod template;
@@ -38,7 +37,7 @@ const PACKAGE_DIR: &str = ".serverless";
 const TEMPLATE_FILE: &str = "cloudformation-template-update-stack.json";
 
 pub fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<()> {
-    let root = project_root();
+    let root = crate::project_root();
     let progress = Progress::new();
     let spec_path = root.join(&global.spec);
     let spec = LayerSpec::load(&spec_path)?;
@@ -52,7 +51,8 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<()> {
     progress.step(format!("layer ({})", args.arch), || {
         ensure_layer_fresh(&root, global, args, &layer_out_dir, &progress)
     })?;
-    progress.step("serverless.yml", || patch_serverless(&service_file, args.arch, &spec, &progress))?;
+    crate::serverless::patch_after_build(&spec, args.arch, false, false, &progress)?;
+    check_service_file(&service_file, args.arch, &spec, &progress)?;
     progress.step("npm dependencies", || ensure_node_modules(&service_dir, &progress))?;
     let serverless = serverless_bin(&service_dir)?;
 
@@ -76,14 +76,6 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<()> {
     })?;
     progress.note(format!("deployed stage {} to {} ({})", plan.stage, plan.region, progress.timing_summary()));
     Ok(())
-}
-
-/// The repository the command works on: `XTASK_PROJECT_ROOT` when set, else this checkout.
-fn project_root() -> PathBuf {
-    match std::env::var_os("XTASK_PROJECT_ROOT").filter(|value| !value.is_empty()) {
-        Some(root) => PathBuf::from(root),
-        None => crate::project_root(),
-    }
 }
 
 /// Step 1: rebuild the layer when its stamp does not match its inputs.
@@ -120,12 +112,10 @@ fn ensure_layer_fresh(
     }
 }
 
-/// Step 2: make serverless.yml match the target.
-///
-/// Until the patcher (`crate::serverless`) lands, this re-parses the file and refuses to go on when
-/// it does not already match: `provider.architecture` must be the target and some layer's `path` must
-/// be the spec's `serverless.layer-path` for the target. Both are what the patcher writes.
-fn patch_serverless(file: &Path, arch: Arch, spec: &LayerSpec, progress: &Progress) -> Result<()> {
+/// Step 2 (after `crate::serverless` patched the file): re-parse serverless.yml and refuse to go on
+/// unless it matches the target: `provider.architecture` is the target and some layer's `path` (or
+/// `package.artifact`) is the spec's `serverless.layer-path` for the target and exists.
+fn check_service_file(file: &Path, arch: Arch, spec: &LayerSpec, progress: &Progress) -> Result<()> {
     let text = fs_err::read_to_string(file).context("reading the Serverless service definition")?;
     let documents = yaml_rust2::YamlLoader::load_from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not valid YAML: {e}", file.display()))?;
@@ -405,13 +395,13 @@ mod tests {
     #[test]
     fn committed_serverless_yml_matches_arm64() {
         let (_root, file) = service(SERVERLESS_YML);
-        patch_serverless(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap();
+        check_service_file(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap();
     }
 
     #[test]
     fn wrong_architecture_in_serverless_yml_is_refused() {
         let (_root, file) = service(SERVERLESS_YML);
-        let err = patch_serverless(&file, Arch::X86_64, &spec(), &Progress::new()).unwrap_err().to_string();
+        let err = check_service_file(&file, Arch::X86_64, &spec(), &Progress::new()).unwrap_err().to_string();
         assert!(err.ends_with(
             "serverless.yml: provider.architecture is arm64, expected x86_64; run `cargo xtask patch --arch x86_64` \
              (or `cargo xtask layer --arch x86_64`, which patches it)"
@@ -421,14 +411,14 @@ mod tests {
     #[test]
     fn missing_architecture_and_wrong_layer_path_are_refused() {
         let (_root, file) = service(&SERVERLESS_YML.replace("  architecture: arm64\n", ""));
-        let err = patch_serverless(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
+        let err = check_service_file(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
         assert!(
             err.contains("provider.architecture is missing (Lambda would default to x86_64), expected arm64"),
             "{err}"
         );
 
         let (_root, file) = service(&SERVERLESS_YML.replace("../layer-build-arm64/layer", "../layer"));
-        let err = patch_serverless(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
+        let err = check_service_file(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
         assert!(
             err.contains(
                 "no entry under layers: has path (or package.artifact) ../layer-build-arm64/layer (found: ../layer); \
@@ -447,17 +437,17 @@ mod tests {
         let (root, file) = service(&text);
         let mut spec = spec();
         spec.serverless.layer_path = "../layer-build-{arch}/python-litellm-{arch}.zip".into();
-        let err = patch_serverless(&file, Arch::Arm64, &spec, &Progress::new()).unwrap_err().to_string();
+        let err = check_service_file(&file, Arch::Arm64, &spec, &Progress::new()).unwrap_err().to_string();
         assert!(err.contains("the layer ../layer-build-arm64/python-litellm-arm64.zip does not exist"), "{err}");
         fs_err::write(root.path().join("layer-build-arm64/python-litellm-arm64.zip"), b"PK").unwrap();
-        patch_serverless(&file, Arch::Arm64, &spec, &Progress::new()).unwrap();
+        check_service_file(&file, Arch::Arm64, &spec, &Progress::new()).unwrap();
     }
 
     #[test]
     fn unbuilt_layer_directory_is_refused() {
         let (root, file) = service(SERVERLESS_YML);
         fs_err::remove_dir_all(root.path().join("layer-build-arm64")).unwrap();
-        let err = patch_serverless(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
+        let err = check_service_file(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
         assert!(err.contains("the layer ../layer-build-arm64/layer does not exist"), "{err}");
         assert!(err.ends_with("run `cargo xtask layer --arch arm64`"), "{err}");
     }

@@ -90,7 +90,7 @@ pub fn gather(global: &GlobalArgs, offline: bool) -> Vec<Check> {
         ..qemu
     });
     checks.push(cache_check(global.cache_dir.as_deref()));
-    let spec = LayerSpec::load(&root.join(&global.spec));
+    let spec = LayerSpec::load(&global.spec_path());
     checks.push(Check {
         name: "layer spec",
         ok: spec.is_ok(),

@@ -28,6 +28,14 @@ pub struct GlobalArgs {
     pub spec: PathBuf,
 }
 
+impl GlobalArgs {
+    /// The spec path: `--spec` as given when absolute, else relative to the repository root (so
+    /// commands work from any directory of the checkout).
+    pub fn spec_path(&self) -> PathBuf {
+        if self.spec.is_absolute() { self.spec.clone() } else { crate::project_root().join(&self.spec) }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build `layer-build-<arch>/`: interpreter, packages from the lock, prune, bytecode, zip, SBOM.

@@ -30,8 +30,12 @@ pub mod test_suite;
 pub mod testing;
 pub mod verify;
 
-/// The repository root (the parent of the `xtask` crate).
+/// The repository root: `XTASK_PROJECT_ROOT` when set (tests point commands at a temporary copy),
+/// else the parent of the `xtask` crate.
 pub fn project_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("XTASK_PROJECT_ROOT").filter(|value| !value.is_empty()) {
+        return PathBuf::from(root);
+    }
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
 }

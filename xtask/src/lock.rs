@@ -50,7 +50,7 @@ pub const CREATED_BY: &str = "litellm-layer-xtask";
 pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
     let started = Instant::now();
     let progress = Progress::new();
-    let spec = LayerSpec::load(&global.spec)?;
+    let spec = LayerSpec::load(&global.spec_path())?;
     let output = args.output.clone().unwrap_or_else(|| default_lock_path(&spec.path));
     let index_url = args.index_url.clone().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| spec.index.url.clone());
     let inputs = expected_inputs(&spec, &index_url)?;

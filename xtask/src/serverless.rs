@@ -246,7 +246,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// `cargo xtask patch`: relative `--file` and `--spec` paths are taken from the repository root.
 pub fn run(global: &GlobalArgs, args: &PatchArgs) -> Result<()> {
     let progress = Progress::new();
-    let spec = LayerSpec::load(&from_root(&global.spec))?;
+    let spec = LayerSpec::load(&global.spec_path())?;
     let plan = PatchPlan::new(&spec, args.arch, args.allow_public_layer);
     patch_and_report(&from_root(&args.file), &plan, args.check, &progress)?;
     Ok(())

@@ -206,7 +206,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
         bail!("--runs 0: time `import litellm` at least once (--runs 1 or more)");
     }
     let root = crate::project_root();
-    let spec = LayerSpec::load(&root.join(&global.spec))?;
+    let spec = LayerSpec::load(&global.spec_path())?;
     let build_dir = root.join(args.arch.build_dir_name());
     let layer_dir = build_dir.join("layer");
     if !layer_dir.join("python").is_dir() {

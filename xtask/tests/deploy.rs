@@ -3,7 +3,7 @@
 //! Each test works on a temporary copy of the repository (`XTASK_PROJECT_ROOT`): the real spec and
 //! service, a stand-in lock, a prepared `layer-build-arm64/` with a fresh build stamp (so no layer is
 //! built), and the service's npm dependencies from a fixture installed once with `npm ci`. The copy's
-//! serverless.yml also lists `test_data/deploy/local-endpoint-plugin.js`, which sends Serverless's
+//! serverless.yml also lists `test_data/deploy/local-endpoint-plugin.cjs`, which sends Serverless's
 //! AWS calls to a local endpoint; the committed file is never changed.
 
 use std::path::{Path, PathBuf};
@@ -76,9 +76,9 @@ impl Repo {
         // The service, with the local-endpoint plugin added to the copy only.
         let service = root.join("amplify-lambda-js");
         copy_service(&repo_root().join("amplify-lambda-js"), &service);
-        fs_err::copy(test_data("local-endpoint-plugin.js"), service.join("local-endpoint-plugin.js")).unwrap();
+        fs_err::copy(test_data("local-endpoint-plugin.cjs"), service.join("local-endpoint-plugin.cjs")).unwrap();
         let yml = fs_err::read_to_string(service.join("serverless.yml")).unwrap();
-        fs_err::write(service.join("serverless.yml"), with_plugin(&yml, "./local-endpoint-plugin.js")).unwrap();
+        fs_err::write(service.join("serverless.yml"), with_plugin(&yml, "./local-endpoint-plugin.cjs")).unwrap();
         std::os::unix::fs::symlink(node_modules(), service.join("node_modules")).unwrap();
         Repo { dir }
     }
@@ -201,22 +201,35 @@ fn dry_run_packages_offline_checks_the_template_and_prints_the_plan() {
 }
 
 #[test]
-fn a_service_set_up_for_another_architecture_is_refused_before_packaging() {
+fn a_service_set_up_for_another_architecture_is_patched_before_packaging() {
     let repo = Repo::new();
     let yml = fs_err::read_to_string(repo.service_file()).unwrap();
     fs_err::write(repo.service_file(), yml.replace("architecture: arm64", "architecture: x86_64")).unwrap();
     let server = cloudformation_without_stacks();
     let output = repo.deploy(&server.url(""), &["--stage", "dev", "--dry-run"]);
     let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("provider.architecture"), "the patch was not reported: {stderr}");
+    let patched = fs_err::read_to_string(repo.service_file()).unwrap();
+    assert!(patched.contains("  architecture: arm64\n") && !patched.contains("x86_64"), "{patched}");
+}
+
+#[test]
+fn a_public_layer_is_refused_before_packaging() {
+    let repo = Repo::new();
+    let yml = fs_err::read_to_string(repo.service_file()).unwrap();
+    let public =
+        yml.replace("    compatibleRuntimes:\n", "    allowedAccounts:\n      - '*'\n    compatibleRuntimes:\n");
+    assert_ne!(public, yml, "fixture did not change");
+    fs_err::write(repo.service_file(), &public).unwrap();
+    let server = cloudformation_without_stacks();
+    let output = repo.deploy(&server.url(""), &["--stage", "dev", "--dry-run"]);
+    let stderr = text(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(
-            "serverless.yml: provider.architecture is x86_64, expected arm64; run `cargo xtask patch --arch arm64`"
-        ),
-        "{stderr}"
-    );
+    assert!(stderr.contains("allowedAccounts contains '*', which makes the layer public"), "{stderr}");
     assert!(!stderr.contains("==> serverless package"), "{stderr}");
     assert!(server.requests().is_empty());
+    assert_eq!(fs_err::read_to_string(repo.service_file()).unwrap(), public, "a refused patch changed the file");
 }
 
 #[test]
