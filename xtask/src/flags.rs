@@ -57,7 +57,7 @@ pub enum Command {
 }
 
 /// Where the Python interpreter comes from when not from the pinned manifest.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct PythonDistArgs {
     /// A python-build-standalone-shaped archive (`.tar.gz` or `.tar.zst`) to use instead of the
     /// pinned download: a local path or an http(s) URL. Requires `--python-sha256`.
@@ -66,6 +66,14 @@ pub struct PythonDistArgs {
     /// The sha256 of `--python-dist`, as 64 hex digits. A hash is always required.
     #[arg(long, value_name = "HEX", requires = "python_dist")]
     pub python_sha256: Option<String>,
+    /// For a cross-arch build (arm64 on an x86_64 host): a python-build-standalone-shaped archive
+    /// for this host, used only to byte-compile. Default: the pinned host-arch build of the same
+    /// release. Requires `--build-python-sha256`.
+    #[arg(long, value_name = "PATH|URL", requires = "build_python_sha256")]
+    pub build_python_dist: Option<String>,
+    /// The sha256 of `--build-python-dist`.
+    #[arg(long, value_name = "HEX", requires = "build_python_dist")]
+    pub build_python_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

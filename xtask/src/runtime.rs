@@ -23,6 +23,7 @@ use crate::archive::{self, Compression, Limits};
 use crate::cache::{Cache, Fetched, Sha256Hex, Source};
 use crate::flags::PythonDistArgs;
 use crate::http::Http;
+use crate::layer::bytecode::BuildPython;
 use crate::manifest::Manifest;
 use crate::progress::{Progress, human_bytes};
 use crate::spec::LayerSpec;
@@ -91,6 +92,70 @@ pub struct ResolvedArchive {
     pub archive_name: String,
     /// Full version when the manifest or the file name says it.
     pub version: Option<String>,
+}
+
+/// A CPython of the layer's minor version that runs on this machine, to byte-compile the layer
+/// (DESIGN.md §4): the layer's own interpreter when the arches match; otherwise the host-arch
+/// python-build-standalone build of the same release (pinned too) or `--build-python-dist`,
+/// extracted once into `<cache>/interpreters/<sha256>/` and never modified there (it runs with
+/// `-B`, so it writes no bytecode into its own tree).
+pub fn build_python(
+    spec: &LayerSpec,
+    arch: Arch,
+    runtime: &RuntimeOutput,
+    python: &PythonDistArgs,
+    cache: &Cache,
+    http: &Http,
+    progress: &Progress,
+) -> Result<BuildPython> {
+    let host = Arch::host();
+    if host == Some(arch) && python.build_python_dist.is_none() {
+        return Ok(BuildPython { interpreter: runtime.interpreter.clone(), home: Some(runtime.python_root.clone()) });
+    }
+    let Some(host) = host else {
+        bail!(
+            "cannot byte-compile the {arch} layer on this {} machine: python-build-standalone has no pinned build for it; \
+             build on an x86_64 or arm64 machine",
+            std::env::consts::ARCH
+        );
+    };
+    let minor = &spec.python.version;
+    let request = PythonDistArgs {
+        python_dist: python.build_python_dist.clone(),
+        python_sha256: python.build_python_sha256.clone(),
+        ..Default::default()
+    };
+    let resolved = resolve_archive(spec, host, &request)?;
+    let home = cache.subdir("interpreters")?.join(resolved.sha256.as_str());
+    if !home.join("python").is_dir() {
+        let hint = format!(
+            "a CPython {minor} that runs on this {host} machine is needed to byte-compile the {arch} layer; if {} \
+             is unreachable, pass --build-python-dist PATH|URL --build-python-sha256 HEX (a python-build-standalone \
+             {} install_only archive)",
+            resolved.source.display(),
+            host.pbs_triple()
+        );
+        let label = format!("cpython {minor} for this {host} host (byte-compiling only)");
+        let (blob, _) = progress
+            .step(format!("fetch {label}"), || {
+                cache.fetch(http, &resolved.source, &resolved.sha256, &resolved.archive_name, progress)
+            })
+            .context(hint)?;
+        if let Err(error) = archive::extract(&blob, &home, &Limits::default()) {
+            // Another build may have extracted the same interpreter meanwhile.
+            if !home.join("python").is_dir() {
+                return Err(error).with_context(|| format!("extracting {}", resolved.archive_name));
+            }
+        }
+    } else {
+        progress.note(format!("build python for {host}: reusing {}", home.display()));
+    }
+    let root = home.join("python");
+    let interpreter = root.join("bin").join(format!("python{minor}"));
+    if !interpreter.is_file() {
+        bail!("{} has no bin/python{minor}; is it a python-build-standalone install_only archive?", resolved.archive_name);
+    }
+    Ok(BuildPython { interpreter, home: Some(root) })
 }
 
 /// `python/layer` inside an output directory.
@@ -447,6 +512,7 @@ mod tests {
         let given = PythonDistArgs {
             python_dist: Some("https://user:pw@mirror.example/pbs/cpython-3.11.9%2Bx-x86_64.tar.zst".into()),
             python_sha256: Some("A".repeat(64)),
+            ..Default::default()
         };
         let resolved = resolve_archive(&spec, Arch::X86_64, &given).unwrap();
         assert_eq!(resolved.archive_name, "cpython-3.11.9+x-x86_64.tar.zst");
@@ -454,12 +520,16 @@ mod tests {
         assert_eq!(resolved.sha256.as_str(), "a".repeat(64));
         assert!(!resolved.source.display().contains("pw"));
 
-        let bad = PythonDistArgs { python_dist: Some("/tmp/x.tar.gz".into()), python_sha256: Some("abc".into()) };
+        let bad = PythonDistArgs {
+            python_dist: Some("/tmp/x.tar.gz".into()),
+            python_sha256: Some("abc".into()),
+            ..Default::default()
+        };
         let msg = format!("{:#}", resolve_archive(&spec, Arch::X86_64, &bad).unwrap_err());
         assert!(msg.contains("--python-sha256 must be the archive's sha256"), "{msg}");
         assert!(msg.contains("\"abc\" is not a sha256"), "{msg}");
 
-        let pinned = resolve_archive(&spec, Arch::Arm64, &PythonDistArgs { python_dist: None, python_sha256: None });
+        let pinned = resolve_archive(&spec, Arch::Arm64, &PythonDistArgs::default());
         let pinned = pinned.unwrap();
         assert_eq!(pinned.version.as_deref(), Some("3.11.14"));
         assert!(pinned.archive_name.contains("aarch64-unknown-linux-gnu-install_only_stripped"));
