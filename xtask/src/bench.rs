@@ -1,5 +1,7 @@
 //! `cargo xtask bench`: lock, install, rebuild and import times against uv and pip.
 
+pub mod install;
+
 use anyhow::Result;
 
 use crate::flags::{BenchArgs, GlobalArgs};
