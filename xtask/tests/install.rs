@@ -651,3 +651,65 @@ fn prune_drop_packages_removes_whole_distributions() {
     let err = prune(dir.path(), &mut dists, &spec.prune, &Progress::new()).unwrap_err();
     assert!(format!("{err:#}").contains("prune.drop-packages: \"botocore\" is not installed"), "{err:#}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real wheels (ignored by default: they need a directory of downloaded wheels or the network).
+
+/// Install and prune the real litellm closure from a directory of wheels, e.g.
+/// `pip download --only-binary :all: --platform manylinux_2_34_x86_64 --platform manylinux2014_x86_64
+/// --python-version 3.11 litellm==1.78.7 -d DIR`, then check `import litellm` with the host
+/// python3. `XTASK_REAL_WHEELS=DIR cargo test -p xtask --test install real_ -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn real_litellm_closure_installs_prunes_and_imports() {
+    let Some(wheels) = std::env::var_os("XTASK_REAL_WHEELS") else {
+        panic!("set XTASK_REAL_WHEELS to a directory of wheels");
+    };
+    let lock = xtask::bench::install::pylock_from_wheel_dir(Path::new(&wheels)).unwrap();
+    let scratch = Scratch::new();
+    let mut dists = scratch.install(&lock, &spec(""), Arch::X86_64).unwrap();
+    let site = scratch.site_packages();
+    let before: u64 = tree(&site).iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).sum();
+    let outcomes = prune(&site, &mut dists, &spec("").prune, &Progress::new()).unwrap();
+    let after: u64 = tree(&site).iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).sum();
+    for outcome in &outcomes {
+        eprintln!("{:>16} {:>6} files {:>10} bytes", outcome.rule, outcome.files, outcome.bytes);
+    }
+    eprintln!("site-packages: {before} bytes before prune, {after} after");
+    let mut listed: Vec<String> = dists.iter().flat_map(|d| d.files.clone()).collect();
+    listed.sort();
+    assert_eq!(listed, tree(&site));
+    assert_eq!(before - after, outcomes.iter().map(|o| o.bytes).sum::<u64>());
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import litellm, openai, tiktoken, tokenizers, pydantic, httpx, aiohttp, jinja2, jsonschema; print(litellm.token_counter(model='gpt-3.5-turbo', text='hello world'))"])
+        .env("PYTHONPATH", &site)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "import failed: {}", String::from_utf8_lossy(&output.stderr));
+    eprintln!("token_counter: {}", String::from_utf8_lossy(&output.stdout).trim());
+    if let Some(keep) = std::env::var_os("XTASK_KEEP_TREE") {
+        let keep = PathBuf::from(keep);
+        let _ = std::fs::remove_dir_all(&keep);
+        std::fs::rename(&site, &keep).unwrap();
+    }
+}
+
+/// The install benchmark: `XTASK_BENCH_LOCK=pylock.toml` (or `XTASK_BENCH_PIP_REPORT=report.json`),
+/// `XTASK_BENCH_RUNS=5`, `XTASK_BENCH_DIR=/tmp/bench-install`;
+/// `cargo test -p xtask --release --test install bench_ -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_install_against_uv_and_pip() {
+    let lock = match (std::env::var_os("XTASK_BENCH_LOCK"), std::env::var_os("XTASK_BENCH_PIP_REPORT")) {
+        (Some(path), _) => Pylock::load(Path::new(&path)).unwrap(),
+        (None, Some(report)) => xtask::bench::install::pylock_from_pip_report(Path::new(&report)).unwrap(),
+        (None, None) => panic!("set XTASK_BENCH_LOCK or XTASK_BENCH_PIP_REPORT"),
+    };
+    let runs = std::env::var("XTASK_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let dir = std::env::var_os("XTASK_BENCH_DIR").map_or_else(|| std::env::temp_dir().join("bench-install"), PathBuf::from);
+    let table =
+        xtask::bench::install::bench_install(&lock, &spec(""), Arch::X86_64, runs, &dir, &Progress::new()).unwrap();
+    println!("{table}");
+}
