@@ -652,22 +652,105 @@ fn prune_drop_packages_removes_whole_distributions() {
     assert!(format!("{err:#}").contains("prune.drop-packages: \"botocore\" is not installed"), "{err:#}");
 }
 
+/// A litellm-shaped tree for the opt-in rules.
+fn litellm_fixture(root: &Path) -> Vec<InstalledDist> {
+    let files = [
+        "litellm-1.78.7.dist-info/METADATA",
+        "litellm-1.78.7.dist-info/entry_points.txt",
+        "litellm/__init__.py",
+        "litellm/llms/base.py",
+        "litellm/llms/openai/openai.py",
+        "litellm/llms/anthropic/chat/handler.py",
+        "litellm/llms/tavily/search/transformation.py",
+        "litellm/llms/recraft/image_generation/transformation.py",
+        "litellm/proxy/__init__.py",
+        "litellm/proxy/_types.py",
+        "litellm/proxy/types_utils/utils.py",
+        "litellm/proxy/_experimental/out/index.html",
+        "litellm/proxy/swagger/swagger-ui.js",
+    ];
+    for file in files {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("content of {file}\n")).unwrap();
+    }
+    let mut files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+    files.sort();
+    vec![InstalledDist {
+        name: "litellm".into(),
+        version: "1.78.7".into(),
+        wheel_name: "litellm-1.78.7-py3-none-any.whl".into(),
+        wheel_sha256: "0".repeat(64),
+        wheel_url: "https://files.example/litellm.whl".into(),
+        dist_info: "litellm-1.78.7.dist-info".into(),
+        files,
+    }]
+}
+
+fn prune_litellm(rules: &str) -> anyhow::Result<(Vec<String>, Vec<PruneOutcome>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dists = litellm_fixture(dir.path());
+    let spec = spec(&format!("\n[prune]\nsafe = []\n{rules}"));
+    let outcomes = prune(dir.path(), &mut dists, &spec.prune, &Progress::new())?;
+    assert_eq!(dists[0].files, tree(dir.path()));
+    Ok((tree(dir.path()), outcomes))
+}
+
+#[test]
+fn prune_keep_litellm_providers_keeps_import_time_providers() {
+    let (left, outcomes) = prune_litellm("keep-litellm-providers = [\"openai\"]\n").unwrap();
+    assert_eq!(outcomes[0].rule, "keep-litellm-providers");
+    assert_eq!(outcomes[0].files, 2);
+    assert_eq!(outcomes[0].by_dist[0].name, "litellm");
+    assert!(left.contains(&"litellm/llms/openai/openai.py".to_string()));
+    assert!(left.contains(&"litellm/llms/anthropic/chat/handler.py".to_string()), "imported by `import litellm`");
+    assert!(left.contains(&"litellm/llms/base.py".to_string()));
+    assert!(!left.iter().any(|f| f.contains("tavily") || f.contains("recraft")));
+
+    let err = prune_litellm("keep-litellm-providers = [\"opneai\"]\n").unwrap_err();
+    assert!(format!("{err:#}").contains("prune.keep-litellm-providers: \"opneai\" is not a directory of litellm/llms/"), "{err:#}");
+}
+
+#[test]
+fn prune_litellm_proxy_paths_refuses_import_time_modules() {
+    let (left, outcomes) = prune_litellm("litellm-proxy-paths = [\"_experimental\", \"swagger\"]\n").unwrap();
+    assert_eq!((outcomes[0].rule.as_str(), outcomes[0].files), ("litellm-proxy-paths", 2));
+    assert!(left.contains(&"litellm/proxy/_types.py".to_string()));
+    assert!(!left.iter().any(|f| f.contains("_experimental") || f.contains("swagger")));
+
+    let err = prune_litellm("litellm-proxy-paths = [\"types_utils\"]\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains(
+            "prune.litellm-proxy-paths: \"types_utils\" would delete litellm/proxy/types_utils/__init__.py, which `import litellm` loads"
+        ),
+        "{err:#}"
+    );
+    let err = prune_litellm("litellm-proxy-paths = [\"nope\"]\n").unwrap_err();
+    assert!(format!("{err:#}").contains("\"nope\" matches nothing under litellm/proxy/"), "{err:#}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real wheels (ignored by default: they need a directory of downloaded wheels or the network).
 
 /// Install and prune the real litellm closure from a directory of wheels, e.g.
 /// `pip download --only-binary :all: --platform manylinux_2_34_x86_64 --platform manylinux2014_x86_64
 /// --python-version 3.11 litellm==1.78.7 -d DIR`, then check `import litellm` with the host
-/// python3. `XTASK_REAL_WHEELS=DIR cargo test -p xtask --test install real_ -- --ignored --nocapture`.
+/// python3 (when the arch is the host's). Or `XTASK_REAL_LOCK=pylock.toml` (`XTASK_REAL_ARCH=arm64`
+/// for the other arch). `XTASK_REAL_WHEELS=DIR cargo test -p xtask --test install real_ -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn real_litellm_closure_installs_prunes_and_imports() {
-    let Some(wheels) = std::env::var_os("XTASK_REAL_WHEELS") else {
-        panic!("set XTASK_REAL_WHEELS to a directory of wheels");
+    let lock = match (std::env::var_os("XTASK_REAL_LOCK"), std::env::var_os("XTASK_REAL_WHEELS")) {
+        (Some(lock), _) => Pylock::load(Path::new(&lock)).unwrap(),
+        (None, Some(wheels)) => xtask::bench::install::pylock_from_wheel_dir(Path::new(&wheels)).unwrap(),
+        (None, None) => panic!("set XTASK_REAL_LOCK to a pylock.toml or XTASK_REAL_WHEELS to a directory of wheels"),
     };
-    let lock = xtask::bench::install::pylock_from_wheel_dir(Path::new(&wheels)).unwrap();
+    let arch = match std::env::var("XTASK_REAL_ARCH").as_deref() {
+        Ok("arm64") => Arch::Arm64,
+        _ => Arch::X86_64,
+    };
     let scratch = Scratch::new();
-    let mut dists = scratch.install(&lock, &spec(""), Arch::X86_64).unwrap();
+    let mut dists = scratch.install(&lock, &spec(""), arch).unwrap();
     let site = scratch.site_packages();
     let before: u64 = tree(&site).iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).sum();
     let outcomes = prune(&site, &mut dists, &spec("").prune, &Progress::new()).unwrap();
@@ -680,6 +763,9 @@ fn real_litellm_closure_installs_prunes_and_imports() {
     listed.sort();
     assert_eq!(listed, tree(&site));
     assert_eq!(before - after, outcomes.iter().map(|o| o.bytes).sum::<u64>());
+    if Arch::host() != Some(arch) {
+        return;
+    }
     let output = std::process::Command::new("python3")
         .args(["-c", "import litellm, openai, tiktoken, tokenizers, pydantic, httpx, aiohttp, jinja2, jsonschema; print(litellm.token_counter(model='gpt-3.5-turbo', text='hello world'))"])
         .env("PYTHONPATH", &site)
