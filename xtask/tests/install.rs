@@ -80,11 +80,17 @@ impl WheelFixture {
     fn build(&self, dir: &Path) -> PathBuf {
         let dist_info = self.dist_info();
         let mut files = self.files.clone();
-        files.push((format!("{dist_info}/METADATA"), format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.name, self.version).into_bytes()));
+        files.push((
+            format!("{dist_info}/METADATA"),
+            format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.name, self.version).into_bytes(),
+        ));
         files.push((
             format!("{dist_info}/WHEEL"),
-            format!("Wheel-Version: {}\nGenerator: test\nRoot-Is-Purelib: true\nTag: {}\n", self.wheel_version, self.tag)
-                .into_bytes(),
+            format!(
+                "Wheel-Version: {}\nGenerator: test\nRoot-Is-Purelib: true\nTag: {}\n",
+                self.wheel_version, self.tag
+            )
+            .into_bytes(),
         ));
         let mut record = String::new();
         for (path, content) in &files {
@@ -180,14 +186,16 @@ impl Scratch {
 
     /// Build the fixtures and lock them with `file://` URLs, one package each.
     fn lock(&self, fixtures: &[WheelFixture]) -> Pylock {
-        lock(fixtures
-            .iter()
-            .map(|f| {
-                let path = f.build(&self.wheels());
-                let url = format!("file://{}", path.display());
-                package(&f.name, &f.version, None, vec![locked_wheel(&path, url)])
-            })
-            .collect())
+        lock(
+            fixtures
+                .iter()
+                .map(|f| {
+                    let path = f.build(&self.wheels());
+                    let url = format!("file://{}", path.display());
+                    package(&f.name, &f.version, None, vec![locked_wheel(&path, url)])
+                })
+                .collect(),
+        )
     }
 
     fn install(&self, lock: &Pylock, spec: &LayerSpec, arch: Arch) -> anyhow::Result<Vec<InstalledDist>> {
@@ -298,10 +306,7 @@ fn record_missing_a_file_is_refused() {
     let mut fixture = WheelFixture::new("demo", "1.0").file("demo/extra.py", "");
     fixture.unrecorded.push("demo/extra.py".into());
     let msg = Scratch::new().install_err(&[fixture]);
-    assert!(
-        msg.contains("demo-1.0-py3-none-any.whl: \"demo/extra.py\" is in the wheel but not in RECORD"),
-        "{msg}"
-    );
+    assert!(msg.contains("demo-1.0-py3-none-any.whl: \"demo/extra.py\" is in the wheel but not in RECORD"), "{msg}");
 }
 
 #[test]
@@ -337,7 +342,9 @@ fn record_listing_a_file_missing_from_the_wheel_is_refused() {
 
 #[test]
 fn zip_entry_escaping_the_root_is_refused() {
-    for (name, why) in [("../evil.py", "'..' component"), ("/tmp/evil.py", "absolute path"), ("demo\\evil.py", "backslash")] {
+    for (name, why) in
+        [("../evil.py", "'..' component"), ("/tmp/evil.py", "absolute path"), ("demo\\evil.py", "backslash")]
+    {
         let fixture = WheelFixture::new("demo", "1.0").file(name, "boom\n");
         let msg = Scratch::new().install_err(&[fixture]);
         assert!(
@@ -353,7 +360,9 @@ fn symlink_entry_is_refused() {
     fixture.symlinks.push(("demo/link".into(), "/etc/passwd".into()));
     let msg = Scratch::new().install_err(&[fixture]);
     assert!(
-        msg.contains("demo-1.0-py3-none-any.whl: member \"demo/link\" is a symbolic link; wheels may only contain regular files"),
+        msg.contains(
+            "demo-1.0-py3-none-any.whl: member \"demo/link\" is a symbolic link; wheels may only contain regular files"
+        ),
         "{msg}"
     );
 }
@@ -367,7 +376,8 @@ fn duplicate_zip_member_is_refused() {
     let bytes = std::fs::read(&path).unwrap();
     let patched = replace_all(&bytes, b"demo/ab.py", b"demo/aa.py");
     std::fs::write(&path, patched).unwrap();
-    let lock = lock(vec![package("demo", "1.0", None, vec![locked_wheel(&path, format!("file://{}", path.display()))])]);
+    let lock =
+        lock(vec![package("demo", "1.0", None, vec![locked_wheel(&path, format!("file://{}", path.display()))])]);
     let msg = format!("{:#}", scratch.install(&lock, &spec(""), Arch::X86_64).unwrap_err());
     assert!(msg.contains("demo-1.0-py3-none-any.whl: the zip lists the same member name twice"), "{msg}");
     scratch.assert_nothing_left();
@@ -448,7 +458,12 @@ fn markers_and_tags_select_per_arch() {
         locked_wheel(&path, format!("file://{}", path.display()))
     };
     let lock = lock(vec![
-        package("armonly", "1.0", Some("platform_machine == 'aarch64' and sys_platform == 'linux'"), vec![file(&arm_only)]),
+        package(
+            "armonly",
+            "1.0",
+            Some("platform_machine == 'aarch64' and sys_platform == 'linux'"),
+            vec![file(&arm_only)],
+        ),
         package("native", "1.0", None, vec![file(&native_x86), file(&native_arm)]),
         package("winonly", "1.0", Some("sys_platform == 'win32'"), vec![file(&WheelFixture::new("winonly", "1.0"))]),
     ]);
@@ -492,7 +507,8 @@ fn refused_wheel_leaves_previous_site_packages_untouched() {
     let msg = format!("{:#}", scratch.install(&lock, &spec(""), Arch::X86_64).unwrap_err());
     assert!(msg.contains("zzz-1.0-py3-none-any.whl: \"zzz/x.py\" does not match RECORD"), "{msg}");
     assert_eq!(tree(&scratch.site_packages()), before);
-    let siblings: Vec<_> = std::fs::read_dir(scratch.dir.path().join("build")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let siblings: Vec<_> =
+        std::fs::read_dir(scratch.dir.path().join("build")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(siblings, ["site-packages"]);
 }
 
@@ -530,7 +546,15 @@ fn prune_fixture(root: &Path) -> Vec<InstalledDist> {
             ],
         ),
         ("pip", &["pip-24.0.dist-info/METADATA", "pip/__init__.py"]),
-        ("setuptools", &["setuptools-70.0.dist-info/METADATA", "setuptools/__init__.py", "_distutils_hack/__init__.py", "distutils-precedence.pth"]),
+        (
+            "setuptools",
+            &[
+                "setuptools-70.0.dist-info/METADATA",
+                "setuptools/__init__.py",
+                "_distutils_hack/__init__.py",
+                "distutils-precedence.pth",
+            ],
+        ),
         ("boto3", &["boto3-1.0.dist-info/METADATA", "boto3/__init__.py"]),
     ];
     let mut dists = Vec::new();
@@ -590,10 +614,7 @@ fn removed(rule: &str) -> Vec<String> {
 
 #[test]
 fn prune_safe_rules_each_remove_only_their_files() {
-    assert_eq!(
-        removed("tests"),
-        ["pkg/sub/test/conftest.py", "pkg/tests/__init__.py", "pkg/tests/test_x.py"]
-    );
+    assert_eq!(removed("tests"), ["pkg/sub/test/conftest.py", "pkg/tests/__init__.py", "pkg/tests/test_x.py"]);
     assert_eq!(removed("docs"), ["pkg/README.md", "pkg/docs/index.rst"]);
     assert_eq!(removed("examples"), ["pkg/examples/demo.py"]);
     assert_eq!(removed("type-stubs"), ["pkg/__init__.pyi"]);
@@ -708,7 +729,10 @@ fn prune_keep_litellm_providers_keeps_import_time_providers() {
     assert!(!left.iter().any(|f| f.contains("tavily") || f.contains("recraft")));
 
     let err = prune_litellm("keep-litellm-providers = [\"opneai\"]\n").unwrap_err();
-    assert!(format!("{err:#}").contains("prune.keep-litellm-providers: \"opneai\" is not a directory of litellm/llms/"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("prune.keep-litellm-providers: \"opneai\" is not a directory of litellm/llms/"),
+        "{err:#}"
+    );
 }
 
 #[test]
@@ -783,7 +807,7 @@ fn real_litellm_closure_installs_prunes_and_imports() {
 }
 
 /// The install benchmark: `XTASK_BENCH_LOCK=pylock.toml` (or `XTASK_BENCH_PIP_REPORT=report.json`),
-/// `XTASK_BENCH_RUNS=5`, `XTASK_BENCH_DIR=/tmp/bench-install`;
+/// `XTASK_BENCH_RUNS=5`, `XTASK_BENCH_DIR=/tmp/bench-install`, `XTASK_BENCH_TOOLS=xtask,uv,pip`;
 /// `cargo test -p xtask --release --test install bench_ -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -794,8 +818,12 @@ fn bench_install_against_uv_and_pip() {
         (None, None) => panic!("set XTASK_BENCH_LOCK or XTASK_BENCH_PIP_REPORT"),
     };
     let runs = std::env::var("XTASK_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
-    let dir = std::env::var_os("XTASK_BENCH_DIR").map_or_else(|| std::env::temp_dir().join("bench-install"), PathBuf::from);
+    let dir =
+        std::env::var_os("XTASK_BENCH_DIR").map_or_else(|| std::env::temp_dir().join("bench-install"), PathBuf::from);
+    let tools = std::env::var("XTASK_BENCH_TOOLS").unwrap_or_else(|_| "xtask,uv,pip".into());
+    let tools: Vec<&str> = tools.split(',').collect();
     let table =
-        xtask::bench::install::bench_install(&lock, &spec(""), Arch::X86_64, runs, &dir, &Progress::new()).unwrap();
+        xtask::bench::install::bench_install(&lock, &spec(""), Arch::X86_64, runs, &tools, &dir, &Progress::new())
+            .unwrap();
     println!("{table}");
 }

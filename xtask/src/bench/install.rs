@@ -62,16 +62,24 @@ pub fn requirements_with_hashes(lock: &Pylock, target: &Target) -> Result<String
     Ok(text)
 }
 
-/// Run the benchmark for `arch` and return a Markdown table. `work_dir` holds the tool venv,
-/// caches and targets; it is reused between calls (the venv is kept).
+/// The tools [`bench_install`] can measure.
+pub const TOOLS: &[&str] = &["xtask", "uv", "pip"];
+
+/// Run the benchmark for `arch` and return a Markdown table. `tools` is a subset of [`TOOLS`];
+/// `work_dir` holds the tool venv, caches and targets; it is reused between calls (the venv is
+/// kept).
 pub fn bench_install(
     lock: &Pylock,
     spec: &LayerSpec,
     arch: Arch,
     runs: u32,
+    tools: &[&str],
     work_dir: &Path,
     progress: &Progress,
 ) -> Result<String> {
+    if let Some(unknown) = tools.iter().find(|t| !TOOLS.contains(t)) {
+        bail!("unknown tool {unknown:?}; known: {}", TOOLS.join(", "));
+    }
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -109,7 +117,7 @@ pub fn bench_install(
         python_version: &python_version,
     };
     let mut measurements = Vec::new();
-    for tool in ["xtask", "uv", "pip"] {
+    for tool in TOOLS.iter().copied().filter(|t| tools.contains(t)) {
         for cache_state in ["cold", "warm"] {
             let mut measurement = Measurement { tool, cache: cache_state, runs: Vec::new(), files: 0 };
             let cache_dir = work_dir.join(format!("cache-{tool}"));
@@ -123,6 +131,10 @@ pub fn bench_install(
                     run_tool(tool, &sh, lock, spec, arch, &http, &quiet, &cache_dir, &target_dir, &tool_args)?;
                 }
                 remove_if_exists(&target_dir)?;
+                // Flush earlier runs' writes so each run starts from the same disk state (as
+                // `hyperfine --prepare sync` would); otherwise writeback of the previous run's
+                // ~100 MB lands on the next one.
+                cmd!(sh, "sync").run().context("running sync")?;
                 let started = Instant::now();
                 run_tool(tool, &sh, lock, spec, arch, &http, &quiet, &cache_dir, &target_dir, &tool_args)?;
                 let took = started.elapsed();

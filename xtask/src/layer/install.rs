@@ -119,8 +119,8 @@ pub fn select_wheels<'a>(lock: &'a Pylock, target: &Target) -> Result<Vec<Select
         }
         let mut candidates = Vec::with_capacity(package.wheels.len());
         for locked in &package.wheels {
-            let filename = WheelFilename::from_str(&locked.name)
-                .map_err(|e| anyhow!("lock: package {}: {e}", package.name))?;
+            let filename =
+                WheelFilename::from_str(&locked.name).map_err(|e| anyhow!("lock: package {}: {e}", package.name))?;
             let version_matches =
                 pep440_rs::Version::from_str(&package.version).is_ok_and(|version| version == filename.version);
             if filename.normalized_name() != normalize_name(&package.name) || !version_matches {
@@ -180,10 +180,13 @@ pub fn install_lock(
     let selected = select_wheels(lock, &target)?;
 
     // Fetch and plan every wheel, several at a time.
+    let started = std::time::Instant::now();
     let fetched = parallel_map(&selected, DOWNLOAD_THREADS, |choice| -> Result<(PathBuf, Fetched, WheelPlan)> {
         let (path, how) = cache
             .fetch(http, &Source::parse(&choice.wheel.url), &choice.sha256, &choice.wheel.name, progress)
-            .with_context(|| format!("fetching {} {} ({})", choice.package.name, choice.package.version, choice.wheel.name))?;
+            .with_context(|| {
+                format!("fetching {} {} ({})", choice.package.name, choice.package.version, choice.wheel.name)
+            })?;
         let plan = wheel::plan(&path, &choice.filename)?;
         Ok((path, how, plan))
     })?;
@@ -192,11 +195,12 @@ pub fn install_lock(
     let downloaded_bytes: u64 =
         downloaded.iter().filter_map(|(path, _, _)| fs_err::metadata(path).ok()).map(|m| m.len()).sum();
     progress.note(format!(
-        "{} wheels for {arch}: {} from cache, {} downloaded ({})",
+        "{} wheels for {arch}: {} from cache, {} downloaded ({}); fetched and checked in {:.2}s",
         fetched.len(),
         fetched.len() - downloaded.len(),
         downloaded.len(),
-        human_bytes(downloaded_bytes)
+        human_bytes(downloaded_bytes),
+        started.elapsed().as_secs_f64()
     ));
 
     for (_, _, plan) in &fetched {
@@ -218,10 +222,10 @@ pub fn install_lock(
     check_conflicts(&plans)?;
 
     // Unpack into a staging directory beside site-packages, then swap it into place.
-    let parent = site_packages
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| anyhow!("{}: site-packages needs a parent directory", site_packages.display()))?;
+    let parent = match site_packages.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     fs_err::create_dir_all(parent)?;
     let staging = tempfile::Builder::new()
         .prefix(".site-packages.staging-")
@@ -229,8 +233,10 @@ pub fn install_lock(
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let jobs: Vec<(&PathBuf, &WheelPlan)> = fetched.iter().map(|(path, _, plan)| (path, plan)).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let started = std::time::Instant::now();
     parallel_map(&jobs, threads, |(path, plan)| wheel::extract(path, plan, staging.path()))?;
     replace_dir(staging, site_packages)?;
+    let unpack_seconds = started.elapsed().as_secs_f64();
 
     let dists: Vec<InstalledDist> = plans
         .iter()
@@ -251,7 +257,7 @@ pub fn install_lock(
     let files: usize = dists.iter().map(|d| d.files.len()).sum();
     let bytes: u64 = plans.iter().map(|(_, plan)| plan.unpacked_size()).sum();
     progress.note(format!(
-        "installed {} distributions, {files} files, {} into {}",
+        "installed {} distributions, {files} files, {} into {} (unpacked in {unpack_seconds:.2}s)",
         dists.len(),
         human_bytes(bytes),
         site_packages.display()

@@ -45,15 +45,87 @@ pub struct DistPruned {
 /// Only `elevenlabs`, `exa_ai`, `parallel_ai`, `pg_vector`, `recraft`, `tavily` and `xinference`
 /// are not loaded at import time in that version.
 pub const LITELLM_IMPORT_TIME_PROVIDERS: &[&str] = &[
-    "ai21", "aiml", "aiohttp_openai", "anthropic", "azure", "azure_ai", "base_llm", "baseten", "bedrock", "bytez",
-    "cerebras", "clarifai", "cloudflare", "codestral", "cohere", "cometapi", "compactifai", "custom_httpx",
-    "dashscope", "databricks", "datarobot", "deepgram", "deepinfra", "deepseek", "deprecated_providers", "empower",
-    "featherless_ai", "fireworks_ai", "friendliai", "galadriel", "gemini", "github", "github_copilot", "gradient_ai",
-    "groq", "heroku", "hosted_vllm", "huggingface", "hyperbolic", "infinity", "jina_ai", "lambda_ai", "lemonade",
-    "litellm_proxy", "llamafile", "lm_studio", "meta_llama", "mistral", "moonshot", "morph", "nebius", "nlp_cloud",
-    "novita", "nscale", "nvidia_nim", "oci", "ollama", "oobabooga", "openai", "openai_like", "openrouter", "ovhcloud",
-    "perplexity", "petals", "predibase", "replicate", "sagemaker", "sambanova", "snowflake", "together_ai", "topaz",
-    "triton", "v0", "vercel_ai_gateway", "vertex_ai", "vllm", "volcengine", "voyage", "wandb", "watsonx", "xai",
+    "ai21",
+    "aiml",
+    "aiohttp_openai",
+    "anthropic",
+    "azure",
+    "azure_ai",
+    "base_llm",
+    "baseten",
+    "bedrock",
+    "bytez",
+    "cerebras",
+    "clarifai",
+    "cloudflare",
+    "codestral",
+    "cohere",
+    "cometapi",
+    "compactifai",
+    "custom_httpx",
+    "dashscope",
+    "databricks",
+    "datarobot",
+    "deepgram",
+    "deepinfra",
+    "deepseek",
+    "deprecated_providers",
+    "empower",
+    "featherless_ai",
+    "fireworks_ai",
+    "friendliai",
+    "galadriel",
+    "gemini",
+    "github",
+    "github_copilot",
+    "gradient_ai",
+    "groq",
+    "heroku",
+    "hosted_vllm",
+    "huggingface",
+    "hyperbolic",
+    "infinity",
+    "jina_ai",
+    "lambda_ai",
+    "lemonade",
+    "litellm_proxy",
+    "llamafile",
+    "lm_studio",
+    "meta_llama",
+    "mistral",
+    "moonshot",
+    "morph",
+    "nebius",
+    "nlp_cloud",
+    "novita",
+    "nscale",
+    "nvidia_nim",
+    "oci",
+    "ollama",
+    "oobabooga",
+    "openai",
+    "openai_like",
+    "openrouter",
+    "ovhcloud",
+    "perplexity",
+    "petals",
+    "predibase",
+    "replicate",
+    "sagemaker",
+    "sambanova",
+    "snowflake",
+    "together_ai",
+    "topaz",
+    "triton",
+    "v0",
+    "vercel_ai_gateway",
+    "vertex_ai",
+    "vllm",
+    "volcengine",
+    "voyage",
+    "wandb",
+    "watsonx",
+    "xai",
 ];
 
 /// Files under `litellm/proxy/` that `import litellm` 1.78.7 loads (same measurement):
@@ -141,7 +213,8 @@ impl Rule {
         let extension = file.rsplit_once('.').map(|(_, ext)| ext).unwrap_or("");
         match self {
             Rule::Tests => {
-                !in_dist_info && (dirs.iter().any(|d| matches!(*d, "tests" | "test" | "_tests")) || file == "conftest.py")
+                !in_dist_info
+                    && (dirs.iter().any(|d| matches!(*d, "tests" | "test" | "_tests")) || file == "conftest.py")
             }
             Rule::Docs => {
                 !in_dist_info
@@ -162,7 +235,10 @@ impl Rule {
             Rule::Record => {
                 in_dist_info
                     && dirs.len() == 1
-                    && matches!(file, "RECORD" | "RECORD.jws" | "RECORD.p7s" | "INSTALLER" | "REQUESTED" | "direct_url.json")
+                    && matches!(
+                        file,
+                        "RECORD" | "RECORD.jws" | "RECORD.p7s" | "INSTALLER" | "REQUESTED" | "direct_url.json"
+                    )
             }
             Rule::KeepLitellmProviders { keep } => {
                 dist.name == "litellm"
@@ -174,9 +250,9 @@ impl Rule {
             }
             Rule::LitellmProxyPaths { paths } => {
                 dist.name == "litellm"
-                    && path.strip_prefix("litellm/proxy/").is_some_and(|rest| {
-                        paths.iter().any(|p| rest == p || rest.starts_with(&format!("{p}/")))
-                    })
+                    && path
+                        .strip_prefix("litellm/proxy/")
+                        .is_some_and(|rest| paths.iter().any(|p| rest == p || rest.starts_with(&format!("{p}/"))))
             }
             Rule::DropPackages { .. } => false,
         }
@@ -256,7 +332,9 @@ fn resolve_rules(
             "build-tools" => Rule::BuildTools,
             "console-scripts" => Rule::ConsoleScripts,
             "record" => Rule::Record,
-            other => bail!("prune.safe: unknown rule {other:?}; known rules: {}", crate::spec::SAFE_PRUNE_RULES.join(", ")),
+            other => {
+                bail!("prune.safe: unknown rule {other:?}; known rules: {}", crate::spec::SAFE_PRUNE_RULES.join(", "))
+            }
         });
     }
     let litellm = dists.iter().find(|d| d.name == "litellm");
@@ -293,7 +371,9 @@ fn resolve_rules(
         let forced: Vec<&str> = present
             .iter()
             .map(String::as_str)
-            .filter(|p| LITELLM_IMPORT_TIME_PROVIDERS.contains(p) && !spec.keep_litellm_providers.iter().any(|k| k == p))
+            .filter(|p| {
+                LITELLM_IMPORT_TIME_PROVIDERS.contains(p) && !spec.keep_litellm_providers.iter().any(|k| k == p)
+            })
             .collect();
         if !forced.is_empty() {
             progress.warn(format!(
@@ -375,7 +455,8 @@ mod tests {
         for kept in ["jinja2/tests.py", "click/testing.py", "anyio/_core/_testing.py", "aiohttp/test_utils.py"] {
             assert!(!Rule::Tests.matches(&d, kept), "{kept}");
         }
-        for gone in ["jsonschema/tests/test_x.py", "sniffio/_tests/test_sniffio.py", "fsspec/conftest.py", "regex/tests/t.py"]
+        for gone in
+            ["jsonschema/tests/test_x.py", "sniffio/_tests/test_sniffio.py", "fsspec/conftest.py", "regex/tests/t.py"]
         {
             assert!(Rule::Tests.matches(&d, gone), "{gone}");
         }
@@ -386,7 +467,9 @@ mod tests {
         let d = dist("x", &[]);
         assert!(Rule::Docs.matches(&d, "litellm/proxy/README.md"));
         assert!(!Rule::Docs.matches(&d, "huggingface_hub/templates/modelcard_template.md"));
-        assert!(!Rule::Docs.matches(&d, "litellm/llms/huggingface/huggingface_llms_metadata/hf_text_generation_models.txt"));
+        assert!(
+            !Rule::Docs.matches(&d, "litellm/llms/huggingface/huggingface_llms_metadata/hf_text_generation_models.txt")
+        );
         assert!(!Rule::Docs.matches(&d, "x-1.0.dist-info/licenses/LICENSE.md"));
     }
 

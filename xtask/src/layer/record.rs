@@ -56,11 +56,8 @@ impl Record {
     /// Parse RECORD text. `wheel` names the wheel in errors; `dist_info_dir` is where RECORD lives
     /// (entries there may omit hashes).
     pub fn parse(wheel: &str, dist_info_dir: &str, bytes: &[u8]) -> Result<Record, RecordError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .escape(Some(b'"'))
-            .flexible(false)
-            .from_reader(bytes);
+        let mut reader =
+            csv::ReaderBuilder::new().has_headers(false).escape(Some(b'"')).flexible(false).from_reader(bytes);
         let mut entries = BTreeMap::new();
         for row in reader.deserialize::<RecordEntry>() {
             let entry = row.map_err(|e| RecordError::Csv {
@@ -172,7 +169,10 @@ mod tests {
     fn bad_entries_are_refused_with_the_entry_named() {
         let hash = record_hash(&Sha256::digest(b"x"));
         let cases = [
-            (format!("../x,{hash},1\n"), "RECORD entry \"../x\" is not a relative path inside the wheel ('..' component)"),
+            (
+                format!("../x,{hash},1\n"),
+                "RECORD entry \"../x\" is not a relative path inside the wheel ('..' component)",
+            ),
             (format!("/etc/passwd,{hash},1\n"), "\"/etc/passwd\" is not a relative path inside the wheel (absolute)"),
             ("demo/a.py,,\n".to_string(), "RECORD entry \"demo/a.py\" has no hash"),
             ("demo/a.py,md5=abc,1\n".to_string(), "uses hash \"md5=abc\""),

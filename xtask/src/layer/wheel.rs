@@ -325,11 +325,7 @@ pub fn enclosed_path(name: &str) -> Result<String, &'static str> {
 }
 
 /// The single top-level `*.dist-info` directory, which must be named after the wheel.
-fn find_dist_info<'a>(
-    wheel: &str,
-    filename: &WheelFilename,
-    paths: impl Iterator<Item = &'a str>,
-) -> Result<String> {
+fn find_dist_info<'a>(wheel: &str, filename: &WheelFilename, paths: impl Iterator<Item = &'a str>) -> Result<String> {
     let mut found = BTreeSet::new();
     for path in paths {
         if let Some((first, _)) = path.split_once('/')
@@ -427,7 +423,8 @@ fn read_member_text<R: Read + std::io::Seek>(
     wheel: &str,
     name: &str,
 ) -> Result<String> {
-    String::from_utf8(read_member_bytes(archive, wheel, name)?).map_err(|_| anyhow::anyhow!("{wheel}: {name} is not UTF-8"))
+    String::from_utf8(read_member_bytes(archive, wheel, name)?)
+        .map_err(|_| anyhow::anyhow!("{wheel}: {name} is not UTF-8"))
 }
 
 #[cfg(test)]
