@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: lock, install, rebuild and import times against uv and pip.
 
 pub mod import_time;
-
+pub mod install;
 pub mod lock;
 
 use anyhow::Result;

@@ -1,1 +1,433 @@
-//! Install the locked wheels for one arch into site-packages, per the wheel spec.
+//! The install step: exactly the lock, for one arch, into site-packages. Never resolves.
+//!
+//! For each locked package whose marker holds on the target (DESIGN.md §1: Linux, CPython 3.11,
+//! `aarch64` or `x86_64`), pick the best wheel for the arch, fetch it through the shared
+//! content-addressed cache (sha256 checked against the lock while streaming and again on read),
+//! plan every wheel (names, `WHEEL`, `RECORD`), refuse conflicts and startup hooks, then unpack
+//! all of them in parallel into a staging directory that replaces site-packages only when every
+//! wheel installed. A refused wheel leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::arch::Arch;
+use crate::cache::{Cache, Fetched, Sha256Hex, Source};
+use crate::http::{Http, redact_url};
+use crate::layer::dist::InstalledDist;
+use crate::layer::wheel::{self, WheelPlan};
+use crate::lock::pylock::{LockedPackage, LockedWheel, Pylock};
+use crate::lock::tags::TargetTags;
+use crate::lock::wheel_name::{WheelFilename, normalize_name};
+use crate::progress::{Progress, human_bytes};
+use crate::spec::LayerSpec;
+
+/// Concurrent downloads.
+const DOWNLOAD_THREADS: usize = 8;
+
+/// One locked package chosen for the target, with the wheel to install.
+#[derive(Debug, Clone)]
+pub struct SelectedWheel<'a> {
+    pub package: &'a LockedPackage,
+    pub wheel: &'a LockedWheel,
+    pub filename: WheelFilename,
+    pub sha256: Sha256Hex,
+}
+
+/// The target environment of the layer: what markers and tags are evaluated against.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub arch: Arch,
+    /// e.g. 11 for CPython 3.11.
+    pub python_minor: u32,
+    /// e.g. "3.11.14".
+    pub python_full_version: String,
+}
+
+impl Target {
+    /// The target of a build: the spec's Python minor version, the full version the lock was made
+    /// for (or `<minor>.0` when the lock does not say).
+    pub fn new(arch: Arch, spec: &LayerSpec, lock: &Pylock) -> Result<Target> {
+        let python_minor = spec
+            .python
+            .version
+            .strip_prefix("3.")
+            .and_then(|minor| minor.parse::<u32>().ok())
+            .ok_or_else(|| anyhow!("python.version = {:?} is not 3.<minor>", spec.python.version))?;
+        let python_full_version = lock
+            .inputs()
+            .map(|inputs| inputs.python_full_version.clone())
+            .unwrap_or_else(|| format!("{}.0", spec.python.version));
+        Ok(Target { arch, python_minor, python_full_version })
+    }
+
+    /// The PEP 508 marker environment of Lambda's Python (DESIGN.md §1).
+    /// <https://packaging.python.org/en/latest/specifications/dependency-specifiers/#environment-markers>
+    pub fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
+        let python_version = format!("3.{}", self.python_minor);
+        pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
+            implementation_name: "cpython",
+            implementation_version: &self.python_full_version,
+            os_name: "posix",
+            platform_machine: self.arch.manylinux_name(),
+            platform_python_implementation: "CPython",
+            platform_release: "",
+            platform_system: "Linux",
+            platform_version: "",
+            python_full_version: &self.python_full_version,
+            python_version: &python_version,
+            sys_platform: "linux",
+        })
+        .map_err(|e| anyhow!("python version {:?} is not a version: {e}", self.python_full_version))
+    }
+}
+
+/// The packages of the lock that apply to the target, each with its best wheel, sorted by name.
+/// A package whose marker does not hold is skipped; a package with no wheel for the target is an
+/// error naming it.
+pub fn select_wheels<'a>(lock: &'a Pylock, target: &Target) -> Result<Vec<SelectedWheel<'a>>> {
+    let environment = target.marker_environment()?;
+    let tags = TargetTags::lambda(target.arch, target.python_minor);
+    let python = pep440_rs::Version::from_str(&target.python_full_version)
+        .map_err(|e| anyhow!("python version {:?}: {e}", target.python_full_version))?;
+    let mut selected: BTreeMap<String, SelectedWheel<'a>> = BTreeMap::new();
+    for package in &lock.packages {
+        if let Some(marker) = &package.marker {
+            let tree = pep508_rs::MarkerTree::from_str(marker)
+                .map_err(|e| anyhow!("lock: package {} has an invalid marker {marker:?}: {e}", package.name))?;
+            if !tree.evaluate(&environment, &[]) {
+                continue;
+            }
+        }
+        if let Some(requires_python) = &package.requires_python {
+            let specifiers = pep440_rs::VersionSpecifiers::from_str(requires_python).map_err(|e| {
+                anyhow!("lock: package {} has an invalid requires-python {requires_python:?}: {e}", package.name)
+            })?;
+            if !specifiers.contains(&python) {
+                bail!(
+                    "lock: {} {} requires python {requires_python}, but the layer's python is {}; \
+                     re-run `cargo xtask lock`",
+                    package.name,
+                    package.version,
+                    target.python_full_version
+                );
+            }
+        }
+        let mut candidates = Vec::with_capacity(package.wheels.len());
+        for locked in &package.wheels {
+            let filename =
+                WheelFilename::from_str(&locked.name).map_err(|e| anyhow!("lock: package {}: {e}", package.name))?;
+            let version_matches =
+                pep440_rs::Version::from_str(&package.version).is_ok_and(|version| version == filename.version);
+            if filename.normalized_name() != normalize_name(&package.name) || !version_matches {
+                bail!(
+                    "lock: package {} {} lists wheel {}, which is a different distribution or version; \
+                     re-run `cargo xtask lock`",
+                    package.name,
+                    package.version,
+                    locked.name
+                );
+            }
+            candidates.push((filename, locked));
+        }
+        let Some((filename, locked)) = tags.best(candidates.iter().map(|(filename, locked)| (filename, *locked)))
+        else {
+            bail!(
+                "no wheel of {} {} fits Lambda {} (CPython 3.{}, manylinux_2_{} {}); the lock has: {}. \
+                 Pin a version that publishes such a wheel, or exclude the package in layer.toml",
+                package.name,
+                package.version,
+                target.arch,
+                target.python_minor,
+                crate::lock::tags::TARGET_GLIBC_MINOR,
+                target.arch.manylinux_name(),
+                package.wheels.iter().map(|w| w.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        };
+        let sha256 = Sha256Hex::parse(&locked.hashes.sha256)
+            .with_context(|| format!("lock: package {} wheel {}", package.name, locked.name))?;
+        let name = normalize_name(&package.name);
+        let chosen = SelectedWheel { package, wheel: locked, filename: filename.clone(), sha256 };
+        if let Some(previous) = selected.insert(name.clone(), chosen) {
+            bail!(
+                "lock: {name} is locked twice for {} ({} and {}); their markers must not overlap",
+                target.arch,
+                previous.package.version,
+                package.version
+            );
+        }
+    }
+    Ok(selected.into_values().collect())
+}
+
+/// Install exactly the lock for `arch` into `site_packages`, which is replaced as a whole when
+/// every wheel installed (and untouched otherwise). Returns the installed distributions, sorted by
+/// name.
+pub fn install_lock(
+    lock: &Pylock,
+    arch: Arch,
+    spec: &LayerSpec,
+    cache: &Cache,
+    http: &Http,
+    site_packages: &Path,
+    progress: &Progress,
+) -> Result<Vec<InstalledDist>> {
+    let target = Target::new(arch, spec, lock)?;
+    let selected = select_wheels(lock, &target)?;
+
+    // Fetch and plan every wheel, several at a time.
+    let started = std::time::Instant::now();
+    let fetched = parallel_map(&selected, DOWNLOAD_THREADS, |choice| -> Result<(PathBuf, Fetched, WheelPlan)> {
+        let (path, how) = cache
+            .fetch(http, &Source::parse(&choice.wheel.url), &choice.sha256, &choice.wheel.name, progress)
+            .with_context(|| {
+                format!("fetching {} {} ({})", choice.package.name, choice.package.version, choice.wheel.name)
+            })?;
+        let plan = wheel::plan(&path, &choice.filename)?;
+        Ok((path, how, plan))
+    })?;
+    let downloaded: Vec<&(PathBuf, Fetched, WheelPlan)> =
+        fetched.iter().filter(|(_, how, _)| *how == Fetched::Downloaded).collect();
+    let downloaded_bytes: u64 =
+        downloaded.iter().filter_map(|(path, _, _)| fs_err::metadata(path).ok()).map(|m| m.len()).sum();
+    progress.note(format!(
+        "{} wheels for {arch}: {} from cache, {} downloaded ({}); fetched and checked in {:.2}s",
+        fetched.len(),
+        fetched.len() - downloaded.len(),
+        downloaded.len(),
+        human_bytes(downloaded_bytes),
+        started.elapsed().as_secs_f64()
+    ));
+
+    for (_, _, plan) in &fetched {
+        for warning in &plan.warnings {
+            progress.warn(warning);
+        }
+        if !plan.dropped.is_empty() {
+            let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+            for (_, why) in &plan.dropped {
+                *reasons.entry(why).or_default() += 1;
+            }
+            for (why, count) in reasons {
+                progress.note(format!("{}: {count} file(s) not installed: {why}", plan.wheel));
+            }
+        }
+    }
+    let plans: Vec<(&SelectedWheel, &WheelPlan)> = selected.iter().zip(fetched.iter().map(|(_, _, p)| p)).collect();
+    check_startup_hooks(&plans, &spec.packages.allow_startup_hooks, progress)?;
+    check_conflicts(&plans)?;
+
+    // Unpack into a staging directory beside site-packages, then swap it into place.
+    let parent = match site_packages.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs_err::create_dir_all(parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".site-packages.staging-")
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
+    let jobs: Vec<(&PathBuf, &WheelPlan)> = fetched.iter().map(|(path, _, plan)| (path, plan)).collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let started = std::time::Instant::now();
+    parallel_map(&jobs, threads, |(path, plan)| wheel::extract(path, plan, staging.path()))?;
+    replace_dir(staging, site_packages)?;
+    let unpack_seconds = started.elapsed().as_secs_f64();
+
+    let dists: Vec<InstalledDist> = plans
+        .iter()
+        .map(|(choice, plan)| {
+            let mut files: Vec<String> = plan.files.iter().map(|f| f.destination.clone()).collect();
+            files.sort();
+            InstalledDist {
+                name: normalize_name(&choice.package.name),
+                version: choice.package.version.clone(),
+                wheel_name: choice.wheel.name.clone(),
+                wheel_sha256: choice.sha256.to_string(),
+                wheel_url: redact_url(&choice.wheel.url),
+                dist_info: plan.dist_info.clone(),
+                files,
+            }
+        })
+        .collect();
+    let files: usize = dists.iter().map(|d| d.files.len()).sum();
+    let bytes: u64 = plans.iter().map(|(_, plan)| plan.unpacked_size()).sum();
+    progress.note(format!(
+        "installed {} distributions, {files} files, {} into {} (unpacked in {unpack_seconds:.2}s)",
+        dists.len(),
+        human_bytes(bytes),
+        site_packages.display()
+    ));
+    Ok(dists)
+}
+
+/// The supply-chain guard (DESIGN.md §10): a `*.pth` file at the top of site-packages, or a
+/// `sitecustomize`/`usercustomize` module, runs code at every interpreter start. They are
+/// refused unless the distribution is named in `packages.allow-startup-hooks`.
+fn check_startup_hooks(plans: &[(&SelectedWheel, &WheelPlan)], allowed: &[String], progress: &Progress) -> Result<()> {
+    for (choice, plan) in plans {
+        let hooks: Vec<&str> =
+            plan.files.iter().map(|f| f.destination.as_str()).filter(|d| is_startup_hook(d)).collect();
+        if hooks.is_empty() {
+            continue;
+        }
+        let name = normalize_name(&choice.package.name);
+        if allowed.iter().any(|a| normalize_name(a) == name) {
+            progress.warn(format!(
+                "{}: installs startup hook(s) {} (allowed by packages.allow-startup-hooks)",
+                plan.wheel,
+                hooks.join(", ")
+            ));
+            continue;
+        }
+        bail!(
+            "{}: refusing to install {}: a .pth file or sitecustomize/usercustomize module runs code at every \
+             Python start (LiteLLM 1.82.8 shipped a credential-stealing .pth this way). If you trust it, add \
+             \"{name}\" to packages.allow-startup-hooks in layer.toml",
+            plan.wheel,
+            hooks.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Whether an installed path (relative to site-packages) runs at interpreter start: a top-level
+/// `*.pth` (read by `site`), or anything that makes `sitecustomize`/`usercustomize` importable
+/// (`sitecustomize.py`, `.pyc`, an extension module, or a package directory).
+pub fn is_startup_hook(destination: &str) -> bool {
+    let (first, rest) = match destination.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (destination, None),
+    };
+    if rest.is_none() && first.ends_with(".pth") {
+        return true;
+    }
+    let module = first.split('.').next().unwrap_or(first);
+    module == "sitecustomize" || module == "usercustomize"
+}
+
+/// Two wheels writing the same path, or one writing a file where another needs a directory, is an
+/// error naming both.
+fn check_conflicts(plans: &[(&SelectedWheel, &WheelPlan)]) -> Result<()> {
+    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    for (_, plan) in plans {
+        for file in &plan.files {
+            if let Some(other) = owners.insert(&file.destination, &plan.wheel) {
+                bail!(
+                    "{} and {} both install {:?}; exclude one of them in layer.toml and re-lock",
+                    other,
+                    plan.wheel,
+                    file.destination
+                );
+            }
+        }
+    }
+    for (path, owner) in &owners {
+        let mut prefix = *path;
+        while let Some((parent, _)) = prefix.rsplit_once('/') {
+            if let Some(other) = owners.get(parent) {
+                bail!("{other} installs the file {parent:?}, but {owner} installs {path:?} inside it as a directory");
+            }
+            prefix = parent;
+        }
+    }
+    Ok(())
+}
+
+/// Move `staging` to `destination`, replacing what is there only now that everything succeeded.
+fn replace_dir(staging: tempfile::TempDir, destination: &Path) -> Result<()> {
+    let staged = staging.keep();
+    if destination.exists() {
+        let old = destination.with_file_name(format!(
+            ".{}.old-{}",
+            destination.file_name().and_then(|n| n.to_str()).unwrap_or("site-packages"),
+            std::process::id()
+        ));
+        fs_err::rename(destination, &old)?;
+        fs_err::rename(&staged, destination)?;
+        fs_err::remove_dir_all(&old)?;
+    } else {
+        fs_err::rename(&staged, destination)?;
+    }
+    Ok(())
+}
+
+/// Run `work` on every item with up to `threads` threads; results in item order. The first error
+/// (in item order) is returned.
+pub(crate) fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<R>>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    let threads = threads.clamp(1, items.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(index) else { break };
+                    let result = work(item);
+                    let failed = result.is_err();
+                    results.lock().expect("results lock")[index] = Some(result);
+                    if failed {
+                        // Stop handing out new work; running jobs finish.
+                        next.store(items.len(), Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().expect("results lock");
+    let mut values = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Some(Ok(value)) => values.push(value),
+            Some(Err(error)) => errors.push(error),
+            None => {}
+        }
+    }
+    if let Some(first) = errors.into_iter().next() {
+        return Err(first);
+    }
+    if values.len() != items.len() {
+        bail!("internal error: {} of {} jobs ran", values.len(), items.len());
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_hooks_are_recognised() {
+        for hook in [
+            "evil.pth",
+            "sitecustomize.py",
+            "usercustomize.py",
+            "sitecustomize/__init__.py",
+            "sitecustomize.cpython-311-x86_64-linux-gnu.so",
+        ] {
+            assert!(is_startup_hook(hook), "{hook}");
+        }
+        for fine in ["pkg/data.pth", "pkg/sitecustomize.py", "six.py", "litellm/__init__.py"] {
+            assert!(!is_startup_hook(fine), "{fine}");
+        }
+    }
+
+    #[test]
+    fn parallel_map_keeps_order_and_reports_errors() {
+        let items: Vec<u32> = (0..50).collect();
+        let doubled = parallel_map(&items, 4, |n| Ok(n * 2)).unwrap();
+        assert_eq!(doubled, items.iter().map(|n| n * 2).collect::<Vec<_>>());
+        let err = parallel_map(&items, 4, |n| if *n == 7 { bail!("item {n} failed") } else { Ok(*n) }).unwrap_err();
+        assert_eq!(err.to_string(), "item 7 failed");
+    }
+}

@@ -1,0 +1,347 @@
+//! Benchmark of the install step against `uv pip install --target` and `pip install --target` for
+//! the same locked wheels, with cold (fresh) and warm caches. Medians of several runs.
+//!
+//! uv and pip come from PyPI into a private venv under the work directory; nothing is installed
+//! system-wide. All three tools install the same pinned wheels without resolving (`--no-deps`,
+//! hashes from the lock).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use xshell::{Shell, cmd};
+
+use crate::arch::Arch;
+use crate::cache::{Cache, sha256_file};
+use crate::http::Http;
+use crate::layer::install::{Target, install_lock, select_wheels};
+use crate::lock::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
+use crate::lock::wheel_name::WheelFilename;
+use crate::progress::Progress;
+use crate::spec::LayerSpec;
+
+/// One measured case: a tool with a cold or warm cache.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub tool: &'static str,
+    pub cache: &'static str,
+    pub runs: Vec<Duration>,
+    /// Files the tool left in its target directory (last run).
+    pub files: usize,
+}
+
+impl Measurement {
+    pub fn median(&self) -> Duration {
+        let mut sorted = self.runs.clone();
+        sorted.sort();
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+/// `pip`'s `--platform` values for the arch: glibc 2.34 down to manylinux2014 (old pips do not
+/// expand a `manylinux_2_34` tag to older ones themselves).
+fn pip_platforms(arch: Arch) -> Vec<String> {
+    let machine = arch.manylinux_name();
+    ["manylinux_2_34", "manylinux_2_28", "manylinux_2_17", "manylinux2014"]
+        .iter()
+        .map(|tag| format!("{tag}_{machine}"))
+        .collect()
+}
+
+/// `name==version --hash=sha256:...` for every package the arch installs, listing the hashes of
+/// all of the package's locked wheels (pip and uv pick the file themselves).
+pub fn requirements_with_hashes(lock: &Pylock, target: &Target) -> Result<String> {
+    let mut text = String::new();
+    for selected in select_wheels(lock, target)? {
+        text.push_str(&format!("{}=={}", selected.package.name, selected.package.version));
+        for wheel in &selected.package.wheels {
+            text.push_str(&format!(" --hash=sha256:{}", wheel.hashes.sha256));
+        }
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// The tools [`bench_install`] can measure.
+pub const TOOLS: &[&str] = &["xtask", "uv", "pip"];
+
+/// Run the benchmark for `arch` and return a Markdown table. `tools` is a subset of [`TOOLS`];
+/// `work_dir` holds the tool venv, caches and targets; it is reused between calls (the venv is
+/// kept).
+pub fn bench_install(
+    lock: &Pylock,
+    spec: &LayerSpec,
+    arch: Arch,
+    runs: u32,
+    tools: &[&str],
+    work_dir: &Path,
+    progress: &Progress,
+) -> Result<String> {
+    if let Some(unknown) = tools.iter().find(|t| !TOOLS.contains(t)) {
+        bail!("unknown tool {unknown:?}; known: {}", TOOLS.join(", "));
+    }
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    fs_err::create_dir_all(work_dir)?;
+    let sh = Shell::new()?;
+    let venv = work_dir.join("tools-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        progress.note(format!("creating {} with uv and pip from PyPI", venv.display()));
+        cmd!(sh, "python3 -m venv {venv}").run().context("creating the tool venv (needs python3 with venv)")?;
+    }
+    cmd!(sh, "{python} -m pip install -q --upgrade pip uv").run().context("installing pip and uv from PyPI")?;
+    let uv = venv.join("bin/uv");
+    let pip = venv.join("bin/pip");
+    let uv_version = cmd!(sh, "{uv} --version").read()?;
+    let pip_version = cmd!(sh, "{pip} --version").read()?;
+    let pip_version = pip_version.split(" from ").next().unwrap_or(&pip_version).to_string();
+
+    let target = Target::new(arch, spec, lock)?;
+    let requirements = work_dir.join("requirements.txt");
+    fs_err::write(&requirements, requirements_with_hashes(lock, &target)?)?;
+    let http = Http::new()?;
+    let quiet = Progress::new();
+    let uv_platform = format!("{}-manylinux_2_34", arch.manylinux_name());
+    let pip_platforms: Vec<String> = pip_platforms(arch).into_iter().flat_map(|p| ["--platform".into(), p]).collect();
+    let python_version = spec.python.version.clone();
+
+    let tool_args = ToolArgs {
+        uv: &uv,
+        pip: &pip,
+        python: &python,
+        requirements: &requirements,
+        uv_platform: &uv_platform,
+        pip_platforms: &pip_platforms,
+        python_version: &python_version,
+    };
+    let mut measurements = Vec::new();
+    for tool in TOOLS.iter().copied().filter(|t| tools.contains(t)) {
+        for cache_state in ["cold", "warm"] {
+            let mut measurement = Measurement { tool, cache: cache_state, runs: Vec::new(), files: 0 };
+            let cache_dir = work_dir.join(format!("cache-{tool}"));
+            let target_dir = work_dir.join(format!("target-{tool}"));
+            for run in 0..runs {
+                if cache_state == "cold" {
+                    remove_if_exists(&cache_dir)?;
+                } else if run == 0 {
+                    // Warm the cache once, untimed, so every timed run finds it full.
+                    remove_if_exists(&target_dir)?;
+                    run_tool(tool, &sh, lock, spec, arch, &http, &quiet, &cache_dir, &target_dir, &tool_args)?;
+                }
+                remove_if_exists(&target_dir)?;
+                // Flush earlier runs' writes so each run starts from the same disk state (as
+                // `hyperfine --prepare sync` would); otherwise writeback of the previous run's
+                // ~100 MB lands on the next one.
+                cmd!(sh, "sync").run().context("running sync")?;
+                let started = Instant::now();
+                run_tool(tool, &sh, lock, spec, arch, &http, &quiet, &cache_dir, &target_dir, &tool_args)?;
+                let took = started.elapsed();
+                progress.note(format!("{tool} {cache_state} run {}: {:.2}s", run + 1, took.as_secs_f64()));
+                measurement.runs.push(took);
+            }
+            measurement.files = count_files(&target_dir);
+            measurements.push(measurement);
+        }
+    }
+    Ok(markdown(&measurements, lock, &target, &uv_version, &pip_version, runs))
+}
+
+struct ToolArgs<'a> {
+    uv: &'a Path,
+    pip: &'a Path,
+    python: &'a Path,
+    requirements: &'a Path,
+    uv_platform: &'a str,
+    pip_platforms: &'a [String],
+    python_version: &'a str,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_tool(
+    tool: &str,
+    sh: &Shell,
+    lock: &Pylock,
+    spec: &LayerSpec,
+    arch: Arch,
+    http: &Http,
+    progress: &Progress,
+    cache_dir: &Path,
+    target_dir: &Path,
+    args: &ToolArgs,
+) -> Result<()> {
+    let ToolArgs { uv, pip, python, requirements, uv_platform, pip_platforms, python_version } = args;
+    let pip_platforms = pip_platforms.iter();
+    match tool {
+        "xtask" => {
+            install_lock(lock, arch, spec, &Cache::at(cache_dir), http, target_dir, progress)?;
+        }
+        "uv" => {
+            cmd!(
+                sh,
+                "{uv} pip install --quiet --target {target_dir} --python {python} --python-platform {uv_platform}
+                 --python-version {python_version} --only-binary :all: --no-deps --cache-dir {cache_dir}
+                 -r {requirements}"
+            )
+            .run()
+            .context("uv pip install")?;
+        }
+        "pip" => {
+            cmd!(
+                sh,
+                "{pip} install --quiet --disable-pip-version-check --target {target_dir} --no-deps --only-binary :all:
+                 {pip_platforms...} --python-version {python_version} --implementation cp --cache-dir {cache_dir}
+                 -r {requirements}"
+            )
+            .run()
+            .context("pip install")?;
+        }
+        _ => bail!("unknown tool {tool}"),
+    }
+    Ok(())
+}
+
+fn markdown(
+    measurements: &[Measurement],
+    lock: &Pylock,
+    target: &Target,
+    uv_version: &str,
+    pip_version: &str,
+    runs: u32,
+) -> String {
+    let packages = select_wheels(lock, target).map(|s| s.len()).unwrap_or(0);
+    let median = |tool: &str, cache: &str| {
+        measurements.iter().find(|m| m.tool == tool && m.cache == cache).map(|m| m.median().as_secs_f64())
+    };
+    let files = |tool: &str| measurements.iter().find(|m| m.tool == tool).map_or(0, |m| m.files);
+    let mut out = format!(
+        "### install step: {packages} locked wheels for {} (median of {runs} runs)\n\n\
+         | cache | xtask | uv | pip | xtask / uv | xtask / pip |\n|---|---:|---:|---:|---:|---:|\n",
+        target.arch
+    );
+    for cache in ["cold", "warm"] {
+        let (ours, uv, pip) = (median("xtask", cache), median("uv", cache), median("pip", cache));
+        let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} s"));
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => "-".to_string(),
+        };
+        out.push_str(&format!(
+            "| {cache} | {} | {} | {} | {} | {} |\n",
+            cell(ours),
+            cell(uv),
+            cell(pip),
+            ratio(ours, uv),
+            ratio(ours, pip)
+        ));
+    }
+    out.push_str(&format!(
+        "\nFiles in the target directory: xtask {}, uv {}, pip {} (uv and pip add INSTALLER/REQUESTED and \
+         console scripts; xtask drops `.data/scripts`). Tools: {uv_version}, {pip_version}.\n",
+        files("xtask"),
+        files("uv"),
+        files("pip")
+    ));
+    out
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    if path.exists() {
+        fs_err::remove_dir_all(path)?;
+    }
+    Ok(())
+}
+
+fn count_files(dir: &Path) -> usize {
+    walkdir::WalkDir::new(dir).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()).count()
+}
+
+/// A lock for the bench (and tests) made from a directory of wheels, e.g. what
+/// `pip download --only-binary :all: ...` saved: one package per wheel, `file://` URLs, sha256
+/// computed. Used when `litellm-layer/pylock.toml` is not available.
+pub fn pylock_from_wheel_dir(dir: &Path) -> Result<Pylock> {
+    let mut paths: Vec<PathBuf> = fs_err::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "whl"))
+        .collect();
+    paths.sort();
+    let mut packages: Vec<LockedPackage> = Vec::new();
+    for path in paths {
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let filename: WheelFilename = file_name.parse()?;
+        let wheel = LockedWheel {
+            name: file_name,
+            url: format!("file://{}", path.canonicalize()?.display()),
+            size: Some(fs_err::metadata(&path)?.len()),
+            upload_time: None,
+            hashes: Hashes { sha256: sha256_file(&path)?.to_string() },
+        };
+        let name = filename.normalized_name();
+        match packages.iter_mut().find(|p| p.name == name) {
+            Some(package) => package.wheels.push(wheel),
+            None => packages.push(LockedPackage {
+                name,
+                version: filename.version.to_string(),
+                marker: None,
+                requires_python: None,
+                dependencies: Vec::new(),
+                index: None,
+                wheels: vec![wheel],
+            }),
+        }
+    }
+    Ok(Pylock {
+        lock_version: "1.0".into(),
+        environments: Vec::new(),
+        requires_python: None,
+        extras: Vec::new(),
+        dependency_groups: Vec::new(),
+        default_groups: Vec::new(),
+        created_by: "xtask bench (from a wheel directory)".into(),
+        packages,
+        tool: None,
+    })
+}
+
+/// A lock made from `pip install --dry-run --report FILE` output: the URLs and sha256 pip chose.
+pub fn pylock_from_pip_report(report: &Path) -> Result<Pylock> {
+    let text = fs_err::read_to_string(report)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a pip report", report.display()))?;
+    let mut packages = Vec::new();
+    for item in json["install"].as_array().into_iter().flatten() {
+        let url = item["download_info"]["url"].as_str().unwrap_or_default().to_string();
+        let sha256 = item["download_info"]["archive_info"]["hashes"]["sha256"].as_str().unwrap_or_default();
+        let file_name = url.rsplit('/').next().unwrap_or_default().to_string();
+        let filename: WheelFilename = file_name.parse().with_context(|| format!("{}: {url}", report.display()))?;
+        packages.push(LockedPackage {
+            name: filename.normalized_name(),
+            version: filename.version.to_string(),
+            marker: None,
+            requires_python: None,
+            dependencies: Vec::new(),
+            index: None,
+            wheels: vec![LockedWheel {
+                name: file_name,
+                url,
+                size: None,
+                upload_time: None,
+                hashes: Hashes { sha256: sha256.to_string() },
+            }],
+        });
+    }
+    packages.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Pylock {
+        lock_version: "1.0".into(),
+        environments: Vec::new(),
+        requires_python: None,
+        extras: Vec::new(),
+        dependency_groups: Vec::new(),
+        default_groups: Vec::new(),
+        created_by: "xtask bench (from a pip report)".into(),
+        packages,
+        tool: None,
+    })
+}
