@@ -20,7 +20,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use std::time::Instant;
+
+use crate::arch::Arch;
 use crate::archive::Limits;
+use crate::layer::pack::{PackRequest, ZipPosition};
+use crate::layer::report::{RuleSavings, SizeReport};
+use crate::lock::pylock::Pylock;
+use crate::runtime::RuntimeOutput;
 use crate::cache::Cache;
 use crate::flags::{GlobalArgs, LayerArgs};
 use crate::http::Http;
@@ -32,21 +39,25 @@ use crate::spec::LayerSpec;
 pub const BUILD_MARKER: &str = ".xtask-layer-build";
 
 pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
+    let started = Instant::now();
     let progress = Progress::new();
+    let arch = args.arch;
     let cache = Cache::locate(global.cache_dir.as_deref())?;
-    let spec_path =
-        if global.spec.is_absolute() { global.spec.clone() } else { crate::project_root().join(&global.spec) };
+    let spec_path = global.spec_path();
     let spec = LayerSpec::load(&spec_path)?;
     let out_dir = match &args.out_dir {
         Some(dir) => std::path::absolute(dir).with_context(|| format!("resolving --out-dir {}", dir.display()))?,
-        None => crate::project_root().join(args.arch.build_dir_name()),
+        None => crate::project_root().join(arch.build_dir_name()),
     };
+    // The layer installs exactly the lock; a lock made from other inputs is refused up front.
+    let lock = if args.runtime_only { None } else { Some(load_current_lock(&spec)?) };
+
     let staging = StagedOutput::begin(&out_dir)?;
     let http = Http::new()?;
     let previous = staging.previous().map(Path::to_path_buf);
     let request = RuntimeRequest {
         spec: &spec,
-        arch: args.arch,
+        arch,
         cache: &cache,
         http: &http,
         python: &args.python,
@@ -55,33 +66,163 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
         limits: Limits::default(),
     };
     let mut runtime = runtime::build(&request, &progress)?;
-    if !args.runtime_only {
-        bail!(
-            "the runtime step finished, but the install step (issue 4) has not landed yet, so no layer was built \
-             and {} was left as it was; pass --runtime-only to keep just the interpreter",
-            out_dir.display()
-        );
-    }
+    let built = match &lock {
+        Some(lock) => Some(build_packages(&BuildContext {
+            spec: &spec,
+            spec_path: &spec_path,
+            lock,
+            arch,
+            args,
+            cache: &cache,
+            http: &http,
+            runtime: &runtime,
+            staging: staging.path(),
+            progress: &progress,
+        })?),
+        None => None,
+    };
     let staged_at = staging.path().to_path_buf();
     staging.commit()?;
     runtime.relocate(&staged_at, &out_dir);
+    if built.is_some() && !args.no_patch {
+        crate::serverless::patch_after_build(&spec, arch, args.allow_public_layer, false, &progress)?;
+    }
 
-    println!("built the runtime for {} in {}", args.arch, out_dir.display());
+    println!("built the {} for {arch} in {}", if built.is_some() { "layer" } else { "runtime" }, out_dir.display());
     println!(
-        "  interpreter: {} (CPython {}{})",
-        runtime.interpreter.display(),
+        "  interpreter: CPython {} from {}{}",
         runtime.version,
-        if runtime.reused { ", reused" } else { "" }
+        runtime.archive_name,
+        if runtime.reused { " (reused the previous extraction)" } else { "" }
     );
     println!(
-        "  python tree: {} -> {} after the stdlib prune ({} archive, sha256 {})",
+        "  python tree: {} -> {} after the stdlib prune ({} archive)",
         human_bytes(runtime.prune.bytes_before),
         human_bytes(runtime.prune.bytes_after),
         human_bytes(runtime.archive_bytes),
-        runtime.sha256
     );
-    println!("  steps: {}", progress.timing_summary());
+    if let Some(built) = &built {
+        println!(
+            "  layer: {} ({} zipped, {} unzipped; budget {} MB / {} MB)",
+            out_dir.join(arch.layer_zip_name()).display(),
+            human_bytes(built.report.total.zipped),
+            human_bytes(built.report.total.unzipped),
+            spec.budget.zipped_mb,
+            spec.budget.unzipped_mb
+        );
+        println!(
+            "  {} distributions: {} in site-packages.zip, {} in site-packages/",
+            built.distributions, built.zipped_distributions, built.directory_distributions
+        );
+        println!("  SBOM: {}", out_dir.join(crate::sbom::sbom_file_name(arch)).display());
+        println!("  size report: {}", out_dir.join("size-report.md").display());
+    }
+    println!("  steps: {} (total {:.1}s)", progress.timing_summary(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The lock beside the spec, refused when it was made from other inputs than the spec's now.
+fn load_current_lock(spec: &LayerSpec) -> Result<Pylock> {
+    let lock_path = crate::lock::default_lock_path(&spec.path);
+    let index_url = std::env::var("XTASK_INDEX_URL").ok().filter(|u| !u.trim().is_empty());
+    let inputs = crate::lock::expected_inputs(spec, index_url.as_deref().unwrap_or(&spec.index.url))?;
+    crate::lock::check(&lock_path, &inputs).context("the layer installs exactly the lock; run `cargo xtask lock`")?;
+    Pylock::load(&lock_path)
+}
+
+/// Everything the package steps read.
+struct BuildContext<'a> {
+    spec: &'a LayerSpec,
+    spec_path: &'a Path,
+    lock: &'a Pylock,
+    arch: Arch,
+    args: &'a LayerArgs,
+    cache: &'a Cache,
+    http: &'a Http,
+    runtime: &'a RuntimeOutput,
+    /// The staging output directory (`<staging>/layer/python/...`).
+    staging: &'a Path,
+    progress: &'a Progress,
+}
+
+/// What the package steps produced, for the summary.
+struct Built {
+    report: SizeReport,
+    distributions: usize,
+    zipped_distributions: usize,
+    directory_distributions: usize,
+}
+
+/// install → prune → SBOM → bytecode + pack → size report + budget → input stamp.
+fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
+    let BuildContext { spec, lock, arch, cache, http, runtime, staging, progress, .. } = *cx;
+    let site_packages = runtime.python_root.join("lib").join(format!("python{}", runtime.minor)).join("site-packages");
+    let mut dists = progress.step(format!("install ({arch}, {} locked packages)", lock.packages.len()), || {
+        install::install_lock(lock, arch, spec, cache, http, &site_packages, progress)
+    })?;
+    let pruned = progress.step("prune", || prune::prune(&site_packages, &mut dists, &spec.prune, progress))?;
+
+    // The SBOM describes what ships after pruning; written while every METADATA is still on disk.
+    let cpython = crate::sbom::CpythonInfo {
+        version: runtime.version.clone(),
+        url: runtime.source.clone(),
+        sha256: runtime.sha256.clone(),
+    };
+    let dropped: Vec<String> =
+        spec.prune.drop_packages.iter().map(|name| crate::lock::wheel_name::normalize_name(name)).collect();
+    let site_packages_dirs = [site_packages.clone()];
+    progress.step("sbom", || {
+        crate::sbom::write_sbom(
+            &crate::sbom::SbomInput {
+                arch,
+                cpython: &cpython,
+                lock,
+                dists: &dists,
+                metadata: crate::sbom::MetadataSource::SitePackages(&site_packages_dirs),
+                dropped: &dropped,
+            },
+            &staging.join(crate::sbom::sbom_file_name(arch)),
+        )
+    })?;
+
+    let build_python = runtime::build_python(spec, arch, runtime, &cx.args.python, cache, http, progress)?;
+    let layer_dir = staging.join("layer");
+    let out_zip = staging.join(arch.layer_zip_name());
+    let pack_request = PackRequest {
+        layer_dir: &layer_dir,
+        python_minor: &runtime.minor,
+        build_python: &build_python,
+        out_zip: &out_zip,
+        source_date_epoch: pack::source_date_epoch_from_env()?,
+        zip_position: ZipPosition::default(),
+    };
+    let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
+
+    let mut savings: Vec<RuleSavings> = runtime
+        .prune
+        .rules
+        .iter()
+        .map(|rule| RuleSavings { rule: format!("stdlib: {}", rule.rule), files: rule.files, bytes: rule.bytes })
+        .collect();
+    savings.extend(pruned.iter().map(|outcome| RuleSavings {
+        rule: outcome.rule.clone(),
+        files: outcome.files,
+        bytes: outcome.bytes,
+    }));
+    let report = progress.step("size report", || -> Result<SizeReport> {
+        let report = SizeReport::compute(&packed, &dists, savings)?;
+        report.write(staging)?;
+        report::check_budget(&report, spec.budget.zipped_mb, spec.budget.unzipped_mb)?;
+        Ok(report)
+    })?;
+    crate::deploy::write_stamp(staging, &crate::deploy::layer_inputs_digest(&crate::project_root(), cx.spec_path, arch)?)?;
+    let zipped_distributions = packed.placements.iter().filter(|p| p.placement == pack::Placement::Zip).count();
+    Ok(Built {
+        report,
+        distributions: dists.len(),
+        zipped_distributions,
+        directory_distributions: packed.placements.len() - zipped_distributions,
+    })
 }
 
 /// A build directory under construction beside the real output, swapped in by `commit`.

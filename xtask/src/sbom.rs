@@ -557,6 +557,11 @@ fn licenses_from_metadata(metadata: &CoreMetadata) -> Vec<LicenseChoice> {
             None => push(LicenseChoice::License(License::named_license(last))),
         }
     }
+    // CycloneDX allows either licenses or one expression, never both: an expression in the
+    // `License` field (e.g. "MIT OR Apache-2.0") says it all.
+    if let Some(expression) = choices.iter().find(|c| matches!(c, LicenseChoice::Expression(_))) {
+        return vec![expression.clone()];
+    }
     choices
 }
 
@@ -956,6 +961,17 @@ architectures = ["arm64", "x86_64"]
         // setuptools was locked and installed but pruned; cffi is for x86_64 only.
         assert_eq!(properties(&sbom, "locked-not-shipped"), ["setuptools"]);
         assert_eq!(properties(&sbom, "arch"), ["arm64"]);
+    }
+
+    #[test]
+    fn an_expression_in_the_license_field_is_never_mixed_with_classifiers() {
+        let metadata = CoreMetadata::parse(
+            "Metadata-Version: 2.1\nName: x\nVersion: 1\nLicense: MIT OR Apache-2.0\n\
+             Classifier: License :: OSI Approved :: MIT License\n",
+        );
+        let choices = licenses_from_metadata(&metadata);
+        assert_eq!(choices.len(), 1, "{choices:?}");
+        assert!(matches!(&choices[0], LicenseChoice::Expression(e) if e.to_string() == "MIT OR Apache-2.0"), "{choices:?}");
     }
 
     #[test]
