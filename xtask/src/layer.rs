@@ -24,16 +24,16 @@ use std::time::Instant;
 
 use crate::arch::Arch;
 use crate::archive::Limits;
-use crate::layer::pack::{PackRequest, ZipPosition};
-use crate::layer::report::{RuleSavings, SizeReport};
-use crate::lock::pylock::Pylock;
-use crate::runtime::RuntimeOutput;
 use crate::cache::Cache;
 use crate::flags::{GlobalArgs, LayerArgs};
 use crate::http::Http;
+use crate::layer::pack::{PackRequest, ZipPosition};
+use crate::layer::report::{RuleSavings, SizeReport};
+use crate::lock::pylock::Pylock;
 use crate::progress::{Progress, human_bytes};
+use crate::runtime::RuntimeOutput;
 use crate::runtime::{self, RuntimeRequest};
-use crate::spec::LayerSpec;
+use crate::spec::{LayerSpec, Upload};
 
 /// A file in every build directory, so `layer` only ever replaces a directory it made itself.
 pub const BUILD_MARKER: &str = ".xtask-layer-build";
@@ -212,10 +212,18 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let report = progress.step("size report", || -> Result<SizeReport> {
         let report = SizeReport::compute(&packed, &dists, savings)?;
         report.write(staging)?;
-        report::check_budget(&report, spec.budget.zipped_mb, spec.budget.unzipped_mb)?;
+        report::check_budget(
+            &report,
+            spec.budget.zipped_mb,
+            spec.budget.unzipped_mb,
+            spec.budget.upload == Upload::Direct,
+        )?;
         Ok(report)
     })?;
-    crate::deploy::write_stamp(staging, &crate::deploy::layer_inputs_digest(&crate::project_root(), cx.spec_path, arch)?)?;
+    crate::deploy::write_stamp(
+        staging,
+        &crate::deploy::layer_inputs_digest(&crate::project_root(), cx.spec_path, arch)?,
+    )?;
     let zipped_distributions = packed.placements.iter().filter(|p| p.placement == pack::Placement::Zip).count();
     Ok(Built {
         report,

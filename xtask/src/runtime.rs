@@ -153,7 +153,10 @@ pub fn build_python(
     let root = home.join("python");
     let interpreter = root.join("bin").join(format!("python{minor}"));
     if !interpreter.is_file() {
-        bail!("{} has no bin/python{minor}; is it a python-build-standalone install_only archive?", resolved.archive_name);
+        bail!(
+            "{} has no bin/python{minor}; is it a python-build-standalone install_only archive?",
+            resolved.archive_name
+        );
     }
     Ok(BuildPython { interpreter, home: Some(root) })
 }

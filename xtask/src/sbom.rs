@@ -971,7 +971,10 @@ architectures = ["arm64", "x86_64"]
         );
         let choices = licenses_from_metadata(&metadata);
         assert_eq!(choices.len(), 1, "{choices:?}");
-        assert!(matches!(&choices[0], LicenseChoice::Expression(e) if e.to_string() == "MIT OR Apache-2.0"), "{choices:?}");
+        assert!(
+            matches!(&choices[0], LicenseChoice::Expression(e) if e.to_string() == "MIT OR Apache-2.0"),
+            "{choices:?}"
+        );
     }
 
     #[test]

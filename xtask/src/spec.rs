@@ -150,6 +150,21 @@ pub struct BudgetSpec {
     /// Maximum size of the unzipped layer, in MB (10^6 bytes).
     #[serde(default = "default_unzipped_mb")]
     pub unzipped_mb: f64,
+    /// How the layer reaches Lambda: through S3 (what Serverless does; Lambda then allows up to
+    /// 250 MB unzipped) or by a direct upload (Lambda's 50 MB zipped limit applies too).
+    #[serde(default)]
+    pub upload: Upload,
+}
+
+/// How the layer zip is uploaded to Lambda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Upload {
+    /// Through an S3 bucket (Serverless's deployment bucket).
+    #[default]
+    S3,
+    /// Directly through the Lambda API (`PublishLayerVersion` with `ZipFile`): 50 MB zipped at most.
+    Direct,
 }
 
 fn default_zipped_mb() -> f64 {
@@ -161,7 +176,7 @@ fn default_unzipped_mb() -> f64 {
 
 impl Default for BudgetSpec {
     fn default() -> Self {
-        BudgetSpec { zipped_mb: default_zipped_mb(), unzipped_mb: default_unzipped_mb() }
+        BudgetSpec { zipped_mb: default_zipped_mb(), unzipped_mb: default_unzipped_mb(), upload: Upload::default() }
     }
 }
 
@@ -273,9 +288,10 @@ impl LayerSpec {
                 bail!("{key} = {value}: must be a positive number of megabytes");
             }
         }
-        if self.budget.zipped_mb > 50.0 {
-            eprintln!(
-                "warning: budget.zipped-mb = {} is above Lambda's 50 MB direct-upload limit",
+        if self.budget.zipped_mb > 50.0 && self.budget.upload == Upload::Direct {
+            bail!(
+                "budget.zipped-mb = {}: Lambda accepts at most 50 MB zipped by direct upload; lower it, or set \
+                 budget.upload = \"s3\" (Serverless uploads layers through S3)",
                 self.budget.zipped_mb
             );
         }
@@ -353,6 +369,11 @@ requirements = ["litellm==1.78.7"]
             (format!("{MINIMAL}\n[budget]\nzipped-mb = -1\n"), "budget.zipped-mb"),
             (format!("{MINIMAL}\n[prune]\nsafe = [\"everything\"]\n"), "prune.safe: unknown rule \"everything\""),
             (format!("{MINIMAL}\n[index]\nurl = \"ftp://x\"\n"), "index.url"),
+            (
+                format!("{MINIMAL}\n[budget]\nzipped-mb = 60\nupload = \"direct\"\n"),
+                "at most 50 MB zipped by direct upload",
+            ),
+            (format!("{MINIMAL}\n[budget]\nupload = \"ftp\"\n"), "unknown variant `ftp`"),
             (MINIMAL.replace("release = \"20260127\"", "release = \"20260127\"\nvariant = \"debug\""), "variant"),
         ];
         for (text, want) in cases {

@@ -269,10 +269,18 @@ impl SizeReport {
 }
 
 /// Fail, naming the biggest contributors, when the layer is over the budget of layer.toml or
-/// over Lambda's limits (the smaller of the two applies).
-pub fn check_budget(report: &SizeReport, budget_zipped_mb: f64, budget_unzipped_mb: f64) -> Result<()> {
+/// over Lambda's limits (the smaller of the two applies). Lambda's 50 MB zipped limit holds only
+/// for a direct upload (`direct_upload`); through S3, as Serverless deploys layers, only the
+/// 250 MB unzipped limit applies.
+pub fn check_budget(
+    report: &SizeReport,
+    budget_zipped_mb: f64,
+    budget_unzipped_mb: f64,
+    direct_upload: bool,
+) -> Result<()> {
+    let lambda_zipped_mb = if direct_upload { LAMBDA_ZIPPED_LIMIT_MB } else { f64::INFINITY };
     let checks = [
-        ("zipped", report.total.zipped, budget_zipped_mb, LAMBDA_ZIPPED_LIMIT_MB, "zipped-mb", "50 MB direct-upload"),
+        ("zipped", report.total.zipped, budget_zipped_mb, lambda_zipped_mb, "zipped-mb", "50 MB direct-upload"),
         (
             "unzipped",
             report.total.unzipped,
@@ -374,13 +382,13 @@ mod tests {
 
     #[test]
     fn within_budget_passes() {
-        check_budget(&report(30_000_000, 120_000_000), 35.0, 250.0).unwrap();
-        check_budget(&report(50_000_000, 250_000_000), 50.0, 250.0).unwrap();
+        check_budget(&report(30_000_000, 120_000_000), 35.0, 250.0, true).unwrap();
+        check_budget(&report(50_000_000, 250_000_000), 50.0, 250.0, true).unwrap();
     }
 
     #[test]
     fn over_budget_names_the_limit_and_top_contributors() {
-        let err = check_budget(&report(40_000_000, 120_000_000), 35.0, 250.0).unwrap_err().to_string();
+        let err = check_budget(&report(40_000_000, 120_000_000), 35.0, 250.0, true).unwrap_err().to_string();
         assert!(
             err.starts_with("the layer is too big: zipped 40.0 MB is over 35 MB (layer.toml [budget] zipped-mb = 35)"),
             "{err}"
@@ -395,14 +403,18 @@ mod tests {
 
     #[test]
     fn lambda_limits_apply_above_a_generous_budget() {
-        let err = check_budget(&report(20_000_000, 260_000_000), 100.0, 400.0).unwrap_err().to_string();
+        let err = check_budget(&report(20_000_000, 260_000_000), 100.0, 400.0, false).unwrap_err().to_string();
         assert!(
             err.contains("unzipped 260.0 MB is over 250 MB (Lambda's 250 MB unzipped (function plus layers) limit)"),
             "{err}"
         );
         assert!(err.contains("top contributors (unzipped):"), "{err}");
-        let err = check_budget(&report(51_000_000, 100_000_000), 80.0, 250.0).unwrap_err().to_string();
+        let err = check_budget(&report(51_000_000, 100_000_000), 80.0, 250.0, true).unwrap_err().to_string();
         assert!(err.contains("zipped 51.0 MB is over 50 MB (Lambda's 50 MB direct-upload limit)"), "{err}");
+        // Uploaded through S3 (as Serverless does), only the budget and the unzipped limit apply.
+        check_budget(&report(51_000_000, 100_000_000), 80.0, 250.0, false).unwrap();
+        let err = check_budget(&report(81_000_000, 100_000_000), 80.0, 250.0, false).unwrap_err().to_string();
+        assert!(err.contains("zipped 81.0 MB is over 80 MB (layer.toml [budget] zipped-mb = 80)"), "{err}");
     }
 
     #[test]
