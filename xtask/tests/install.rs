@@ -807,7 +807,7 @@ fn real_litellm_closure_installs_prunes_and_imports() {
 }
 
 /// The install benchmark: `XTASK_BENCH_LOCK=pylock.toml` (or `XTASK_BENCH_PIP_REPORT=report.json`),
-/// `XTASK_BENCH_RUNS=5`, `XTASK_BENCH_DIR=/tmp/bench-install`, `XTASK_BENCH_TOOLS=xtask,uv,pip`;
+/// `XTASK_BENCH_RUNS=5`, `XTASK_BENCH_DIR=/tmp/bench-install`, `XTASK_BENCH_TOOLS=xtask,uv,uv-copy,pip`;
 /// `cargo test -p xtask --release --test install bench_ -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -820,7 +820,7 @@ fn bench_install_against_uv_and_pip() {
     let runs = std::env::var("XTASK_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let dir =
         std::env::var_os("XTASK_BENCH_DIR").map_or_else(|| std::env::temp_dir().join("bench-install"), PathBuf::from);
-    let tools = std::env::var("XTASK_BENCH_TOOLS").unwrap_or_else(|_| "xtask,uv,pip".into());
+    let tools = std::env::var("XTASK_BENCH_TOOLS").unwrap_or_else(|_| "xtask,uv,uv-copy,pip".into());
     let tools: Vec<&str> = tools.split(',').collect();
     let table =
         xtask::bench::install::bench_install(&lock, &spec(""), Arch::X86_64, runs, &tools, &dir, &Progress::new())

@@ -63,7 +63,9 @@ pub fn requirements_with_hashes(lock: &Pylock, target: &Target) -> Result<String
 }
 
 /// The tools [`bench_install`] can measure.
-pub const TOOLS: &[&str] = &["xtask", "uv", "pip"];
+/// `uv-copy` is uv with `--link-mode copy`: it copies files out of its cache as xtask must,
+/// instead of hard-linking them (uv's default on Linux).
+pub const TOOLS: &[&str] = &["xtask", "uv", "uv-copy", "pip"];
 
 /// Run the benchmark for `arch` and return a Markdown table. `tools` is a subset of [`TOOLS`];
 /// `work_dir` holds the tool venv, caches and targets; it is reused between calls (the venv is
@@ -177,12 +179,13 @@ fn run_tool(
         "xtask" => {
             install_lock(lock, arch, spec, &Cache::at(cache_dir), http, target_dir, progress)?;
         }
-        "uv" => {
+        "uv" | "uv-copy" => {
+            let link_mode: &[&str] = if tool == "uv-copy" { &["--link-mode", "copy"] } else { &[] };
             cmd!(
                 sh,
                 "{uv} pip install --quiet --target {target_dir} --python {python} --python-platform {uv_platform}
                  --python-version {python_version} --only-binary :all: --no-deps --cache-dir {cache_dir}
-                 -r {requirements}"
+                 {link_mode...} -r {requirements}"
             )
             .run()
             .context("uv pip install")?;
@@ -214,25 +217,31 @@ fn markdown(
     let median = |tool: &str, cache: &str| {
         measurements.iter().find(|m| m.tool == tool && m.cache == cache).map(|m| m.median().as_secs_f64())
     };
-    let files = |tool: &str| measurements.iter().find(|m| m.tool == tool).map_or(0, |m| m.files);
+    let files = |tool: &str| {
+        measurements.iter().find(|m| m.tool == tool).map_or_else(|| "-".to_string(), |m| m.files.to_string())
+    };
     let mut out = format!(
         "### install step: {packages} locked wheels for {} (median of {runs} runs)\n\n\
-         | cache | xtask | uv | pip | xtask / uv | xtask / pip |\n|---|---:|---:|---:|---:|---:|\n",
+         | cache | xtask | uv | uv --link-mode copy | pip | xtask / uv | xtask / uv copy | xtask / pip |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
         target.arch
     );
     for cache in ["cold", "warm"] {
-        let (ours, uv, pip) = (median("xtask", cache), median("uv", cache), median("pip", cache));
+        let (ours, uv, uv_copy, pip) =
+            (median("xtask", cache), median("uv", cache), median("uv-copy", cache), median("pip", cache));
         let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} s"));
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
             _ => "-".to_string(),
         };
         out.push_str(&format!(
-            "| {cache} | {} | {} | {} | {} | {} |\n",
+            "| {cache} | {} | {} | {} | {} | {} | {} | {} |\n",
             cell(ours),
             cell(uv),
+            cell(uv_copy),
             cell(pip),
             ratio(ours, uv),
+            ratio(ours, uv_copy),
             ratio(ours, pip)
         ));
     }

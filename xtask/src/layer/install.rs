@@ -29,6 +29,12 @@ use crate::spec::LayerSpec;
 /// Concurrent downloads.
 const DOWNLOAD_THREADS: usize = 8;
 
+/// At least this many threads unpack wheels.
+const EXTRACT_THREADS: usize = 8;
+
+/// Files per unpack job.
+const EXTRACT_CHUNK_FILES: usize = 256;
+
 /// One locked package chosen for the target, with the wheel to install.
 #[derive(Debug, Clone)]
 pub struct SelectedWheel<'a> {
@@ -231,10 +237,15 @@ pub fn install_lock(
         .prefix(".site-packages.staging-")
         .tempdir_in(parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
-    let jobs: Vec<(&PathBuf, &WheelPlan)> = fetched.iter().map(|(path, _, plan)| (path, plan)).collect();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Creating thousands of small files is bound by file-system latency more than CPU, so large
+    // wheels are split into chunks and more threads than cores run them.
+    let jobs: Vec<(&PathBuf, &WheelPlan, &[wheel::PlannedFile])> = fetched
+        .iter()
+        .flat_map(|(path, _, plan)| plan.files.chunks(EXTRACT_CHUNK_FILES).map(move |chunk| (path, plan, chunk)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(EXTRACT_THREADS);
     let started = std::time::Instant::now();
-    parallel_map(&jobs, threads, |(path, plan)| wheel::extract(path, plan, staging.path()))?;
+    parallel_map(&jobs, threads, |(path, plan, files)| wheel::extract_files(path, plan, files, staging.path()))?;
     replace_dir(staging, site_packages)?;
     let unpack_seconds = started.elapsed().as_secs_f64();
 

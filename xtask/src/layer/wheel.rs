@@ -229,13 +229,18 @@ pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
 /// Copy the planned files out of the wheel into `root` (a staging site-packages), hashing each
 /// one against RECORD. Files are created new: an existing file is an error, never overwritten.
 pub fn extract(wheel_path: &Path, plan: &WheelPlan, root: &Path) -> Result<()> {
+    extract_files(wheel_path, plan, &plan.files, root)
+}
+
+/// [`extract`] for a slice of `plan.files`, so one large wheel can be unpacked by several threads.
+pub fn extract_files(wheel_path: &Path, plan: &WheelPlan, files: &[PlannedFile], root: &Path) -> Result<()> {
     let wheel = &plan.wheel;
     let file = fs_err::File::open(wheel_path)?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .with_context(|| format!("{wheel}: not a readable zip archive ({})", wheel_path.display()))?;
     let mut buffer = vec![0u8; 128 * 1024];
     let mut made_dirs = BTreeSet::new();
-    for planned in &plan.files {
+    for planned in files {
         let destination = root.join(&planned.destination);
         if let Some(parent) = destination.parent()
             && made_dirs.insert(parent.to_path_buf())
