@@ -61,11 +61,17 @@ fn is_zero(n: &u64) -> bool {
 fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
     use std::os::unix::fs::PermissionsExt;
     let mut entries = Vec::new();
-    for entry in walkdir::WalkDir::new(python_root).follow_root_links(false).min_depth(1).sort_by_file_name() {
+    let mut walk =
+        walkdir::WalkDir::new(python_root).follow_root_links(false).min_depth(1).sort_by_file_name().into_iter();
+    while let Some(entry) = walk.next() {
         let entry = entry.with_context(|| format!("walking {}", python_root.display()))?;
         let relative = entry.path().strip_prefix(python_root).context("walk left the python root")?;
         let path = relative.to_string_lossy().to_string();
         let file_type = entry.file_type();
+        // The install step replaces site-packages as a whole: the runtime owns the directory only.
+        if file_type.is_dir() && is_site_packages(&path) {
+            walk.skip_current_dir();
+        }
         let item = if file_type.is_dir() {
             StampEntry { path, kind: EntryKind::Dir, size: 0, executable: false, target: None }
         } else if file_type.is_symlink() {
@@ -79,6 +85,12 @@ fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
         entries.push(item);
     }
     Ok(entries)
+}
+
+/// `lib/python3.X/site-packages`.
+fn is_site_packages(relative: &str) -> bool {
+    let parts: Vec<&str> = relative.split('/').collect();
+    matches!(parts.as_slice(), ["lib", python, "site-packages"] if python.starts_with("python3"))
 }
 
 /// Record the runtime just built in `<out_dir>/runtime-stamp.json` (temp file + rename).
