@@ -15,7 +15,7 @@ use crate::progress::Progress;
 /// Every suite, in the order they run.
 pub const SUITES: &[&str] = &["lint", "rust", "node"];
 
-pub fn run(_global: &GlobalArgs, args: &TestArgs) -> Result<()> {
+pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
     for suite in &args.only {
         if !SUITES.contains(&suite.as_str()) {
             bail!("unknown suite {suite:?} for --only; suites: {}", SUITES.join(", "));
@@ -42,7 +42,11 @@ pub fn run(_global: &GlobalArgs, args: &TestArgs) -> Result<()> {
             "rust" => {
                 cmd!(sh, "{cargo} test --workspace --no-fail-fast").run().context("Rust tests failed (see above)")
             }
-            "node" => run_npm_tests(&sh, "amplify-lambda-js", "the service's Node tests"),
+            "node" => {
+                let python = prepare_node_python(global, &progress)?;
+                let _python = sh.push_env("LITELLM_PYTHON", &python);
+                run_npm_tests(&sh, "amplify-lambda-js", "the service's Node tests")
+            }
             _ => unreachable!("suites are checked above"),
         })?;
     }
@@ -62,4 +66,56 @@ fn run_npm_tests(sh: &Shell, dir: &str, what: &str) -> Result<()> {
             .with_context(|| format!("installing npm dependencies in {dir}"))?;
     }
     cmd!(sh, "npm test").run().with_context(|| format!("{what} failed (see above)"))
+}
+
+/// The Python the Node tests run the bridge on: the host's CPython 3.11 with exactly the locked
+/// packages for the host arch, installed by our own installer into
+/// `target/test-fixtures/node-python/site-packages`, behind a small wrapper script.
+fn prepare_node_python(global: &GlobalArgs, progress: &Progress) -> Result<std::path::PathBuf> {
+    use crate::layer::install::install_lock;
+    let arch = crate::arch::Arch::host().context("the Node tests need an x86_64 or arm64 host")?;
+    let spec = crate::spec::LayerSpec::load(&global.spec_path())?;
+    let lock = crate::lock::pylock::Pylock::load(&crate::lock::default_lock_path(&spec.path))?;
+    let host_python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable); print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .context("running python3 (the Node tests need a CPython on PATH)")?;
+    let text = String::from_utf8_lossy(&host_python.stdout).to_string();
+    let mut lines = text.lines();
+    let (Some(executable), Some(minor)) = (lines.next(), lines.next()) else {
+        bail!("python3 did not report its version: {}", String::from_utf8_lossy(&host_python.stderr));
+    };
+    if minor != spec.python.version {
+        bail!(
+            "the Node tests run LiteLLM on the host python3, which is {minor}; the lock is for {}: put a CPython {} \
+             on PATH first, or set LITELLM_PYTHON and run `npm test` in amplify-lambda-js",
+            spec.python.version,
+            spec.python.version
+        );
+    }
+    let dir = crate::project_root().join("target/test-fixtures/node-python");
+    fs_err::create_dir_all(&dir)?;
+    let site_packages = dir.join("site-packages");
+    let cache = crate::cache::Cache::locate(global.cache_dir.as_deref())?;
+    let http = crate::http::Http::new()?;
+    progress.note(format!("installing the locked packages for {arch} into {}", site_packages.display()));
+    install_lock(&lock, arch, &spec, &cache, &http, &site_packages, progress)?;
+    for path in [site_packages.to_string_lossy(), executable.into()] {
+        if path.contains('\'') {
+            bail!(
+                "{path} contains a single quote, which the Python wrapper for the Node tests cannot hold; move the checkout"
+            );
+        }
+    }
+    let wrapper = dir.join("python3");
+    let script = format!(
+        "#!/bin/sh\n# Host CPython with the packages of litellm-layer/pylock.toml (written by `cargo xtask test`).\n\
+         PYTHONPATH='{}'\"${{PYTHONPATH:+:$PYTHONPATH}}\" exec '{}' -s \"$@\"\n",
+        site_packages.display(),
+        executable
+    );
+    fs_err::write(&wrapper, script)?;
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    Ok(wrapper)
 }
