@@ -211,13 +211,24 @@ fn arm64_layer_from_the_real_lock_passes_verify_under_qemu() {
         panic!("qemu-aarch64-static is not installed: apt-get install qemu-user-static (.ci/run does)");
     };
     let arm64 = xtask::testing::arm64_sysroot::arm64_fixture().expect("building the arm64 fixture");
-    let arm64_sha = sha256_file(&arm64.archive).unwrap();
-    let host = fixture();
+    // Name the archive as python-build-standalone does, so the layer knows its CPython version.
+    let (ok, version) = xtask::testing::arm64_sysroot::run_under_qemu(
+        &qemu,
+        &arm64.sysroot,
+        "import platform; print(platform.python_version())",
+    )
+    .unwrap();
+    assert!(ok, "{version}");
     let dir = tempfile::tempdir().unwrap();
+    let archive =
+        dir.path().join(format!("cpython-{}+debian12-aarch64-unknown-linux-gnu-install_only.tar.gz", version.trim()));
+    fs_err::copy(&arm64.archive, &archive).unwrap();
+    let arm64_sha = sha256_file(&archive).unwrap();
+    let host = fixture();
     let out_dir = dir.path().join("layer-build-arm64");
     let python = [
         "--python-dist",
-        arm64.archive.to_str().unwrap(),
+        archive.to_str().unwrap(),
         "--python-sha256",
         arm64_sha.as_str(),
         "--build-python-dist",
