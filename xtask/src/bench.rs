@@ -1,13 +1,84 @@
-//! `cargo xtask bench`: lock, install, rebuild and import times against uv and pip.
+//! `cargo xtask bench`: lock, install and import times against uv and pip, measured in one run on
+//! this machine, written as Markdown tables (medians; ratios against the tools users would pick).
+//!
+//! uv and pip are installed into a private venv under the work directory; nothing system-wide.
 
 pub mod import_time;
 pub mod install;
 pub mod lock;
 
-use anyhow::Result;
+use std::fmt::Write as _;
 
+use anyhow::{Context, Result, bail};
+
+use crate::arch::Arch;
 use crate::flags::{BenchArgs, GlobalArgs};
+use crate::layer::bytecode::BuildPython;
+use crate::lock::pylock::Pylock;
+use crate::progress::Progress;
+use crate::spec::LayerSpec;
 
-pub fn run(_global: &GlobalArgs, _args: &BenchArgs) -> Result<()> {
-    Err(crate::not_yet("bench", "issue 8"))
+/// The benchmarks, in the order they run.
+pub const BENCHMARKS: &[&str] = &["lock", "install", "import"];
+
+pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
+    for name in &args.only {
+        if !BENCHMARKS.contains(&name.as_str()) {
+            bail!("unknown benchmark {name:?} for --only; benchmarks: {}", BENCHMARKS.join(", "));
+        }
+    }
+    let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let root = crate::project_root();
+    let progress = Progress::new();
+    let spec_path = global.spec_path();
+    let spec = LayerSpec::load(&spec_path)?;
+    let lock = Pylock::load(&crate::lock::default_lock_path(&spec.path))?;
+    let arch = Arch::host().context("benchmarks need an x86_64 or arm64 host")?;
+    let work = root.join(&args.work_dir);
+    fs_err::create_dir_all(&work)?;
+    let mut out = format!(
+        "# Benchmarks\n\n`cargo xtask bench --runs {}` on {} ({} cores), {}.\n",
+        args.runs,
+        arch,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        spec.packages.requirements.join(" ")
+    );
+    if selected("lock") {
+        let exe = std::env::current_exe().context("locating the xtask binary")?;
+        let table = progress.step("bench: lock vs uv pip compile", || {
+            lock::bench_lock(&exe, &spec_path, &work.join("lock"), args.runs)
+        })?;
+        let _ = write!(out, "\n## lock\n\n{table}\n");
+    }
+    if selected("install") {
+        let table = progress.step("bench: install vs uv and pip", || {
+            install::bench_install(&lock, &spec, arch, args.runs, install::TOOLS, &work.join("install"), &progress)
+        })?;
+        let _ = write!(out, "\n## install\n\n{table}\n");
+    }
+    if selected("import") {
+        let report = progress.step("bench: import litellm, three layouts", || -> Result<String> {
+            let site_packages = work.join("import/site-packages");
+            let cache = crate::cache::Cache::locate(global.cache_dir.as_deref())?;
+            let http = crate::http::Http::new()?;
+            crate::layer::install::install_lock(&lock, arch, &spec, &cache, &http, &site_packages, &progress)?;
+            let report = import_time::measure(
+                &BuildPython::host(),
+                &site_packages,
+                &work.join("import/layouts"),
+                args.runs.max(10),
+                &progress,
+            )?;
+            Ok(report.to_string())
+        })?;
+        let _ = write!(out, "\n## import litellm\n\n{report}\n");
+    }
+    let output = root.join(&args.output);
+    if let Some(parent) = output.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    fs_err::write(&output, &out)?;
+    println!("{out}");
+    eprintln!("wrote {} ({})", output.display(), progress.timing_summary());
+    Ok(())
 }

@@ -186,9 +186,15 @@ pub struct BenchArgs {
     /// Repetitions per measurement (medians are reported).
     #[arg(long, default_value_t = 5)]
     pub runs: u32,
-    /// Where to write the Markdown table.
+    /// Where to write the Markdown tables (relative to the repository root).
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
+    /// Run only these benchmarks (repeatable): lock, install, import.
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Scratch directory for venvs, caches and layouts (kept between runs).
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    pub work_dir: PathBuf,
 }
 
 #[cfg(test)]
