@@ -148,7 +148,8 @@ pub fn build_python(
             }
         }
     } else {
-        progress.note(format!("build python for {host}: reusing {}", home.display()));
+        progress
+            .note(format!("cpython {minor} for this {host} host (byte-compiling only): reusing {}", home.display()));
     }
     let root = home.join("python");
     let interpreter = root.join("bin").join(format!("python{minor}"));
@@ -251,6 +252,13 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
         print_prune_report(&report, progress);
         anyhow::Ok(report)
     })?;
+    // site-packages belongs to the install step, which fills it from the lock alone: whatever the
+    // archive put there (PBS ships a README.txt and pip) does not ship.
+    let site_packages = python_root.join("lib").join(format!("python{minor}")).join("site-packages");
+    if site_packages.is_dir() {
+        fs_err::remove_dir_all(&site_packages)?;
+    }
+    fs_err::create_dir_all(&site_packages)?;
 
     let version = match Arch::host() == Some(request.arch) {
         true => {

@@ -329,10 +329,37 @@ fn a_failed_build_leaves_the_previous_output_as_it_was() {
         "{}",
         stderr(&failed)
     );
-    // 4. The runtime step succeeds, but the later steps have not landed (no --runtime-only).
-    let failed = build_runtime(dir.path(), fixture.path.to_str().unwrap(), fixture.sha256.as_str(), &[]);
-    assert!(!failed.status.success());
-    assert!(stderr(&failed).contains("the install step (issue 4) has not landed yet"), "{}", stderr(&failed));
+    // 4. The runtime step and the install succeed, but the layer is over its budget (fails last).
+    let spec_dir = dir.path().join("spec");
+    std::fs::create_dir_all(&spec_dir).unwrap();
+    let root = xtask::project_root();
+    let spec = std::fs::read_to_string(root.join("litellm-layer/layer.toml")).unwrap();
+    std::fs::write(spec_dir.join("layer.toml"), spec.replace("zipped-mb = 70", "zipped-mb = 1")).unwrap();
+    std::fs::copy(root.join("litellm-layer/pylock.toml"), spec_dir.join("pylock.toml")).unwrap();
+    let spec_path = spec_dir.join("layer.toml");
+    let shared_cache = root.join("target/test-fixtures/download-cache");
+    let out = dir.path().join("out");
+    let failed = xtask(
+        &[
+            "--spec",
+            spec_path.to_str().unwrap(),
+            "--cache-dir",
+            shared_cache.to_str().unwrap(),
+            "layer",
+            "--arch",
+            "x86_64",
+            "--no-patch",
+            "--python-dist",
+            fixture.path.to_str().unwrap(),
+            "--python-sha256",
+            fixture.sha256.as_str(),
+            "--out-dir",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!failed.status.success(), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("the layer is too big"), "{}", stderr(&failed));
 
     assert_same_tree(&snapshot(&dir.path().join("out")), &before);
     assert_eq!(std::fs::read(dir.path().join("out/runtime-stamp.json")).unwrap(), stamp_before);
