@@ -495,25 +495,7 @@ struct CoreMetadata {
 
 impl CoreMetadata {
     fn parse(text: &str) -> CoreMetadata {
-        let mut fields: Vec<(String, String)> = Vec::new();
-        for line in text.lines() {
-            // Only an empty line ends the headers: setuptools folds blank lines inside a field
-            // (a license text) into lines of spaces.
-            if line.is_empty() {
-                break;
-            }
-            if line.starts_with([' ', '\t']) {
-                if let Some((_, value)) = fields.last_mut() {
-                    value.push('\n');
-                    value.push_str(line.trim());
-                }
-                continue;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                fields.push((name.trim().to_string(), value.trim().to_string()));
-            }
-        }
-        CoreMetadata { fields }
+        CoreMetadata { fields: crate::lock::metadata::header_fields(text) }
     }
 
     fn all<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {

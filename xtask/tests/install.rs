@@ -151,17 +151,7 @@ fn package(name: &str, version: &str, marker: Option<&str>, wheels: Vec<LockedWh
 }
 
 fn lock(packages: Vec<LockedPackage>) -> Pylock {
-    Pylock {
-        lock_version: "1.0".into(),
-        environments: Vec::new(),
-        requires_python: None,
-        extras: Vec::new(),
-        dependency_groups: Vec::new(),
-        default_groups: Vec::new(),
-        created_by: "test".into(),
-        packages,
-        tool: None,
-    }
+    Pylock::of_packages("test", packages)
 }
 
 /// A scratch directory with wheels, a cache and a site-packages path.

@@ -301,17 +301,7 @@ pub fn pylock_from_wheel_dir(dir: &Path) -> Result<Pylock> {
             }),
         }
     }
-    Ok(Pylock {
-        lock_version: "1.0".into(),
-        environments: Vec::new(),
-        requires_python: None,
-        extras: Vec::new(),
-        dependency_groups: Vec::new(),
-        default_groups: Vec::new(),
-        created_by: "xtask bench (from a wheel directory)".into(),
-        packages,
-        tool: None,
-    })
+    Ok(Pylock::of_packages("xtask bench (from a wheel directory)", packages))
 }
 
 /// A lock made from `pip install --dry-run --report FILE` output: the URLs and sha256 pip chose.
@@ -342,15 +332,5 @@ pub fn pylock_from_pip_report(report: &Path) -> Result<Pylock> {
         });
     }
     packages.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Pylock {
-        lock_version: "1.0".into(),
-        environments: Vec::new(),
-        requires_python: None,
-        extras: Vec::new(),
-        dependency_groups: Vec::new(),
-        default_groups: Vec::new(),
-        created_by: "xtask bench (from a pip report)".into(),
-        packages,
-        tool: None,
-    })
+    Ok(Pylock::of_packages("xtask bench (from a pip report)", packages))
 }

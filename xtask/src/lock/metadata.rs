@@ -419,25 +419,37 @@ pub fn metadata_from_whole_wheel(bytes: &[u8]) -> Result<String> {
     Ok(text)
 }
 
-/// Parse core metadata (an email-header block; the body, if any, is the description).
-pub fn parse_metadata(text: &str) -> Result<CoreMetadata> {
+/// The header fields of core metadata
+/// (<https://packaging.python.org/en/latest/specifications/core-metadata/>): RFC 822 style
+/// `Name: value` lines, names as written; a continuation line (starting with whitespace) is
+/// appended to its field after a `\n`; the first empty line ends the headers (setuptools folds
+/// blank lines inside a field, such as a license text, into lines of spaces).
+pub fn header_fields(text: &str) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         if line.is_empty() {
             break;
         }
         if line.starts_with([' ', '\t']) {
-            // A continuation line belongs to the previous field.
             if let Some((_, value)) = fields.last_mut() {
-                value.push(' ');
+                value.push('\n');
                 value.push_str(line.trim());
             }
             continue;
         }
-        if let Some((key, value)) = line.split_once(':') {
-            fields.push((key.trim().to_ascii_lowercase(), value.trim().to_string()));
+        if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_string(), value.trim().to_string()));
         }
     }
+    fields
+}
+
+/// Parse core metadata (an email-header block; the body, if any, is the description).
+pub fn parse_metadata(text: &str) -> Result<CoreMetadata> {
+    let fields: Vec<(String, String)> = header_fields(text)
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.replace('\n', " ")))
+        .collect();
     let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let all = |key: &str| fields.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect::<Vec<_>>();
     let name = get("name").context("METADATA has no Name field")?;

@@ -107,6 +107,21 @@ pub struct Hashes {
 }
 
 impl Pylock {
+    /// A lock-version 1.0 lock of `packages` with nothing else set (environments, inputs).
+    pub fn of_packages(created_by: &str, packages: Vec<LockedPackage>) -> Pylock {
+        Pylock {
+            lock_version: "1.0".into(),
+            environments: Vec::new(),
+            requires_python: None,
+            extras: Vec::new(),
+            dependency_groups: Vec::new(),
+            default_groups: Vec::new(),
+            created_by: created_by.to_string(),
+            packages,
+            tool: None,
+        }
+    }
+
     /// Read and check a lock file.
     pub fn load(path: &Path) -> Result<Pylock> {
         let text = fs_err::read_to_string(path).context("reading the lock (run `cargo xtask lock` to create it)")?;
