@@ -180,7 +180,12 @@ impl SizeReport {
         }
         distributions.sort_by(|a, b| b.sizes.zipped.cmp(&a.sizes.zipped).then_with(|| a.name.cmp(&b.name)));
         Ok(SizeReport {
-            layer_zip: outcome.layer_zip.display().to_string(),
+            // The file name only: the build runs in a staging directory that is renamed at the end.
+            layer_zip: outcome
+                .layer_zip
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_else(|| outcome.layer_zip.display().to_string()),
             distributions,
             prune_rules,
             stdlib,
