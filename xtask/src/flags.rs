@@ -189,12 +189,15 @@ pub struct BenchArgs {
     /// Where to write the Markdown tables (relative to the repository root).
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
-    /// Run only these benchmarks (repeatable): lock, install, import.
+    /// Run only these benchmarks (repeatable): lock, install, rebuild, import.
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
     /// Scratch directory for venvs, caches and layouts (kept between runs).
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
     pub work_dir: PathBuf,
+    /// The interpreter for the `rebuild` benchmark (default: the pinned download).
+    #[command(flatten)]
+    pub python: PythonDistArgs,
 }
 
 #[cfg(test)]
