@@ -19,14 +19,7 @@ use xtask::layer::pack::{self, PackOutcome, PackRequest, Placement, ZipPosition}
 use xtask::progress::Progress;
 
 fn host_python() -> Option<BuildPython> {
-    let python = BuildPython::host();
-    match python.minor_version() {
-        Ok(version) if version == "3.11" => Some(python),
-        other => {
-            eprintln!("skipping: host python3 is not 3.11 ({other:?})");
-            None
-        }
-    }
+    BuildPython::host_if_minor("3.11")
 }
 
 fn dist(name: &str, dist_info: &str, files: &[(&str, &str)]) -> (InstalledDist, Vec<(String, String)>) {

@@ -32,6 +32,19 @@ pub struct BuildPython {
 }
 
 impl BuildPython {
+    /// `python3` from `PATH` when it is CPython `minor`; otherwise `None`, saying why on stderr
+    /// (tests that need a host interpreter of the layer's minor version use this).
+    pub fn host_if_minor(minor: &str) -> Option<BuildPython> {
+        let python = BuildPython::host();
+        match python.minor_version() {
+            Ok(version) if version == minor => Some(python),
+            other => {
+                eprintln!("skipping: host python3 is not {minor} ({other:?})");
+                None
+            }
+        }
+    }
+
     /// The host's `python3` from `PATH`, with its own home (used by tests and benchmarks).
     pub fn host() -> BuildPython {
         BuildPython { interpreter: PathBuf::from("python3"), home: None }
@@ -311,17 +324,6 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn host_python_or_skip() -> Option<BuildPython> {
-        let python = BuildPython::host();
-        match python.minor_version() {
-            Ok(version) if version == "3.11" => Some(python),
-            other => {
-                eprintln!("skipping: host python3 is not 3.11 ({other:?})");
-                None
-            }
-        }
-    }
-
     fn job(root: &Path, rel: &str, co_filename: &str) -> CompileJob {
         CompileJob {
             source: root.join(rel),
@@ -344,7 +346,7 @@ mod tests {
 
     #[test]
     fn wrong_minor_version_is_a_clear_error() {
-        let Some(python) = host_python_or_skip() else { return };
+        let Some(python) = BuildPython::host_if_minor("3.11") else { return };
         let err = python.require_minor("3.12").unwrap_err().to_string();
         assert!(err.contains("is 3.11 but the layer's interpreter is 3.12"), "{err}");
         assert!(err.contains("use a python 3.12 that runs on this machine"), "{err}");
@@ -356,7 +358,7 @@ mod tests {
 
     #[test]
     fn unchecked_hash_pyc_with_lambda_path_and_identical_bytes() {
-        let Some(python) = host_python_or_skip() else { return };
+        let Some(python) = BuildPython::host_if_minor("3.11") else { return };
         let mut outputs = Vec::new();
         for _ in 0..2 {
             let dir = tempfile::tempdir().unwrap();
@@ -382,7 +384,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_skipped_and_named() {
-        let Some(python) = host_python_or_skip() else { return };
+        let Some(python) = BuildPython::host_if_minor("3.11") else { return };
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("good.py"), "X = 1\n").unwrap();
         fs::write(dir.path().join("py2.py"), "print 'hello'\n").unwrap();
