@@ -27,6 +27,7 @@ use crate::arch::Arch;
 use crate::flags::{DeployArgs, GlobalArgs, LayerArgs};
 use crate::layer::freshness::{Freshness, layer_freshness, layer_inputs_digest};
 use crate::progress::{Progress, human_bytes};
+use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
 /// Where `serverless package` writes its artifacts, relative to the service directory.
@@ -56,7 +57,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<()> {
 
     let summary = progress.step(format!("serverless package --stage {}", args.stage), || {
         run_serverless(&serverless, &service_dir, &["package", "--stage", &args.stage])?;
-        check_packaged_template(&service_dir.join(PACKAGE_DIR), args.arch)
+        check_packaged_template(&service_dir.join(PACKAGE_DIR), args.arch, spec.python.version)
     })?;
     let plan = Plan::new(args, &service_dir, &layer_out_dir, &summary)?;
     if args.dry_run {
@@ -246,11 +247,11 @@ fn run_serverless(bin: &Path, service_dir: &Path, args: &[&str]) -> Result<()> {
 }
 
 /// Read the template `package` wrote and check it.
-fn check_packaged_template(package_dir: &Path, arch: Arch) -> Result<template::TemplateSummary> {
+fn check_packaged_template(package_dir: &Path, arch: Arch, python: PythonVersion) -> Result<template::TemplateSummary> {
     let path = package_dir.join(TEMPLATE_FILE);
     let text = fs_err::read_to_string(&path).context("reading the template `serverless package` wrote")?;
     let template: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
-    template::check_template(&template, arch).map_err(|failures| {
+    template::check_template(&template, arch, python).map_err(|failures| {
         let lines: Vec<String> = failures.iter().map(|failure| format!("  - {failure}")).collect();
         anyhow::anyhow!(
             "{}: {} check(s) failed, nothing was deployed:\n{}",

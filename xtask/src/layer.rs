@@ -159,7 +159,7 @@ struct Built {
 /// install → prune → SBOM → bytecode + pack → size report + budget → input stamp.
 fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let BuildContext { spec, lock, arch, cache, http, runtime, staging, progress, .. } = *cx;
-    let site_packages = runtime.python_root.join("lib").join(format!("python{}", runtime.minor)).join("site-packages");
+    let site_packages = runtime.python_root.join(runtime.minor.site_packages_dir());
     let mut dists = progress.step(format!("install ({arch}, {} locked packages)", lock.packages.len()), || {
         install::install_lock(lock, arch, spec, cache, http, &site_packages, progress)
     })?;
@@ -193,7 +193,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let out_zip = staging.join(arch.layer_zip_name());
     let pack_request = PackRequest {
         layer_dir: &layer_dir,
-        python_minor: &runtime.minor,
+        python_minor: runtime.minor,
         build_python: &build_python,
         out_zip: &out_zip,
         source_date_epoch: pack::source_date_epoch_from_env()?,

@@ -39,6 +39,7 @@ use crate::manifest::Manifest;
 use crate::packaging::pylock::{Hashes, LockInputs, LockTool, LockedPackage, LockedWheel, PackageRef, Pylock};
 use crate::packaging::wheel_name::normalize_name;
 use crate::progress::Progress;
+use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
 /// `created-by` of locks this tool writes.
@@ -105,7 +106,7 @@ pub fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockInputs> 
     let manifest = Manifest::pinned();
     let mut full_versions = BTreeSet::new();
     for arch in Arch::ALL {
-        let artifact = manifest.find(&spec.python.version, &spec.python.release, arch, spec.python.variant)?;
+        let artifact = manifest.find(spec.python.version, &spec.python.release, arch, spec.python.variant)?;
         full_versions.insert(artifact.version.clone());
     }
     if full_versions.len() != 1 {
@@ -220,8 +221,9 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
     }
     let python_full = Version::from_str(&request.inputs.python_full_version)
         .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
-    let python_minor = python_full.release().get(1).copied().unwrap_or(11) as u32;
-    let selector = Selector::new(python_full, python_minor, allowed);
+    let python = PythonVersion::from_full_version(&request.inputs.python_full_version)
+        .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
+    let selector = Selector::new(python_full, python.minor(), allowed);
     let http = Http::new()?;
     let index = IndexClient::new(http.clone(), &request.index_url, cache)?;
     let reader = MetadataReader::new(http, cache)?;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::manifest::{Manifest, Variant};
+use crate::python_version::PythonVersion;
 
 /// The parsed and validated layer spec.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +37,8 @@ pub struct LayerSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PythonSpec {
     /// Minor version, e.g. "3.11".
-    pub version: String,
+    #[serde(deserialize_with = "python_version_key")]
+    pub version: PythonVersion,
     /// python-build-standalone release tag, e.g. "20260127".
     pub release: String,
     /// Build variant; `install_only_stripped` unless told otherwise.
@@ -226,18 +228,12 @@ impl LayerSpec {
 
     fn validate(&self) -> Result<()> {
         let manifest = Manifest::pinned();
-        if !["3.11", "3.12", "3.13"].contains(&self.python.version.as_str()) {
-            bail!(
-                "python.version = {:?}: expected a minor version such as \"3.11\" (3.11, 3.12 or 3.13)",
-                self.python.version
-            );
-        }
-        if !manifest.has_release(&self.python.version, &self.python.release) {
+        if !manifest.has_release(self.python.version, &self.python.release) {
             bail!(
                 "python.release = {:?}: no pinned python-build-standalone {} build from that release; pinned releases: {}",
                 self.python.release,
                 self.python.version,
-                manifest.releases_for(&self.python.version).join(", ")
+                manifest.releases_for(self.python.version).join(", ")
             );
         }
         if let Some(mirror) = &self.python.mirror {
@@ -311,6 +307,12 @@ impl LayerSpec {
     pub fn pbs_mirror(&self) -> Option<String> {
         std::env::var("XTASK_PBS_MIRROR").ok().filter(|s| !s.is_empty()).or_else(|| self.python.mirror.clone())
     }
+}
+
+/// `[python] version`, parsed into a [`PythonVersion`]; a bad value names the key.
+fn python_version_key<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<PythonVersion, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|error| serde::de::Error::custom(format!("python.version = {text:?}: {error}")))
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `cargo xtask verify`: run the built layer the way Lambda would and smoke-test LiteLLM.
 //!
 //! The layer is copied into a sandbox standing for `/opt` (fixed mtimes, as unzipped from the
-//! deterministic layer zip), and its own `python3.11` runs with the Lambda environment
-//! (`PYTHONHOME=/opt/python`, `PYTHONPATH=/opt/python/lib/python3.11`,
+//! deterministic layer zip), and its own `python3.X` runs with the Lambda environment
+//! (`PYTHONHOME=/opt/python`, `PYTHONPATH=/opt/python/lib/python3.X`,
 //! `LITELLM_LOCAL_MODEL_COST_MAP=True`, nothing else from the host): natively when the target is the
 //! host's architecture, under `qemu-aarch64-static -L SYSROOT` for arm64 on x86_64. Checks, one line
 //! each: every import of `[verify] imports`, offline token counting, a completion and a streaming
@@ -35,6 +35,7 @@ use crate::arch::Arch;
 use crate::cache::Cache;
 use crate::flags::{GlobalArgs, VerifyArgs};
 use crate::progress::{Progress, human_bytes};
+use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 use crate::verify::openai_server::{OpenAiServer, echo_text};
 pub use sandbox::Isolation;
@@ -99,6 +100,8 @@ pub fn plan(arch: Arch, host: Option<Arch>, qemu_aarch64: Option<PathBuf>, requi
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
     pub arch: Arch,
+    /// The layer interpreter's minor version (`[python] version`).
+    pub python: PythonVersion,
     /// The directory holding `python/` (`layer-build-<arch>/layer`).
     pub layer_dir: PathBuf,
     /// Modules to import; `litellm` is always first.
@@ -225,6 +228,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
     };
     let options = VerifyOptions {
         arch: args.arch,
+        python: spec.python.version,
         layer_dir,
         imports: spec.verify.imports.clone(),
         runs: args.runs,
@@ -275,6 +279,7 @@ pub fn locate_sysroot(global: &GlobalArgs, progress: &Progress) -> Result<PathBu
 /// The sandbox of one verification; removed when dropped.
 struct Sandbox {
     dir: tempfile::TempDir,
+    python: PythonVersion,
     isolation: Isolation,
     runner: Runner,
 }
@@ -295,11 +300,11 @@ impl Sandbox {
         match (&self.runner, self.isolation) {
             (Runner::Native, Isolation::MountNamespace) if Path::new("/opt").is_dir() => {
                 let mount = Mount { source: opt, target: PathBuf::from("/opt"), read_only };
-                (PathBuf::from("/opt"), mount, PathBuf::from("/opt/python/bin/python3.11"))
+                (PathBuf::from("/opt"), mount, PathBuf::from(self.python.lambda_interpreter()))
             }
             (Runner::Native, _) => {
                 let mount = Mount { source: opt.clone(), target: opt.clone(), read_only };
-                (opt.clone(), mount, opt.join("python/bin/python3.11"))
+                (opt.clone(), mount, opt.join("python/bin").join(self.python.interpreter_name()))
             }
             (Runner::Qemu { qemu, .. }, _) => {
                 let mount = Mount { source: opt.clone(), target: opt, read_only };
@@ -315,7 +320,7 @@ impl Sandbox {
         if let Runner::Qemu { .. } = self.runner {
             full_args.push("-L".into());
             full_args.push(self.root().into());
-            full_args.push(self.opt().join("python/bin/python3.11").into());
+            full_args.push(self.opt().join("python/bin").join(self.python.interpreter_name()).into());
         }
         full_args.extend(args.iter().cloned());
         let mut command = sandbox::command(self.isolation, &mount, &program, &full_args);
@@ -327,7 +332,7 @@ impl Sandbox {
             .env("TMPDIR", self.dir.path().join("tmp"))
             .env("LANG", "C.UTF-8")
             .env("PYTHONHOME", &python_home)
-            .env("PYTHONPATH", python_home.join("lib/python3.11"))
+            .env("PYTHONPATH", python_home.join(self.python.stdlib_dir()))
             .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             .current_dir(self.dir.path().join("tmp"))
             .stdin(Stdio::null());
@@ -408,7 +413,7 @@ fn run_with_timeout(mut command: Command, timeout: Duration) -> Result<PythonRun
 
 /// Verify the layer at `options.layer_dir`.
 pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<VerifyReport> {
-    let interpreter = options.layer_dir.join("python/bin/python3.11");
+    let interpreter = options.layer_dir.join("python/bin").join(options.python.interpreter_name());
     if !interpreter.exists() {
         bail!(
             "{}: no interpreter in the layer; is this a built layer? (run `cargo xtask layer --arch {}`)",
@@ -430,7 +435,7 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
         fs_err::create_dir_all(dir.path().join(sub))?;
     }
     let isolation = options.isolation.unwrap_or_else(|| Isolation::detect(dir.path()));
-    let sandbox = Sandbox { dir, isolation, runner: options.runner.clone() };
+    let sandbox = Sandbox { dir, python: options.python, isolation, runner: options.runner.clone() };
     let copied = progress.step(format!("copy the layer into a sandbox /opt ({})", options.arch), || {
         sandbox::copy_layer(&options.layer_dir, &sandbox.opt(), sandbox::fixed_mtime())
     })?;
@@ -442,7 +447,7 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
     fs_err::write(&script, CHECK_SCRIPT)?;
 
     let mut checks = Vec::new();
-    let (count, problems) = elf::check_tree(&sandbox.opt(), options.arch)?;
+    let (count, problems) = elf::check_tree(&sandbox.opt(), options.arch, options.python)?;
     let machine = elf::machine_name(options.arch.elf_machine());
     checks.push(CheckResult {
         name: format!("native files are {machine} ELF"),

@@ -107,7 +107,7 @@ pub fn bench_install(
     let quiet = Progress::new();
     let uv_platform = format!("{}-manylinux_2_34", arch.manylinux_name());
     let pip_platforms: Vec<String> = pip_platforms(arch).into_iter().flat_map(|p| ["--platform".into(), p]).collect();
-    let python_version = spec.python.version.clone();
+    let python_version = spec.python.version.dotted();
 
     let tool_args = ToolArgs {
         uv: &uv,

@@ -58,12 +58,7 @@ impl Target {
     /// The target of a build: the spec's Python minor version, the full version the lock was made
     /// for (or `<minor>.0` when the lock does not say).
     pub fn new(arch: Arch, spec: &LayerSpec, lock: &Pylock) -> Result<Target> {
-        let python_minor = spec
-            .python
-            .version
-            .strip_prefix("3.")
-            .and_then(|minor| minor.parse::<u32>().ok())
-            .ok_or_else(|| anyhow!("python.version = {:?} is not 3.<minor>", spec.python.version))?;
+        let python_minor = spec.python.version.minor();
         let python_full_version = lock
             .inputs()
             .map(|inputs| inputs.python_full_version.clone())

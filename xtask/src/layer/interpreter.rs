@@ -26,6 +26,7 @@ use crate::http::Http;
 use crate::layer::bytecode::BuildPython;
 use crate::manifest::Manifest;
 use crate::progress::{Progress, human_bytes};
+use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
 pub use stdlib::{PruneRuleReport, StdlibPruneReport};
@@ -55,8 +56,8 @@ pub struct RuntimeOutput {
     pub interpreter: PathBuf,
     /// Full CPython version, e.g. "3.11.14".
     pub version: String,
-    /// Minor version, e.g. "3.11".
-    pub minor: String,
+    /// The minor version, e.g. 3.11.
+    pub minor: PythonVersion,
     /// Lambda architecture name (`arm64`, `x86_64`).
     pub arch: String,
     /// Where the archive came from: a URL (credentials redacted) or a local path.
@@ -119,7 +120,7 @@ pub fn build_python(
             std::env::consts::ARCH
         );
     };
-    let minor = &spec.python.version;
+    let minor = spec.python.version;
     let request = PythonDistArgs {
         python_dist: python.build_python_dist.clone(),
         python_sha256: python.build_python_sha256.clone(),
@@ -152,7 +153,7 @@ pub fn build_python(
             .note(format!("cpython {minor} for this {host} host (byte-compiling only): reusing {}", home.display()));
     }
     let root = home.join("python");
-    let interpreter = root.join("bin").join(format!("python{minor}"));
+    let interpreter = root.join("bin").join(minor.interpreter_name());
     if !interpreter.is_file() {
         bail!(
             "{} has no bin/python{minor}; is it a python-build-standalone install_only archive?",
@@ -190,7 +191,7 @@ pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) ->
         }
         (None, None) => {
             let manifest = Manifest::pinned();
-            let artifact = manifest.find(&spec.python.version, &spec.python.release, arch, spec.python.variant)?;
+            let artifact = manifest.find(spec.python.version, &spec.python.release, arch, spec.python.variant)?;
             let mirror = spec.pbs_mirror();
             let url = artifact.url_via(mirror.as_deref());
             Ok(ResolvedArchive {
@@ -207,7 +208,7 @@ pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) ->
 /// Run the runtime step: fetch (hash-checked), extract, check the layout, prune the stdlib.
 pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<RuntimeOutput> {
     let spec = request.spec;
-    let minor = spec.python.version.clone();
+    let minor = spec.python.version;
     let resolved = resolve_archive(spec, request.arch, request.python)?;
     let python_root = python_root_of(request.out_dir);
 
@@ -217,7 +218,7 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
             request.out_dir,
             &resolved.sha256,
             &spec.prune.stdlib,
-            &minor,
+            minor,
             request.arch,
             progress,
         )?
@@ -225,7 +226,7 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
         return Ok(output);
     }
 
-    let label = format!("cpython {} ({})", resolved.version.as_deref().unwrap_or(&minor), request.arch);
+    let label = format!("cpython {} ({})", resolved.version.clone().unwrap_or_else(|| minor.to_string()), request.arch);
     let (blob, fetched) = progress.step(format!("fetch {label}"), || {
         progress.note(format!("from {}", resolved.source.display()));
         request.cache.fetch(request.http, &resolved.source, &resolved.sha256, &resolved.archive_name, progress)
@@ -241,20 +242,20 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
     let compression = progress.step(format!("extract {label}"), || {
         extract_python_tree(&blob, &resolved.archive_name, &python_root, &request.limits, progress)
     })?;
-    let interpreter = check_layout(&python_root, &minor, request.arch, &resolved.archive_name)?;
+    let interpreter = check_layout(&python_root, minor, request.arch, &resolved.archive_name)?;
     let version = match &resolved.version {
         Some(version) => Some(version.clone()),
-        None => version_from_patchlevel(&python_root, &minor)?,
+        None => version_from_patchlevel(&python_root, minor)?,
     };
 
     let prune = progress.step(format!("prune stdlib ({} rules)", spec.prune.stdlib.len()), || {
-        let report = stdlib::prune_stdlib(&python_root, &minor, &spec.prune.stdlib)?;
+        let report = stdlib::prune_stdlib(&python_root, minor, &spec.prune.stdlib)?;
         print_prune_report(&report, progress);
         anyhow::Ok(report)
     })?;
     // site-packages belongs to the install step, which fills it from the lock alone: whatever the
     // archive put there (PBS ships a README.txt and pip) does not ship.
-    let site_packages = python_root.join("lib").join(format!("python{minor}")).join("site-packages");
+    let site_packages = python_root.join(minor.site_packages_dir());
     if site_packages.is_dir() {
         fs_err::remove_dir_all(&site_packages)?;
     }
@@ -290,7 +291,7 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
             })?
         }
     };
-    if version_minor(&version) != minor {
+    if PythonVersion::from_full_version(&version).ok() != Some(minor) {
         bail!("{}: holds CPython {version}, but layer.toml asks for python {minor}", resolved.archive_name);
     }
 
@@ -365,9 +366,9 @@ fn extract_python_tree(
 
 /// Check the extracted tree is a CPython `minor` for `arch`: `bin/python3.X` (an ELF for the
 /// target machine) and `lib/python3.X/`. Returns the interpreter path.
-fn check_layout(python_root: &Path, minor: &str, arch: Arch, archive_name: &str) -> Result<PathBuf> {
-    let interpreter = python_root.join("bin").join(format!("python{minor}"));
-    let stdlib = python_root.join("lib").join(format!("python{minor}"));
+fn check_layout(python_root: &Path, minor: PythonVersion, arch: Arch, archive_name: &str) -> Result<PathBuf> {
+    let interpreter = python_root.join("bin").join(minor.interpreter_name());
+    let stdlib = python_root.join(minor.stdlib_dir());
     if !interpreter.is_file() {
         let found: Vec<String> = fs_err::read_dir(python_root.join("bin"))
             .map(|entries| {
@@ -451,8 +452,8 @@ pub fn version_from_archive_name(name: &str) -> Option<String> {
 }
 
 /// `PY_VERSION` from `include/python3.X/patchlevel.h`, when the headers are there.
-fn version_from_patchlevel(python_root: &Path, minor: &str) -> Result<Option<String>> {
-    let header = python_root.join("include").join(format!("python{minor}")).join("patchlevel.h");
+fn version_from_patchlevel(python_root: &Path, minor: PythonVersion) -> Result<Option<String>> {
+    let header = python_root.join(minor.include_dir()).join("patchlevel.h");
     if !header.is_file() {
         return Ok(None);
     }
@@ -462,10 +463,6 @@ fn version_from_patchlevel(python_root: &Path, minor: &str) -> Result<Option<Str
         let quoted = rest.trim().strip_prefix('"')?.split('"').next()?;
         version_from_archive_name(&format!("cpython-{quoted}"))
     }))
-}
-
-fn version_minor(version: &str) -> String {
-    version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
 /// Decode `%XX` escapes in a URL path segment (`%2B` → `+`).

@@ -25,6 +25,7 @@ use zip::{CompressionMethod, DateTime, ZipWriter};
 use crate::layer::bytecode::{self, BuildPython, CompileJob, SkippedFile};
 use crate::layer::dist::InstalledDist;
 use crate::progress::Progress;
+use crate::python_version::PythonVersion;
 
 /// Deflate level of every zip we write. Fixed, so the bytes do not depend on a default.
 pub const DEFLATE_LEVEL: i64 = 9;
@@ -370,8 +371,8 @@ fn is_executable(path: &Path) -> Result<bool> {
 pub struct PackRequest<'a> {
     /// `<out>/layer`, holding `python/bin/python3.X` and `python/lib/python3.X/`.
     pub layer_dir: &'a Path,
-    /// The layer interpreter's minor version, e.g. `3.11`.
-    pub python_minor: &'a str,
+    /// The layer interpreter's minor version.
+    pub python_minor: PythonVersion,
     /// A CPython of that minor version that runs here.
     pub build_python: &'a BuildPython,
     /// `<out>/python-litellm-<arch>.zip` (see `Arch::layer_zip_name`); must be outside `layer_dir`.
@@ -389,7 +390,7 @@ pub struct PackOutcome {
     pub layer_zip_bytes: u64,
     /// `layer/python/lib/python3.X/site-packages.zip`, when any distribution went there.
     pub site_packages_zip: Option<PathBuf>,
-    pub python_minor: String,
+    pub python_minor: PythonVersion,
     /// One per distribution, in the order given.
     pub placements: Vec<DistPlacement>,
     /// Stale bytecode files removed before compiling (PBS's timestamp `.pyc` among them).
@@ -403,7 +404,7 @@ pub struct PackOutcome {
 pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &Progress) -> Result<PackOutcome> {
     let PackRequest { layer_dir, python_minor, build_python, out_zip, source_date_epoch, zip_position } =
         request.clone();
-    let lib_dir = layer_dir.join("python/lib").join(format!("python{python_minor}"));
+    let lib_dir = layer_dir.join("python").join(python_minor.stdlib_dir());
     let site_packages = lib_dir.join("site-packages");
     if !site_packages.is_dir() {
         bail!("{} is missing: run the install step first", site_packages.display());
@@ -412,7 +413,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         bail!("the layer zip {} must not be inside the layer tree {}", out_zip.display(), layer_dir.display());
     }
     let mtime = zip_mtime(source_date_epoch)?;
-    let tag = bytecode::cache_tag(python_minor)?;
+    let tag = python_minor.cache_tag();
     build_python.require_minor(python_minor)?;
 
     // Check the whole tree (symlinks, special files) before changing anything in it.
@@ -447,7 +448,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         dist.files.retain(|f| !removed_in_site_packages.contains(f.as_str()));
     }
     let zipped_files: BTreeSet<String> = zipped.iter().flat_map(|&i| dists[i].files.iter().cloned()).collect();
-    let lib_prefix = format!("{}/lib/python{python_minor}", bytecode::LAMBDA_PYTHON_PREFIX);
+    let lib_prefix = python_minor.lambda_pythonpath();
     let mut jobs = Vec::new();
     for entry in walkdir::WalkDir::new(&lib_dir).sort_by_file_name() {
         let entry = entry.with_context(|| format!("listing {}", lib_dir.display()))?;
@@ -528,7 +529,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         layer_zip: out_zip.to_path_buf(),
         layer_zip_bytes,
         site_packages_zip,
-        python_minor: python_minor.to_string(),
+        python_minor,
         placements,
         removed_stale_bytecode: removed.len(),
         compiled: compiled.compiled,

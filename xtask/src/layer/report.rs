@@ -89,7 +89,7 @@ impl SizeReport {
         dists: &[InstalledDist],
         prune_rules: Vec<RuleSavings>,
     ) -> Result<SizeReport> {
-        let lib = format!("python/lib/python{}", outcome.python_minor);
+        let lib = format!("python/{}", outcome.python_minor.stdlib_dir());
         let site_packages_prefix = format!("{lib}/site-packages/");
         let site_packages_zip_name = format!("{lib}/site-packages.zip");
         let mut owner: BTreeMap<&str, usize> = BTreeMap::new();

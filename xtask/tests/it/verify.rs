@@ -162,6 +162,7 @@ fn copy_of(layer: &Path) -> tempfile::TempDir {
 fn options(arch: Arch, layer_dir: &Path, runner: Runner, runs: u32) -> VerifyOptions {
     VerifyOptions {
         arch,
+        python: "3.11".parse().unwrap(),
         layer_dir: layer_dir.to_path_buf(),
         imports: spec_imports(),
         runs,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::python_version::PythonVersion;
 use crate::spec::STDLIB_PRUNE_RULES;
 
 /// What one rule removed.
@@ -58,7 +59,7 @@ pub fn rule_description(rule: &str) -> &'static str {
 }
 
 /// Apply `rules` (in order) to the python root of a CPython `minor` install.
-pub fn prune_stdlib(python_root: &Path, minor: &str, rules: &[String]) -> Result<StdlibPruneReport> {
+pub fn prune_stdlib(python_root: &Path, minor: PythonVersion, rules: &[String]) -> Result<StdlibPruneReport> {
     let (files_before, bytes_before) = measure(python_root)?;
     let mut reports = Vec::new();
     for rule in rules {
@@ -84,8 +85,8 @@ pub fn prune_stdlib(python_root: &Path, minor: &str, rules: &[String]) -> Result
 }
 
 /// The paths a rule removes (top-level ones: a directory stands for everything under it).
-fn rule_targets(rule: &str, python_root: &Path, minor: &str) -> Result<Vec<PathBuf>> {
-    let stdlib = python_root.join("lib").join(format!("python{minor}"));
+fn rule_targets(rule: &str, python_root: &Path, minor: PythonVersion) -> Result<Vec<PathBuf>> {
+    let stdlib = python_root.join(minor.stdlib_dir());
     let lib = python_root.join("lib");
     let bin = python_root.join("bin");
     let lib_dynload = stdlib.join("lib-dynload");
@@ -299,7 +300,7 @@ mod tests {
         }
         std::os::unix::fs::symlink("python3.11", root.join("bin/python3")).unwrap();
         let rules: Vec<String> = STDLIB_PRUNE_RULES.iter().map(|s| s.to_string()).collect();
-        let report = prune_stdlib(root, "3.11", &rules).unwrap();
+        let report = prune_stdlib(root, "3.11".parse().unwrap(), &rules).unwrap();
         for (rule, path) in drop {
             assert!(!root.join(path).exists(), "{rule} left {path}");
             let rule_report = report.rules.iter().find(|r| r.rule == rule).unwrap();
@@ -326,7 +327,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs_err::create_dir_all(dir.path().join("lib/python3.11")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("precious"), dir.path().join("lib/python3.11/test")).unwrap();
-        let report = prune_stdlib(dir.path(), "3.11", &["test".to_string()]).unwrap();
+        let report = prune_stdlib(dir.path(), "3.11".parse().unwrap(), &["test".to_string()]).unwrap();
         assert_eq!((report.rules[0].files, report.rules[0].bytes), (1, 0), "the symlink itself, not its target");
         assert!(outside.path().join("precious/keep.py").exists());
         assert!(dir.path().join("lib/python3.11/test").symlink_metadata().is_err());
