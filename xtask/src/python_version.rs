@@ -147,6 +147,9 @@ impl fmt::Display for PythonVersion {
 }
 
 #[cfg(test)]
+mod pipeline_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

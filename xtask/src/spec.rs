@@ -8,6 +8,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::lambda;
 use crate::manifest::{Manifest, Variant};
 use crate::python_version::PythonVersion;
 
@@ -170,10 +171,10 @@ pub enum Upload {
 }
 
 fn default_zipped_mb() -> f64 {
-    50.0
+    lambda::DIRECT_UPLOAD_LIMIT_MB
 }
 fn default_unzipped_mb() -> f64 {
-    250.0
+    lambda::UNZIPPED_LIMIT_MB
 }
 
 impl Default for BudgetSpec {
@@ -284,17 +285,19 @@ impl LayerSpec {
                 bail!("{key} = {value}: must be a positive number of megabytes");
             }
         }
-        if self.budget.zipped_mb > 50.0 && self.budget.upload == Upload::Direct {
+        if self.budget.zipped_mb > lambda::DIRECT_UPLOAD_LIMIT_MB && self.budget.upload == Upload::Direct {
             bail!(
-                "budget.zipped-mb = {}: Lambda accepts at most 50 MB zipped by direct upload; lower it, or set \
+                "budget.zipped-mb = {}: Lambda accepts at most {} MB zipped by direct upload; lower it, or set \
                  budget.upload = \"s3\" (Serverless uploads layers through S3)",
-                self.budget.zipped_mb
+                self.budget.zipped_mb,
+                lambda::DIRECT_UPLOAD_LIMIT_MB
             );
         }
-        if self.budget.unzipped_mb > 250.0 {
+        if self.budget.unzipped_mb > lambda::UNZIPPED_LIMIT_MB {
             bail!(
-                "budget.unzipped-mb = {}: Lambda allows at most 250 MB unzipped for a function and its layers",
-                self.budget.unzipped_mb
+                "budget.unzipped-mb = {}: Lambda allows at most {} MB unzipped for a function and its layers",
+                self.budget.unzipped_mb,
+                lambda::UNZIPPED_LIMIT_MB
             );
         }
         if !self.serverless.layer_path.contains("{arch}") && self.serverless.layer_path.is_empty() {

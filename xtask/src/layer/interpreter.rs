@@ -542,4 +542,50 @@ mod tests {
         assert_eq!(pinned.version.as_deref(), Some("3.11.14"));
         assert!(pinned.archive_name.contains("aarch64-unknown-linux-gnu-install_only_stripped"));
     }
+
+    /// An extracted tree of CPython `version` for x86_64: the interpreter (an ELF header), the
+    /// stdlib with a test package, and the headers with `PY_VERSION`.
+    fn tree_for(root: &Path, version: &str, patch: &str) {
+        let python: PythonVersion = version.parse().unwrap();
+        let mut elf = vec![0u8; 20];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[18..20].copy_from_slice(&Arch::X86_64.elf_machine().to_le_bytes());
+        fs_err::create_dir_all(root.join("bin")).unwrap();
+        fs_err::write(root.join("bin").join(python.interpreter_name()), elf).unwrap();
+        fs_err::create_dir_all(root.join(python.stdlib_dir()).join("test")).unwrap();
+        fs_err::write(root.join(python.stdlib_dir()).join("test/test_os.py"), "# test\n").unwrap();
+        fs_err::create_dir_all(root.join(python.include_dir())).unwrap();
+        fs_err::write(
+            root.join(python.include_dir()).join("patchlevel.h"),
+            format!("#define PY_VERSION \"{version}.{patch}\"\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn layout_version_and_stdlib_prune_follow_the_minor_version() {
+        for version in ["3.12", "3.13"] {
+            let python: PythonVersion = version.parse().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            tree_for(dir.path(), version, "4");
+            let interpreter = check_layout(dir.path(), python, Arch::X86_64, "demo.tar.gz").unwrap();
+            assert_eq!(interpreter, dir.path().join(format!("bin/python{version}")));
+            assert_eq!(version_from_patchlevel(dir.path(), python).unwrap(), Some(format!("{version}.4")));
+            let report = stdlib::prune_stdlib(dir.path(), python, &["test".to_string()]).unwrap();
+            assert_eq!(report.rules[0].files, 1, "{version}");
+            assert!(!dir.path().join(format!("lib/python{version}/test")).exists(), "{version}");
+        }
+    }
+
+    #[test]
+    fn a_tree_of_another_minor_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        tree_for(dir.path(), "3.12", "4");
+        let err = check_layout(dir.path(), "3.13".parse().unwrap(), Arch::X86_64, "demo.tar.gz").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "demo.tar.gz: python/bin/python3.13 is missing (bin/ holds: python3.12); layer.toml asks for python 3.13, \
+             so pass a python-build-standalone 3.13 archive"
+        );
+    }
 }

@@ -18,9 +18,9 @@ use crate::layer::pack::{PackOutcome, Placement};
 use crate::progress::human_bytes;
 
 /// Lambda's limit on a function plus its layers, unzipped.
-pub const LAMBDA_UNZIPPED_LIMIT_MB: f64 = 250.0;
+pub const LAMBDA_UNZIPPED_LIMIT_MB: f64 = crate::lambda::UNZIPPED_LIMIT_MB;
 /// Lambda's limit on a zip uploaded directly.
-pub const LAMBDA_ZIPPED_LIMIT_MB: f64 = 50.0;
+pub const LAMBDA_ZIPPED_LIMIT_MB: f64 = crate::lambda::DIRECT_UPLOAD_LIMIT_MB;
 
 /// What one prune rule (or the stdlib prune of the runtime step) removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
