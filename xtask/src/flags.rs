@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arch::Arch;
+use crate::source_date::SourceDateEpoch;
 
 /// Build, verify and deploy the LiteLLM Python layer for the Node.js Lambda in this repository.
 #[derive(Debug, Parser)]
@@ -26,6 +27,17 @@ pub struct GlobalArgs {
     /// The layer spec to read.
     #[arg(long, global = true, value_name = "FILE", default_value = "litellm-layer/layer.toml")]
     pub spec: PathBuf,
+    /// The fixed time of every output (zip entries, the files `verify` unpacks, the SBOM), in
+    /// seconds since 1970; empty means unset. Times before 1980 are taken as 1980-01-01.
+    #[arg(
+        long,
+        global = true,
+        env = "SOURCE_DATE_EPOCH",
+        value_name = "SECONDS",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub source_date_epoch: SourceDateEpoch,
 }
 
 impl GlobalArgs {
@@ -232,5 +244,20 @@ mod tests {
     fn python_dist_requires_a_hash() {
         let err = Xtask::try_parse_from(["xtask", "layer", "--python-dist", "/tmp/x.tar.gz"]).unwrap_err().to_string();
         assert!(err.contains("--python-sha256"), "{err}");
+    }
+
+    #[test]
+    fn source_date_epoch_is_parsed_once_here() {
+        let parse = |value: &str| Xtask::try_parse_from(["xtask", "--source-date-epoch", value, "patch"]);
+        assert_eq!(parse("1700000000").unwrap().global.source_date_epoch.seconds(), Some(1_700_000_000));
+        assert_eq!(parse("").unwrap().global.source_date_epoch.seconds(), None);
+        let err = parse("yesterday").unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "invalid value 'yesterday' for '--source-date-epoch <SECONDS>': SOURCE_DATE_EPOCH=\"yesterday\" is \
+                 not a number of seconds since 1970; unset it or fix it"
+            ),
+            "{err}"
+        );
     }
 }

@@ -36,6 +36,7 @@ use crate::layer::pack::{PackRequest, ZipPosition};
 use crate::layer::report::{RuleSavings, SizeReport};
 use crate::packaging::pylock::Pylock;
 use crate::progress::{Progress, human_bytes};
+use crate::source_date::SourceDateEpoch;
 use crate::spec::{LayerSpec, Upload};
 
 /// A file in every build directory, so `layer` only ever replaces a directory it made itself.
@@ -76,6 +77,7 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
             lock,
             arch,
             args,
+            source_date_epoch: global.source_date_epoch,
             cache: &cache,
             http: &http,
             runtime: &runtime,
@@ -140,6 +142,7 @@ struct BuildContext<'a> {
     lock: &'a Pylock,
     arch: Arch,
     args: &'a LayerArgs,
+    source_date_epoch: SourceDateEpoch,
     cache: &'a Cache,
     http: &'a Http,
     runtime: &'a RuntimeOutput,
@@ -183,6 +186,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
                 dists: &dists,
                 metadata: sbom::MetadataSource::SitePackages(&site_packages_dirs),
                 dropped: &dropped,
+                source_date_epoch: cx.source_date_epoch,
             },
             &staging.join(sbom::sbom_file_name(arch)),
         )
@@ -196,7 +200,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         python_minor: runtime.minor,
         build_python: &build_python,
         out_zip: &out_zip,
-        source_date_epoch: pack::source_date_epoch_from_env()?,
+        source_date_epoch: cx.source_date_epoch.seconds().map(|seconds| seconds.unsigned_abs()),
         zip_position: ZipPosition::default(),
     };
     let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;

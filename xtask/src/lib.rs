@@ -26,6 +26,7 @@ pub mod packaging;
 pub mod progress;
 pub mod python_version;
 pub mod serverless;
+pub mod source_date;
 pub mod spec;
 pub mod test_suite;
 pub mod verify;

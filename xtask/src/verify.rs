@@ -36,6 +36,7 @@ use crate::cache::Cache;
 use crate::flags::{GlobalArgs, VerifyArgs};
 use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
+use crate::source_date::SourceDateEpoch;
 use crate::spec::LayerSpec;
 use crate::verify::openai_server::{OpenAiServer, echo_text};
 pub use sandbox::Isolation;
@@ -115,6 +116,8 @@ pub struct VerifyOptions {
     pub timeout: Duration,
     /// How to make the sandbox read-only; `None` picks the strongest this host allows.
     pub isolation: Option<Isolation>,
+    /// The mtime of the unpacked layer, as the layer zip carries it.
+    pub source_date_epoch: SourceDateEpoch,
 }
 
 /// One line of the output.
@@ -236,6 +239,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
         runner,
         size_report: Some(build_dir.join("size-report.json")),
         isolation: None,
+        source_date_epoch: global.source_date_epoch,
     };
     let report = verify_layer(&options, &progress)?;
     print!("{}", report.render());
@@ -437,7 +441,7 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
     let isolation = options.isolation.unwrap_or_else(|| Isolation::detect(dir.path()));
     let sandbox = Sandbox { dir, python: options.python, isolation, runner: options.runner.clone() };
     let copied = progress.step(format!("copy the layer into a sandbox /opt ({})", options.arch), || {
-        sandbox::copy_layer(&options.layer_dir, &sandbox.opt(), sandbox::fixed_mtime())
+        sandbox::copy_layer(&options.layer_dir, &sandbox.opt(), sandbox::fixed_mtime(options.source_date_epoch))
     })?;
     progress.note(format!("{} copied to {}", human_bytes(copied), sandbox.opt().display()));
     if let Runner::Qemu { sysroot, .. } = &options.runner {

@@ -180,44 +180,16 @@ pub fn zip_mtime(source_date_epoch: Option<u64>) -> Result<DateTime> {
     };
     // 1980-01-01 and 2107-12-31 23:59:58 UTC, the DOS date range.
     let epoch = epoch.clamp(315_532_800, 4_354_819_198);
-    let days = (epoch / 86_400) as i64;
-    let seconds = epoch % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let utc = crate::source_date::utc(epoch as i64);
     DateTime::from_date_and_time(
-        year as u16,
-        month as u8,
-        day as u8,
-        (seconds / 3600) as u8,
-        (seconds % 3600 / 60) as u8,
-        (seconds % 60 / 2 * 2) as u8,
+        utc.year() as u16,
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second() / 2 * 2,
     )
     .map_err(|e| anyhow::anyhow!("SOURCE_DATE_EPOCH={epoch} is not a valid zip time: {e}"))
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`, <http://howardhinnant.github.io/date_algorithms.html>).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// `SOURCE_DATE_EPOCH` from the environment, if set; a clear error when it is not a number.
-pub fn source_date_epoch_from_env() -> Result<Option<u64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) if text.trim().is_empty() => Ok(None),
-        Ok(text) => text.trim().parse::<u64>().map(Some).map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds since 1970; unset it or fix it")
-        }),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("SOURCE_DATE_EPOCH is not valid UTF-8; unset it or fix it"),
-    }
 }
 
 /// One entry of a zip we write.
@@ -377,7 +349,7 @@ pub struct PackRequest<'a> {
     pub build_python: &'a BuildPython,
     /// `<out>/python-litellm-<arch>.zip` (see `Arch::layer_zip_name`); must be outside `layer_dir`.
     pub out_zip: &'a Path,
-    /// From [`source_date_epoch_from_env`].
+    /// `SOURCE_DATE_EPOCH` as the CLI parsed it (`crate::source_date`).
     pub source_date_epoch: Option<u64>,
     pub zip_position: ZipPosition,
 }
@@ -639,8 +611,6 @@ mod tests {
         assert_eq!((t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second()), (2024, 2, 29, 13, 45, 30));
         let early = zip_mtime(Some(0)).unwrap();
         assert_eq!((early.year(), early.month(), early.day()), (1980, 1, 1));
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]

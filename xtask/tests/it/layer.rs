@@ -116,6 +116,7 @@ fn x86_64_layer_runs_read_only_like_lambda_and_answers() {
     let options = VerifyOptions {
         arch: Arch::X86_64,
         python: "3.11".parse().unwrap(),
+        source_date_epoch: Default::default(),
         layer_dir: out_dir.join("layer"),
         imports: vec!["litellm".into(), "openai".into(), "tiktoken".into()],
         runs: 1,
@@ -244,6 +245,7 @@ fn arm64_layer_from_the_real_lock_passes_verify_under_qemu() {
     let options = VerifyOptions {
         arch: Arch::Arm64,
         python: "3.11".parse().unwrap(),
+        source_date_epoch: Default::default(),
         layer_dir: out_dir.join("layer"),
         imports: vec!["litellm".into()],
         runs: 1,

@@ -163,6 +163,7 @@ fn options(arch: Arch, layer_dir: &Path, runner: Runner, runs: u32) -> VerifyOpt
     VerifyOptions {
         arch,
         python: "3.11".parse().unwrap(),
+        source_date_epoch: Default::default(),
         layer_dir: layer_dir.to_path_buf(),
         imports: spec_imports(),
         runs,
