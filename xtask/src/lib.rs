@@ -16,6 +16,7 @@ pub mod bench;
 pub mod cache;
 pub mod deploy;
 pub mod doctor;
+pub mod files;
 pub mod flags;
 pub mod http;
 pub mod lambda;
@@ -28,6 +29,7 @@ pub mod python_version;
 pub mod serverless;
 pub mod source_date;
 pub mod spec;
+pub mod stats;
 pub mod test_suite;
 pub mod verify;
 

@@ -325,15 +325,8 @@ fn locked_wheel(file: &index::ProjectFile) -> LockedWheel {
 
 /// Write the lock atomically (temp file in the same directory, then rename).
 pub fn write_lock(path: &Path, lock: &Pylock) -> Result<()> {
-    use std::io::Write;
     let text = render::render(lock);
     // Never write what the install step could not read back.
     Pylock::parse(&text, path).context("internal error: the rendered lock does not parse")?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir)?;
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    temp.write_all(text.as_bytes())?;
-    temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_atomically(path, text.as_bytes())
 }

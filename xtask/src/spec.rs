@@ -274,9 +274,7 @@ impl LayerSpec {
             }
         }
         for path in &self.prune.litellm_proxy_paths {
-            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
-                bail!("prune.litellm-proxy-paths: {path:?} must be a relative path inside litellm/proxy without '..'");
-            }
+            crate::files::enclosed_relative_path(path).context("prune.litellm-proxy-paths")?;
         }
         for (key, value) in
             [("budget.zipped-mb", self.budget.zipped_mb), ("budget.unzipped-mb", self.budget.unzipped_mb)]

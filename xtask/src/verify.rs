@@ -38,6 +38,7 @@ use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
 use crate::source_date::SourceDateEpoch;
 use crate::spec::LayerSpec;
+use crate::stats::median;
 use crate::verify::openai_server::{OpenAiServer, echo_text};
 pub use sandbox::Isolation;
 use sandbox::Mount;
@@ -189,17 +190,6 @@ impl VerifyReport {
             )
         }
     }
-}
-
-/// The median of some measurements.
-pub fn median(values: &[f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let mid = sorted.len() / 2;
-    Some(if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 })
 }
 
 pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
@@ -666,16 +656,10 @@ pub fn record_in_size_report(path: &Path, verify: Value) -> Result<()> {
         json!({})
     };
     report["verify"] = verify;
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs_err::create_dir_all(parent)?;
-    let mut temp = tempfile::NamedTempFile::new_in(parent)
-        .with_context(|| format!("creating a temp file in {}", parent.display()))?;
     let mut text = serde_json::to_string_pretty(&report)?;
     text.push('\n');
-    std::io::Write::write_all(&mut temp, text.as_bytes())
-        .with_context(|| format!("writing {}", temp.path().display()))?;
-    temp.persist(path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    // The report keeps the mode the build gave it (it used to come back 0600).
+    crate::files::write_atomically(path, text.as_bytes())
 }
 
 #[cfg(test)]
@@ -697,13 +681,6 @@ mod tests {
         assert!(error.contains("apt-get install qemu-user-static"), "{error}");
         let error = plan(Arch::X86_64, Some(Arch::Arm64), None, true).unwrap_err().to_string();
         assert!(error.contains("verify it on a x86_64 machine"), "{error}");
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 
     #[test]

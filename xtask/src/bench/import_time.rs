@@ -32,7 +32,7 @@ pub struct LayoutTiming {
 
 impl LayoutTiming {
     pub fn median(&self) -> Duration {
-        median(&self.samples)
+        crate::stats::median_duration(&self.samples)
     }
 }
 
@@ -116,17 +116,6 @@ impl fmt::Display for ImportTimeReport {
             )?;
         }
         Ok(())
-    }
-}
-
-/// Median of a non-empty list (the mean of the middle two for an even count).
-pub fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    match sorted.len() {
-        0 => Duration::ZERO,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
     }
 }
 
@@ -453,14 +442,6 @@ fn tree_fingerprint(root: &Path) -> Result<Vec<(PathBuf, u64, Option<std::time::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn medians() {
-        let ms = Duration::from_millis;
-        assert_eq!(median(&[ms(5), ms(1), ms(3)]), ms(3));
-        assert_eq!(median(&[ms(4), ms(1), ms(3), ms(2)]), Duration::from_micros(2500));
-        assert_eq!(median(&[]), Duration::ZERO);
-    }
 
     #[test]
     fn names_are_normalized() {

@@ -32,9 +32,7 @@ pub struct Measurement {
 
 impl Measurement {
     pub fn median(&self) -> Duration {
-        let mut sorted = self.runs.clone();
-        sorted.sort();
-        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+        crate::stats::median_duration(&self.runs)
     }
 }
 

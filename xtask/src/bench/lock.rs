@@ -97,9 +97,7 @@ fn time(body: impl FnOnce() -> Result<()>) -> Result<Duration> {
 }
 
 fn median(times: &[Duration]) -> Duration {
-    let mut sorted = times.to_vec();
-    sorted.sort();
-    sorted[sorted.len() / 2]
+    crate::stats::median_duration(times)
 }
 
 /// Install uv with pip into `<work_dir>/uv-venv` (once) and return the `uv` binary.

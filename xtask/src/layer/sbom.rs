@@ -10,7 +10,6 @@
 //! CycloneDX 1.5 JSON: <https://cyclonedx.org/docs/1.5/json/>.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -95,14 +94,7 @@ pub fn sbom_file_name(arch: Arch) -> String {
 /// Build, validate and write the SBOM to `path` (temp file + rename).
 pub fn write_sbom(input: &SbomInput, path: &Path) -> Result<()> {
     let json = sbom_json(input).with_context(|| format!("writing the SBOM {}", path.display()))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".sbom.")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    temp.write_all(json.as_bytes()).with_context(|| format!("writing {}", temp.path().display()))?;
-    temp.persist(path).map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error))?;
-    Ok(())
+    crate::files::write_atomically(path, json.as_bytes())
 }
 
 /// The SBOM as CycloneDX 1.5 JSON text (pretty-printed, with a final line break).

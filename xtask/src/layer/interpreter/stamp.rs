@@ -109,12 +109,7 @@ pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> 
     let mut stamp = stamp;
     stamp.output.relocate(out_dir, Path::new(""));
     let json = serde_json::to_vec(&stamp).context("serialising the runtime stamp")?;
-    let mut temp = tempfile::NamedTempFile::new_in(out_dir)?;
-    std::io::Write::write_all(&mut temp, &json)?;
-    fs_err::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    let path = out_dir.join(STAMP_FILE);
-    temp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_atomically(&out_dir.join(STAMP_FILE), &json)
 }
 
 /// When `previous` holds a runtime from the same archive, prune rules, minor version and arch,
