@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::arch::Arch;
-use crate::flags::{DeployArgs, GlobalArgs, LayerArgs};
+use crate::flags::{DeployArgs, GlobalArgs};
 use crate::layer::freshness::{Freshness, layer_freshness, layer_inputs_digest};
 use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
@@ -93,16 +93,16 @@ fn ensure_layer_fresh(
         }
         Freshness::Stale(reason) => progress.note(format!("rebuilding the layer: {reason}")),
     }
-    let layer_args = LayerArgs {
+    let options = crate::layer::BuildOptions {
         arch: args.arch,
         python: args.python.clone(),
         // The next step brings serverless.yml in line; one writer is enough.
-        no_patch: true,
+        patch_serverless: false,
         allow_public_layer: false,
         runtime_only: false,
         out_dir: Some(out_dir.to_path_buf()),
     };
-    crate::layer::run(global, &layer_args).context("rebuilding the stale layer")?;
+    crate::layer::build(global, &options).context("rebuilding the stale layer")?;
     match layer_freshness(out_dir, args.arch, &digest) {
         Freshness::Fresh => Ok(()),
         Freshness::Stale(reason) => {

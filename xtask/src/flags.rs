@@ -22,8 +22,16 @@ pub struct Xtask {
 pub struct GlobalArgs {
     /// Download cache (wheels, interpreters, index responses), content-addressed by sha256.
     /// Default: `$XTASK_CACHE_DIR`, else `$XDG_CACHE_HOME/litellm-layer`, else `~/.cache/litellm-layer`.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", env = "XTASK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Simple-API index (PEP 691 JSON) to lock against and to check the lock's inputs with, instead
+    /// of the `[index] url` of layer.toml. Credentials in the URL are never logged or written.
+    #[arg(long, global = true, value_name = "URL", env = "XTASK_INDEX_URL", hide_env_values = true)]
+    pub index_url: Option<String>,
+    /// A mirror holding the python-build-standalone release assets (`<mirror>/<release>/<file>`),
+    /// instead of `[python] mirror` of layer.toml.
+    #[arg(long, global = true, value_name = "URL", env = "XTASK_PBS_MIRROR", hide_env_values = true)]
+    pub pbs_mirror: Option<String>,
     /// The layer spec to read.
     #[arg(long, global = true, value_name = "FILE", default_value = "litellm-layer/layer.toml")]
     pub spec: PathBuf,
@@ -41,6 +49,16 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// `--index-url` / `XTASK_INDEX_URL` when set and not empty.
+    pub fn index_override(&self) -> Option<&str> {
+        self.index_url.as_deref().filter(|url| !url.trim().is_empty())
+    }
+
+    /// `--pbs-mirror` / `XTASK_PBS_MIRROR` when set and not empty.
+    pub fn pbs_mirror_override(&self) -> Option<&str> {
+        self.pbs_mirror.as_deref().filter(|url| !url.trim().is_empty())
+    }
+
     /// The spec path: `--spec` as given when absolute, else relative to the repository root (so
     /// commands work from any directory of the checkout).
     pub fn spec_path(&self) -> PathBuf {
@@ -111,10 +129,6 @@ pub struct LayerArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
-    /// Simple-API index to resolve against (PEP 691 JSON). Credentials in the URL are never logged
-    /// or written to the lock. Default: the `[index] url` of layer.toml, else PyPI.
-    #[arg(long, value_name = "URL", env = "XTASK_INDEX_URL")]
-    pub index_url: Option<String>,
     /// Fail if `pylock.toml` does not match `layer.toml`; write nothing.
     #[arg(long, conflicts_with_all = ["upgrade", "upgrade_package"])]
     pub check: bool,

@@ -50,7 +50,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
     let progress = Progress::new();
     let spec = LayerSpec::load(&global.spec_path())?;
     let output = args.output.clone().unwrap_or_else(|| default_lock_path(&spec.path));
-    let index_url = args.index_url.clone().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| spec.index.url.clone());
+    let index_url = global.index_override().unwrap_or(&spec.index.url).to_string();
     let inputs = expected_inputs(&spec, &index_url)?;
     if args.check {
         check(&output, &inputs)?;

@@ -304,9 +304,10 @@ impl LayerSpec {
         Ok(())
     }
 
-    /// The pinned-or-mirrored python-build-standalone mirror, `XTASK_PBS_MIRROR` first.
-    pub fn pbs_mirror(&self) -> Option<String> {
-        std::env::var("XTASK_PBS_MIRROR").ok().filter(|s| !s.is_empty()).or_else(|| self.python.mirror.clone())
+    /// The python-build-standalone mirror: `cli` (`--pbs-mirror` / `XTASK_PBS_MIRROR`) first, else
+    /// `[python] mirror`.
+    pub fn pbs_mirror(&self, cli: Option<&str>) -> Option<String> {
+        cli.map(String::from).or_else(|| self.python.mirror.clone())
     }
 }
 

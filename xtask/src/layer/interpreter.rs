@@ -40,6 +40,8 @@ pub struct RuntimeRequest<'a> {
     pub http: &'a Http,
     /// `--python-dist` and `--python-sha256`; both empty means the pinned manifest artifact.
     pub python: &'a PythonDistArgs,
+    /// `--pbs-mirror` / `XTASK_PBS_MIRROR`, over `[python] mirror`.
+    pub pbs_mirror: Option<&'a str>,
     /// The build directory being written (the staging directory during `layer`).
     pub out_dir: &'a Path,
     /// A previous build whose runtime is copied instead of extracted when its stamp matches.
@@ -100,11 +102,13 @@ pub struct ResolvedArchive {
 /// python-build-standalone build of the same release (pinned too) or `--build-python-dist`,
 /// extracted once into `<cache>/interpreters/<sha256>/` and never modified there (it runs with
 /// `-B`, so it writes no bytecode into its own tree).
+#[allow(clippy::too_many_arguments)] // Each is a separate input of the layer build.
 pub fn build_python(
     spec: &LayerSpec,
     arch: Arch,
     runtime: &RuntimeOutput,
     python: &PythonDistArgs,
+    pbs_mirror: Option<&str>,
     cache: &Cache,
     http: &Http,
     progress: &Progress,
@@ -126,7 +130,7 @@ pub fn build_python(
         python_sha256: python.build_python_sha256.clone(),
         ..Default::default()
     };
-    let resolved = resolve_archive(spec, host, &request)?;
+    let resolved = resolve_archive(spec, host, &request, pbs_mirror)?;
     let home = cache.subdir("interpreters")?.join(resolved.sha256.as_str());
     if !home.join("python").is_dir() {
         let hint = format!(
@@ -170,7 +174,12 @@ pub fn python_root_of(out_dir: &Path) -> PathBuf {
 
 /// Pick the archive: `--python-dist` with its hash, else the pinned manifest artifact (through the
 /// mirror if one is set).
-pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) -> Result<ResolvedArchive> {
+pub fn resolve_archive(
+    spec: &LayerSpec,
+    arch: Arch,
+    python: &PythonDistArgs,
+    pbs_mirror: Option<&str>,
+) -> Result<ResolvedArchive> {
     match (&python.python_dist, &python.python_sha256) {
         (Some(location), Some(sha256)) => {
             let sha256 =
@@ -192,7 +201,7 @@ pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) ->
         (None, None) => {
             let manifest = Manifest::pinned();
             let artifact = manifest.find(spec.python.version, &spec.python.release, arch, spec.python.variant)?;
-            let mirror = spec.pbs_mirror();
+            let mirror = spec.pbs_mirror(pbs_mirror);
             let url = artifact.url_via(mirror.as_deref());
             Ok(ResolvedArchive {
                 source: Source::parse(&url),
@@ -209,7 +218,7 @@ pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) ->
 pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<RuntimeOutput> {
     let spec = request.spec;
     let minor = spec.python.version;
-    let resolved = resolve_archive(spec, request.arch, request.python)?;
+    let resolved = resolve_archive(spec, request.arch, request.python, request.pbs_mirror)?;
     let python_root = python_root_of(request.out_dir);
 
     if let Some(previous) = request.previous_out_dir
@@ -522,7 +531,7 @@ mod tests {
             python_sha256: Some("A".repeat(64)),
             ..Default::default()
         };
-        let resolved = resolve_archive(&spec, Arch::X86_64, &given).unwrap();
+        let resolved = resolve_archive(&spec, Arch::X86_64, &given, None).unwrap();
         assert_eq!(resolved.archive_name, "cpython-3.11.9+x-x86_64.tar.zst");
         assert_eq!(resolved.version.as_deref(), Some("3.11.9"));
         assert_eq!(resolved.sha256.as_str(), "a".repeat(64));
@@ -533,11 +542,11 @@ mod tests {
             python_sha256: Some("abc".into()),
             ..Default::default()
         };
-        let msg = format!("{:#}", resolve_archive(&spec, Arch::X86_64, &bad).unwrap_err());
+        let msg = format!("{:#}", resolve_archive(&spec, Arch::X86_64, &bad, None).unwrap_err());
         assert!(msg.contains("--python-sha256 must be the archive's sha256"), "{msg}");
         assert!(msg.contains("\"abc\" is not a sha256"), "{msg}");
 
-        let pinned = resolve_archive(&spec, Arch::Arm64, &PythonDistArgs::default());
+        let pinned = resolve_archive(&spec, Arch::Arm64, &PythonDistArgs::default(), None);
         let pinned = pinned.unwrap();
         assert_eq!(pinned.version.as_deref(), Some("3.11.14"));
         assert!(pinned.archive_name.contains("aarch64-unknown-linux-gnu-install_only_stripped"));
