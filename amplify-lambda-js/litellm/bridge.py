@@ -30,7 +30,7 @@ os.dup2(2, 1)
 sys.stdout = sys.stderr
 
 # Without this, `import litellm` downloads a model price list over the network (and hangs in a VPC
-# without NAT). DESIGN.md section 9.
+# without NAT). docs/architecture.md §9.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import asyncio  # noqa: E402

@@ -206,7 +206,7 @@ pub fn install_node_modules(service_dir: &Path, progress: &Progress) -> Result<(
 }
 
 /// The installed Serverless Framework, refused unless it is major version 3 (v4 needs a login and
-/// downloads a binary, see DESIGN.md).
+/// downloads a binary, docs/architecture.md §9).
 fn serverless_bin(service_dir: &Path) -> Result<PathBuf> {
     let bin = serverless_bin_path(service_dir);
     let target = fs_err::canonicalize(&bin).context("resolving the Serverless Framework binary")?;

@@ -1,7 +1,7 @@
 //! The LiteLLM layer workflow: build a small, fast-starting, reproducible Python layer for a
 //! Node.js 22 Lambda, verify it the way Lambda runs it, and deploy it.
 //!
-//! Data flow (see DESIGN.md in the repository's docs): `layer.toml` ─lock─▶ `pylock.toml`;
+//! Data flow (docs/architecture.md): `layer.toml` ─lock─▶ `pylock.toml`;
 //! pinned python-build-standalone ─runtime─▶ interpreter; lock ─install─▶ site-packages ─prune─▶
 //! ─bytecode─▶ ─pack─▶ layer zip ─▶ size report ─▶ SBOM ─▶ serverless.yml patch ─▶ deploy.
 //!

@@ -1,6 +1,6 @@
 //! The pinned python-build-standalone artifacts (URL + sha256), embedded from `data/pbs-manifest.json`.
 //!
-//! The pins were verified against the release assets; see `../shared/facts/pbs-releases.json`.
+//! The pins were verified against the release assets of python-build-standalone (docs/architecture.md §7).
 
 use std::fmt;
 

@@ -101,7 +101,7 @@ pub struct PruneSpec {
     /// Opt-in: whole distributions to delete after install.
     #[serde(default)]
     pub drop_packages: Vec<String>,
-    /// Standard-library parts to delete (default: DESIGN.md §7's list).
+    /// Standard-library parts to delete (default: the list of docs/architecture.md §7).
     #[serde(default = "default_stdlib_rules")]
     pub stdlib: Vec<String>,
 }
@@ -110,7 +110,7 @@ fn default_safe_rules() -> Vec<String> {
     SAFE_PRUNE_RULES.iter().map(|s| s.to_string()).collect()
 }
 
-/// Standard-library parts removable with LiteLLM still working (DESIGN.md §6, §7).
+/// Standard-library parts removable with LiteLLM still working (docs/architecture.md §6, §7).
 pub const STDLIB_PRUNE_RULES: &[&str] = &[
     "test",
     "idlelib",

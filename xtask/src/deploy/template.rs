@@ -1,7 +1,7 @@
 //! Checks on the CloudFormation template `serverless package` writes, before anything is deployed.
 //!
 //! The layer resource must be built for the target architecture and the `nodejs22.x` runtime; every
-//! function must run `nodejs22.x` on that architecture, carry the Python environment (DESIGN.md §9)
+//! function must run `nodejs22.x` on that architecture, carry the Python environment (docs/architecture.md §9)
 //! and reference the layer. Each failure names the resource and the key, and says how to fix it.
 //!
 //! Resource and property names follow the CloudFormation reference:

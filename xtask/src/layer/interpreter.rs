@@ -98,7 +98,7 @@ pub struct ResolvedArchive {
 }
 
 /// A CPython of the layer's minor version that runs on this machine, to byte-compile the layer
-/// (DESIGN.md §4): the layer's own interpreter when the arches match; otherwise the host-arch
+/// (docs/architecture.md §4): the layer's own interpreter when the arches match; otherwise the host-arch
 /// python-build-standalone build of the same release (pinned too) or `--build-python-dist`,
 /// extracted once into `<cache>/interpreters/<sha256>/` and never modified there (it runs with
 /// `-B`, so it writes no bytecode into its own tree).

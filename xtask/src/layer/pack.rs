@@ -1,13 +1,13 @@
 //! Pack the layer: site-packages.zip for pure-Python distributions, sitecustomize.py, and the deterministic layer zip.
 //!
-//! Layout (DESIGN.md §5): zipimport cannot load extension modules, ignores `__pycache__/`, uses a
+//! Layout (docs/architecture.md §5): zipimport cannot load extension modules, ignores `__pycache__/`, uses a
 //! `.pyc` only beside its `.py`, and finds namespace packages only through explicit directory
 //! entries; code reading data files through `__file__` cannot read them from a zip. So a
 //! distribution goes into `site-packages.zip` only when it holds nothing but `.py` files (plus
 //! `py.typed` and its `.dist-info`); the rest stay in `site-packages/` with `__pycache__/`.
 //! Distributions sharing a top-level name go to the same place.
 //!
-//! Zips are reproducible (DESIGN.md §8): entries sorted by name, one fixed mtime
+//! Zips are reproducible (docs/architecture.md §8): entries sorted by name, one fixed mtime
 //! (`SOURCE_DATE_EPOCH`, else 1980-01-01 00:00:00), modes 0644/0755, no extra fields, deflate at
 //! a fixed level, symlinks stored as in-archive symlinks (unix mode `S_IFLNK`, the relative target
 //! as content; Lambda extracts them as links).

@@ -82,7 +82,7 @@ fn x86_64_layer_runs_read_only_like_lambda_and_answers() {
     let stdout = text(&output.stdout);
     assert!(stdout.contains("built the layer for x86_64"), "{stdout}");
 
-    // The layout of DESIGN.md.
+    // The layout of docs/architecture.md §5 (and the README).
     let python = out_dir.join("layer/python");
     for path in [
         "bin/python3.11",

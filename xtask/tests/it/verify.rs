@@ -97,7 +97,7 @@ fn compile(layer_root: &Path) {
     );
 }
 
-/// Stdlib parts a layer never ships (DESIGN.md §7).
+/// Stdlib parts a layer never ships (docs/architecture.md §7).
 fn stdlib_skipped(relative: &Path) -> bool {
     let first = relative.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
     matches!(

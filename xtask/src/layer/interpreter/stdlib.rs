@@ -1,4 +1,4 @@
-//! Pruning the interpreter's standard library by the named rules of `[prune] stdlib` (DESIGN.md §6, §7).
+//! Pruning the interpreter's standard library by the named rules of `[prune] stdlib` (docs/architecture.md §6, §7).
 //!
 //! Each rule names the paths it removes; every removal is measured first, so the size report can
 //! say what each rule saved. Nothing is followed through symlinks: a rule only deletes real
