@@ -14,7 +14,7 @@
 //! Serverless runs with the inherited environment (AWS credentials come from there and are never
 //! printed); its output is streamed to stderr so that stdout holds only the plan.
 
-pub mod template;
+pub(crate) mod template;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -11,14 +11,14 @@
 pub mod bytecode;
 pub mod freshness;
 pub mod install;
-pub mod interpreter;
+pub(crate) mod interpreter;
 pub mod pack;
 pub mod prune;
 pub mod report;
-pub mod sbom;
+pub(crate) mod sbom;
 
 pub mod dist;
-pub mod wheel;
+pub(crate) mod wheel;
 
 use std::path::{Path, PathBuf};
 

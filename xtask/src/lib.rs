@@ -16,10 +16,10 @@ pub mod bench;
 pub mod cache;
 pub mod deploy;
 pub mod doctor;
-pub mod files;
+pub(crate) mod files;
 pub mod flags;
 pub mod http;
-pub mod lambda;
+pub(crate) mod lambda;
 pub mod layer;
 pub mod lock;
 pub mod manifest;
@@ -29,7 +29,7 @@ pub mod python_version;
 pub mod serverless;
 pub mod source_date;
 pub mod spec;
-pub mod stats;
+pub(crate) mod stats;
 pub mod test_suite;
 pub mod verify;
 
@@ -41,9 +41,4 @@ pub fn project_root() -> PathBuf {
     }
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
-}
-
-/// Error for a command whose issue has not landed yet.
-pub fn not_yet(command: &str, what: &str) -> anyhow::Error {
-    anyhow::anyhow!("`cargo xtask {command}` is not implemented yet ({what}); see the open issues")
 }

@@ -10,12 +10,12 @@
 //! PubGrub problem with one marker environment, and the preference carries arm64's choices over,
 //! so the arches agree on every package whose wheels exist for both.
 
-pub mod candidates;
-pub mod fetch;
-pub mod index;
-pub mod metadata;
-pub mod render;
-pub mod resolve;
+pub(crate) mod candidates;
+pub(crate) mod fetch;
+pub(crate) mod index;
+pub(crate) mod metadata;
+pub(crate) mod render;
+pub(crate) mod resolve;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

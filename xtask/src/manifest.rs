@@ -1,6 +1,7 @@
 //! The pinned python-build-standalone artifacts (URL + sha256), embedded from `data/pbs-manifest.json`.
 //!
-//! The pins were verified against the release assets of python-build-standalone (docs/architecture.md §7).
+//! The pins were verified against the release assets of python-build-standalone
+//! (docs/architecture.md §7).
 
 use std::fmt;
 
@@ -61,6 +62,9 @@ pub struct PbsArtifact {
     pub variant: Variant,
     pub url: String,
     pub sha256: String,
+    /// Part of the manifest's schema, checked when it is parsed; the extractor tells the
+    /// compression from the archive's magic bytes instead.
+    #[allow(dead_code)]
     pub archive_format: ArchiveFormat,
 }
 

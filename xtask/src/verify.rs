@@ -16,10 +16,10 @@
 //! Debian 12's arm64 `libc6 libstdc++6 libgcc-s1 zlib1g` into `<cache>/sysroot/debian12-arm64`
 //! (see `verify/sysroot.rs`).
 
-pub mod elf;
+pub(crate) mod elf;
 pub mod loopback;
-pub mod openai_server;
-pub mod sandbox;
+pub(crate) mod openai_server;
+pub(crate) mod sandbox;
 pub mod sysroot;
 
 use std::ffi::OsString;

@@ -10,8 +10,8 @@
 //! rules and the files left, so an unchanged runtime is copied from the previous build instead of
 //! being extracted again.
 
-pub mod stamp;
-pub mod stdlib;
+pub(crate) mod stamp;
+pub(crate) mod stdlib;
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +29,7 @@ use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
-pub use stdlib::{PruneRuleReport, StdlibPruneReport};
+pub use stdlib::StdlibPruneReport;
 
 /// Everything the runtime step needs.
 #[derive(Debug, Clone)]

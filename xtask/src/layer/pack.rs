@@ -12,7 +12,7 @@
 //! a fixed level, symlinks stored as in-archive symlinks (unix mode `S_IFLNK`, the relative target
 //! as content; Lambda extracts them as links).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 
@@ -527,11 +527,6 @@ fn remove_file_and_empty_parents(root: &Path, relative: &str) -> Result<()> {
         dir = current.parent();
     }
     Ok(())
-}
-
-/// Placements by distribution name, for the report.
-pub fn placements_by_name(placements: &[DistPlacement]) -> BTreeMap<&str, Placement> {
-    placements.iter().map(|p| (p.name.as_str(), p.placement)).collect()
 }
 
 #[cfg(test)]

@@ -56,20 +56,11 @@ pub struct CpythonInfo {
     pub sha256: String,
 }
 
-impl CpythonInfo {
-    /// The pinned python-build-standalone artifact, downloaded from `url` (the pin's URL or a mirror's).
-    pub fn from_pbs(artifact: &crate::manifest::PbsArtifact, url: &str) -> CpythonInfo {
-        CpythonInfo { version: artifact.version.clone(), url: url.to_string(), sha256: artifact.sha256.clone() }
-    }
-}
-
 /// Where to read each shipped distribution's `METADATA` from.
 #[derive(Debug, Clone, Copy)]
 pub enum MetadataSource<'a> {
     /// site-packages directories holding `<dist-info>/METADATA`, searched in order.
     SitePackages(&'a [PathBuf]),
-    /// METADATA text by normalized distribution name (e.g. read from `site-packages.zip`).
-    Text(&'a BTreeMap<String, String>),
 }
 
 /// Everything the SBOM is made from.
@@ -405,10 +396,6 @@ fn serial_number(
 
 fn read_metadata(source: MetadataSource, dist: &InstalledDist) -> Result<String> {
     match source {
-        MetadataSource::Text(texts) => texts
-            .get(&normalize_lossy(&dist.name))
-            .cloned()
-            .with_context(|| format!("no METADATA given for {} {}", dist.name, dist.version)),
         MetadataSource::SitePackages(roots) => {
             for root in roots {
                 let path = root.join(&dist.dist_info).join("METADATA");
@@ -936,13 +923,5 @@ architectures = ["arm64", "x86_64"]
         let path = dir.path().join("out.cdx.json");
         assert!(write_sbom(&fixture.input(), &path).is_err());
         assert!(!path.exists(), "a refused SBOM was written");
-    }
-
-    #[test]
-    fn metadata_can_be_given_as_text() {
-        let fixture = Fixture::new();
-        let texts: BTreeMap<String, String> = DISTS.iter().map(|(n, _, _, m)| (n.to_string(), m.to_string())).collect();
-        let input = SbomInput { metadata: MetadataSource::Text(&texts), ..fixture.input() };
-        assert_eq!(sbom_json(&input).unwrap(), sbom_json(&fixture.input()).unwrap());
     }
 }

@@ -34,30 +34,6 @@ pub struct StdlibPruneReport {
     pub rules: Vec<PruneRuleReport>,
 }
 
-/// What a rule removes, for help texts and messages.
-pub fn rule_description(rule: &str) -> &'static str {
-    match rule {
-        "test" => "the regression test suite: lib/python3.X/test and test/tests packages inside stdlib packages",
-        "idlelib" => "the IDLE editor: lib/python3.X/idlelib and bin/idle*",
-        "tkinter" => "Tk bindings: tkinter, _tkinter*.so and the tcl/tk/itcl/thread/tix libraries under lib/",
-        "turtledemo" => "turtle graphics demos",
-        "ensurepip" => {
-            "ensurepip with its bundled wheels, and the pip/setuptools it pre-installed (site-packages, bin/pip*)"
-        }
-        "lib2to3" => "the 2to3 converter: lib2to3 and bin/2to3*",
-        "pydoc_data" => "pydoc's HTML topics",
-        "distutils" => "the deprecated distutils package",
-        "config" => "lib/python3.X/config-3.X-* (Makefile and the static libpython for embedding)",
-        "__phello__" => "frozen-module test packages __phello__ and __hello__.py",
-        "static-libs" => "static libraries (*.a) anywhere in the tree",
-        "headers" => "C headers (include/)",
-        "test-extensions" => {
-            "test extension modules in lib-dynload (_test*, _xxtest*, _ctypes_test*, xxlimited*, xxsubtype*)"
-        }
-        _ => "unknown rule",
-    }
-}
-
 /// Apply `rules` (in order) to the python root of a CPython `minor` install.
 pub fn prune_stdlib(python_root: &Path, minor: PythonVersion, rules: &[String]) -> Result<StdlibPruneReport> {
     let (files_before, bytes_before) = measure(python_root)?;
