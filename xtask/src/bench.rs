@@ -12,22 +12,14 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result, bail};
 
 use crate::arch::Arch;
-use crate::flags::{BenchArgs, GlobalArgs};
+use crate::flags::{BenchArgs, Benchmark, GlobalArgs};
 use crate::layer::bytecode::BuildPython;
 use crate::packaging::pylock::Pylock;
 use crate::progress::Progress;
 use crate::spec::LayerSpec;
 
-/// The benchmarks, in the order they run.
-pub const BENCHMARKS: &[&str] = &["lock", "install", "rebuild", "import"];
-
 pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
-    for name in &args.only {
-        if !BENCHMARKS.contains(&name.as_str()) {
-            bail!("unknown benchmark {name:?} for --only; benchmarks: {}", BENCHMARKS.join(", "));
-        }
-    }
-    let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let selected = |benchmark: Benchmark| args.only.is_empty() || args.only.contains(&benchmark);
     let root = crate::project_root();
     let progress = Progress::new();
     let spec_path = global.spec_path();
@@ -43,25 +35,25 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         spec.packages.requirements.join(" ")
     );
-    if selected("lock") {
+    if selected(Benchmark::Lock) {
         let exe = std::env::current_exe().context("locating the xtask binary")?;
         let table = progress.step("bench: lock vs uv pip compile", || {
             lock::bench_lock(&exe, &spec_path, &work.join("lock"), args.runs)
         })?;
         let _ = write!(out, "\n## lock\n\n{table}\n");
     }
-    if selected("install") {
+    if selected(Benchmark::Install) {
         let table = progress.step("bench: install vs uv and pip", || {
             install::bench_install(&lock, &spec, arch, args.runs, install::TOOLS, &work.join("install"), &progress)
         })?;
         let _ = write!(out, "\n## install\n\n{table}\n");
     }
-    if selected("rebuild") {
+    if selected(Benchmark::Rebuild) {
         let table =
             progress.step("bench: warm layer rebuild", || rebuild(global, args, arch, &work.join("rebuild")))?;
         let _ = write!(out, "\n## layer rebuild\n\n{table}\n");
     }
-    if selected("import") {
+    if selected(Benchmark::Import) {
         let report = progress.step("bench: import litellm, three layouts", || -> Result<String> {
             let site_packages = work.join("import/site-packages");
             let cache = crate::cache::Cache::locate(global.cache_dir.as_deref())?;
