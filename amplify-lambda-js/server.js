@@ -145,18 +145,14 @@ async function main() {
   const server = await startServer({ handler, port });
   process.stdout.write(`listening on http://${HOST}:${server.address().port}\n`);
   resolveHandler((await import("./index.js")).handler);
-  let stopping = false;
-  const stop = async (signal) => {
-    if (stopping) return;
-    stopping = true;
-    server.close();
-    server.closeAllConnections();
-    const { getSharedClient } = await import("./litellm/litellmClient.js");
-    await getSharedClient().shutdown();
-    process.exitCode = signal === "SIGINT" ? 130 : 0;
-  };
-  process.once("SIGINT", () => stop("SIGINT"));
-  process.once("SIGTERM", () => stop("SIGTERM"));
+  // litellm/startup.js (loaded with index.js) stops the bridge and exits on SIGINT and SIGTERM;
+  // here the server stops taking requests.
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.once(signal, () => {
+      server.close();
+      server.closeAllConnections();
+    });
+  }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
