@@ -3,7 +3,7 @@
 //! handler once the way a Function URL does, and prints
 //! `{"module_load_ms", "first_response_ms", "status"}` as one JSON line.
 
-import { chatEvent, lambdaContext, SERVICE } from "./support.mjs";
+import { chatEvent, lambdaContext, replyStatus, SERVICE } from "./support.mjs";
 
 const started = performance.now();
 const { handler } = await import(`${SERVICE}/index.js`);
@@ -11,7 +11,7 @@ const loaded = performance.now();
 const { invokeBuffered } = await import(`${SERVICE}/http/streaming.js`);
 const reply = await invokeBuffered(handler, chatEvent(), lambdaContext("cold-start"));
 const answered = performance.now();
-const status = reply?.statusCode ?? reply?.status ?? null;
+const status = replyStatus(reply);
 process.stdout.write(`${JSON.stringify({ module_load_ms: loaded - started, first_response_ms: answered - loaded, status })}\n`);
 // The bridge goes with this process (its stdin closes; PR_SET_PDEATHSIG).
 process.exit(0);

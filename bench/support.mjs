@@ -66,16 +66,19 @@ export function writeModelsConfig(baseUrl) {
 /** The chat request every benchmark sends. */
 export const CHAT_BODY = { model: "bench", messages: [{ role: "user", content: "How fast is the bridge?" }], max_tokens: 16 };
 
-/** A Function URL event (payload 2.0) for `POST /v1/chat/completions` with `body`. */
+/**
+ * An API Gateway HTTP API event (payload 2.0) for `POST /v1/chat/completions` with `body`: the
+ * handler answers it buffered, so `invokeBuffered` (http/streaming.js) returns the whole reply.
+ */
 export function chatEvent(body = CHAT_BODY) {
   return {
     version: "2.0",
     routeKey: "$default",
     rawPath: "/v1/chat/completions",
     rawQueryString: "",
-    headers: { "content-type": "application/json", host: "bench.lambda-url.us-east-1.on.aws" },
+    headers: { "content-type": "application/json", host: "bench.execute-api.us-east-1.amazonaws.com" },
     requestContext: {
-      domainName: "bench.lambda-url.us-east-1.on.aws",
+      domainName: "bench.execute-api.us-east-1.amazonaws.com",
       http: { method: "POST", path: "/v1/chat/completions", protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "bench" },
       requestId: "bench",
       routeKey: "$default",
@@ -84,6 +87,15 @@ export function chatEvent(body = CHAT_BODY) {
     body: JSON.stringify(body),
     isBase64Encoded: false,
   };
+}
+
+/** The status of a buffered reply (the API Gateway proxy result `invokeBuffered` returns as text). */
+export function replyStatus(payload) {
+  try {
+    return JSON.parse(payload).statusCode ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /** A Lambda context with a request id and 60 s left. */

@@ -10,7 +10,7 @@
 
 import http from "node:http";
 
-import { BENCH_KEY, CHAT_BODY, chatEvent, lambdaContext, machineLoad, median, parseRuns, percentile, SERVICE, startUpstream, writeModelsConfig } from "./support.mjs";
+import { BENCH_KEY, CHAT_BODY, chatEvent, lambdaContext, machineLoad, median, parseRuns, percentile, replyStatus, SERVICE, startUpstream, writeModelsConfig } from "./support.mjs";
 
 const runs = parseRuns(process.argv, 300);
 const warmupIndex = process.argv.indexOf("--warmup");
@@ -54,8 +54,8 @@ function direct() {
 let counter = 0;
 async function viaHandler() {
   const reply = await invokeBuffered(handler, chatEvent(), lambdaContext(`warm-${counter++}`));
-  const status = reply?.statusCode ?? reply?.status;
-  if (status !== 200) throw new Error(`handler answered ${status}: ${JSON.stringify(reply).slice(0, 500)}`);
+  const status = replyStatus(reply);
+  if (status !== 200) throw new Error(`handler answered ${status}: ${reply.slice(0, 500)}`);
 }
 
 async function timed(run) {
