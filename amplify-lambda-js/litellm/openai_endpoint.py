@@ -333,9 +333,9 @@ class Endpoint:
         if not isinstance(model, str) or not model:
             raise RequestError('field "model" is required and must be a non-empty string', param="model")
         if model not in self.model_names:
+            listed = ", ".join(self.model_names[:20]) + (", ..." if len(self.model_names) > 20 else "")
             raise RequestError(
-                f"The model `{model}` does not exist or you do not have access to it. "
-                f"Models served here: {', '.join(self.model_names)}.",
+                f"The model `{model[:100]}` does not exist or you do not have access to it. Models served here: {listed}.",
                 status=404,
                 code="model_not_found",
                 param="model",
@@ -378,7 +378,7 @@ class Endpoint:
         if kwargs.get("stream"):
             response = await router.acompletion(**kwargs)
             async for chunk in response:
-                emit(_dump(chunk))
+                emit(_usage_chunk(_dump(chunk)))
             return None
         kwargs.pop("stream", None)
         return _dump(await router.acompletion(**kwargs))
@@ -396,6 +396,26 @@ class Endpoint:
             else:
                 log.warning("embeddings: dropping field %r (not part of the OpenAI embeddings request)", key)
         return _dump(await self._get_router().aembedding(**kwargs))
+
+
+_DELTA_FIELDS = ("content", "role", "tool_calls", "function_call", "audio", "refusal", "reasoning_content")
+
+
+def _usage_chunk(chunk):
+    """OpenAI sends the usage of `stream_options.include_usage` in a last chunk with `choices: []`;
+    LiteLLM gives that chunk one choice with an empty delta, which clients reading
+    `chunk.choices[0]` take for a message. It leaves as OpenAI sends it."""
+    choices = chunk.get("choices")
+    if chunk.get("usage") and isinstance(choices, list) and all(_empty_choice(choice) for choice in choices):
+        chunk["choices"] = []
+    return chunk
+
+
+def _empty_choice(choice):
+    if not isinstance(choice, dict) or choice.get("finish_reason") is not None:
+        return False
+    delta = choice.get("delta") or {}
+    return all(delta.get(field) in (None, "", []) for field in _DELTA_FIELDS)
 
 
 def _dump(model):
@@ -487,40 +507,42 @@ def redact(text, secrets=()):
     return text
 
 
-def _provider_error_body(exc):
-    """The provider's `error` object ({message, type, param, code}) when the exception carries it."""
-    body = getattr(exc, "body", None)
-    if not isinstance(body, dict):
-        response = getattr(exc, "response", None)
-        try:
-            body = response.json() if response is not None and response.content else None
-        except Exception:  # noqa: BLE001 - a body that is not JSON carries no fields
-            body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        body = body["error"]
-    return body if isinstance(body, dict) else {}
+def _chain(exc):
+    """`exc` and the exceptions it was raised from: LiteLLM maps a provider's error to its own class
+    (a 422 becomes BadRequestError with status 400) but raises it from the original."""
+    chain = []
+    while exc is not None and len(chain) < 10 and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
 
 
-def _provider_status(exc):
-    """The status the provider answered with: the real response's status beats LiteLLM's class."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int) and status >= 400 and _has_real_request(response):
-        return status
-    status = getattr(exc, "status_code", None)
+def _provider_error_body(chain):
+    """The provider's `error` object ({message, type, param, code}) when an exception carries it."""
+    for exc in chain:
+        body = getattr(exc, "body", None)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            body = body["error"]
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return body
+    return {}
+
+
+def _provider_status(chain):
+    """The status the provider answered with, else the status of LiteLLM's exception class."""
+    for exc in chain[1:]:
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and 400 <= status <= 599:
+            return status
+    status = getattr(chain[0], "status_code", None)
     return status if isinstance(status, int) else None
 
 
-def _has_real_request(response):
-    # LiteLLM fabricates responses for api.openai.com when it has none; those carry no provider status.
-    try:
-        return str(response.request.url) != "https://api.openai.com/v1"
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def _retry_after(exc):
-    for source in (getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)):
+def _retry_after(chain):
+    sources = []
+    for exc in chain:
+        sources += [getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None), getattr(getattr(exc, "response", None), "headers", None)]
+    for source in sources:
         try:
             value = source.get("retry-after") if source is not None else None
         except Exception:  # noqa: BLE001
@@ -554,7 +576,8 @@ def describe_error(exc, secrets=()):
         import litellm
     except Exception:  # noqa: BLE001 - litellm failed to import: nothing below can be a LiteLLM error
         litellm = None
-    if litellm is not None and isinstance(exc, getattr(litellm, "LITELLM_EXCEPTION_TYPES", ())) or _is_openai_error(exc):
+    litellm_types = tuple(getattr(litellm, "LITELLM_EXCEPTION_TYPES", None) or ()) if litellm is not None else ()
+    if isinstance(exc, litellm_types) or _is_openai_error(exc):
         return _describe_provider_error(exc, litellm, secrets)
     # Anything else is a bug or an unexpected failure here: the details go to the logs, not the caller.
     return _error(
@@ -574,18 +597,19 @@ def _is_openai_error(exc):
 
 
 def _describe_provider_error(exc, litellm, secrets):
-    body = _provider_error_body(exc)
+    chain = _chain(exc)
+    body = _provider_error_body(chain)
     raw_message = body.get("message") if isinstance(body.get("message"), str) else None
     message = raw_message or _clean_message(getattr(exc, "message", None) or str(exc)) or type(exc).__name__
     param = body.get("param") if isinstance(body.get("param"), str) else None
     code = body.get("code") if isinstance(body.get("code"), (str, int)) and not isinstance(body.get("code"), bool) else None
     provider_type = body.get("type") if isinstance(body.get("type"), str) else None
-    status = _provider_status(exc)
+    status = _provider_status(chain)
     name = type(exc).__name__
     if litellm is not None and isinstance(exc, litellm.Timeout):
-        # LiteLLM's own deadline ("Request timed out") is a gateway timeout; a provider's 408 stays 408.
-        text = str(getattr(exc, "message", "") or "")
-        if "APITimeoutError" in text or status not in (408, 504):
+        # LiteLLM's own deadline (no provider status in the chain) is a gateway timeout; a
+        # provider's 408 or 504 stays what it was.
+        if not any(getattr(cause, "status_code", None) in (408, 504) for cause in chain[1:]):
             status = 504
             message = "the provider did not answer in time"
             provider_type = None
@@ -602,7 +626,7 @@ def _describe_provider_error(exc, litellm, secrets):
     if litellm is not None and isinstance(exc, litellm.ContentPolicyViolationError):
         code = code or "content_policy_violation"
     error_type = provider_type or ERROR_TYPES[status]
-    return _error(status, error_type, message, param, None if code is None else str(code), _retry_after(exc), False, secrets)
+    return _error(status, error_type, message, param, None if code is None else str(code), _retry_after(chain), False, secrets)
 
 
 def _error(status, error_type, message, param, code, retry_after, ours, secrets):
