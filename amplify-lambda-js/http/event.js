@@ -12,6 +12,20 @@ const FUNCTION_URL_HOST = /\.lambda-url\.[a-z0-9-]+\.on\.aws$/;
 const isObject = (value) => value !== null && typeof value === "object" && !Array.isArray(value);
 
 /**
+ * Which kind of event this is: `function-url` (answered by streaming), `api-gateway-v2`,
+ * `api-gateway-v1` (answered buffered), or null for anything else. Never throws, so even a
+ * request refused while it is read is answered in the framing its invoker expects.
+ */
+export function eventSource(event) {
+  if (!isObject(event)) return null;
+  if (typeof event.httpMethod === "string") return "api-gateway-v1";
+  const context = isObject(event.requestContext) ? event.requestContext : {};
+  if (!isObject(context.http) || typeof context.http.method !== "string") return null;
+  const domain = typeof context.domainName === "string" ? context.domainName : "";
+  return FUNCTION_URL_HOST.test(domain) ? "function-url" : "api-gateway-v2";
+}
+
+/**
  * The request in an event: `{source, method, path, headers, body (Buffer or null), authorizer}`.
  *
  * `source` is `function-url` (answered by streaming), `api-gateway-v2` or `api-gateway-v1`
@@ -21,16 +35,13 @@ const isObject = (value) => value !== null && typeof value === "object" && !Arra
 export function readEvent(event) {
   if (!isObject(event)) throw new HttpError(400, "unsupported event: expected a Function URL or API Gateway (v1 or v2) event object");
   const context = isObject(event.requestContext) ? event.requestContext : {};
-  let source;
+  const source = eventSource(event);
   let method;
   let path;
-  if (typeof event.httpMethod === "string") {
-    source = "api-gateway-v1";
+  if (source === "api-gateway-v1") {
     method = event.httpMethod;
     path = typeof event.path === "string" ? event.path : "/";
-  } else if (isObject(context.http) && typeof context.http.method === "string") {
-    const domain = typeof context.domainName === "string" ? context.domainName : "";
-    source = FUNCTION_URL_HOST.test(domain) ? "function-url" : "api-gateway-v2";
+  } else if (source !== null) {
     method = context.http.method;
     path = typeof event.rawPath === "string" ? event.rawPath : typeof context.http.path === "string" ? context.http.path : "/";
     // An HTTP API stage other than $default is the first segment of rawPath.

@@ -6,7 +6,7 @@ import { onLambda } from "../common/pythonExec.js";
 import { modelForLog, redactMessage } from "../common/redact.js";
 import { authorize, loadKeyHashes } from "./auth.js";
 import { HttpError } from "./errors.js";
-import { parseJsonBody, readEvent } from "./event.js";
+import { eventSource, parseJsonBody, readEvent } from "./event.js";
 import { ReplyTooLarge, replyWriter, tooLargeError } from "./respond.js";
 import { route } from "./routes.js";
 import { awslambda } from "./streaming.js";
@@ -126,16 +126,16 @@ export function createHandler({ client, timeoutMs, env = process.env, log = logg
     const bridge = client ?? getSharedClient();
     const requestId = typeof context?.awsRequestId === "string" ? context.awsRequestId : null;
     const deadline = deadlineFor(context, configuredTimeout);
+    const reply = replyWriter(responseStream, eventSource(event) === "function-url", lambda);
     let request = null;
     try {
       request = readEvent(event);
     } catch (error) {
-      // Not an HTTP event: answer buffered, which any invoker can read.
-      const reply = replyWriter(responseStream, false, lambda);
-      await reply.error(describeFailure(error, null, deadline));
+      const described = describeFailure(error, null, deadline);
+      await reply.error(described);
+      beginRequest({ requestId, route: "(unreadable request)", log }).finish({ status: described.status, error: described.type });
       return;
     }
-    const reply = replyWriter(responseStream, request.source === "function-url", lambda);
     let target = null;
     let routeError = null;
     try {
