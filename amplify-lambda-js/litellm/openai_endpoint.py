@@ -440,7 +440,7 @@ def _policy_router_class():
         """
 
         def should_retry_this_error(self, error, *args, **kwargs):
-            if not isinstance(error, litellm.APIConnectionError) or isinstance(error, litellm.Timeout):
+            if failure_kind(error) != "connection":
                 raise error
             return super().should_retry_this_error(error, *args, **kwargs)
 
@@ -529,13 +529,41 @@ def _provider_error_body(chain):
 
 
 def _provider_status(chain):
-    """The status the provider answered with, else the status of LiteLLM's exception class."""
-    for exc in chain[1:]:
-        status = getattr(exc, "status_code", None)
+    """The status in the provider's own HTTP response, when one arrived (else None).
+
+    Only the HTTP clients' exceptions count (openai's APIStatusError, httpx's HTTPStatusError):
+    LiteLLM's classes carry statuses of their own, e.g. 500 for a connection that never answered.
+    """
+    import httpx
+    import openai
+
+    for exc in chain:
+        from_client = type(exc).__module__.split(".")[0] in ("openai", "httpx")
+        if from_client and isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+        elif isinstance(exc, httpx.HTTPStatusError):
+            status = exc.response.status_code
+        else:
+            continue
         if isinstance(status, int) and 400 <= status <= 599:
             return status
-    status = getattr(chain[0], "status_code", None)
-    return status if isinstance(status, int) else None
+    return None
+
+
+def failure_kind(exc):
+    """`"connection"` when no provider answered (refused, reset, closed), `"timeout"` when it did not
+    answer in time, `"reply"` when it answered with an error, `None` for anything else."""
+    import httpx
+    import openai
+
+    chain = _chain(exc)
+    if _provider_status(chain) is not None:
+        return "reply"
+    if any(isinstance(link, (openai.APITimeoutError, httpx.TimeoutException)) for link in chain):
+        return "timeout"
+    if any(isinstance(link, (openai.APIConnectionError, httpx.TransportError)) for link in chain):
+        return "connection"
+    return None
 
 
 def _retry_after(chain):
@@ -604,20 +632,20 @@ def _describe_provider_error(exc, litellm, secrets):
     param = body.get("param") if isinstance(body.get("param"), str) else None
     code = body.get("code") if isinstance(body.get("code"), (str, int)) and not isinstance(body.get("code"), bool) else None
     provider_type = body.get("type") if isinstance(body.get("type"), str) else None
+    kind = failure_kind(exc)
     status = _provider_status(chain)
-    name = type(exc).__name__
-    if litellm is not None and isinstance(exc, litellm.Timeout):
-        # LiteLLM's own deadline (no provider status in the chain) is a gateway timeout; a
-        # provider's 408 or 504 stays what it was.
-        if not any(getattr(cause, "status_code", None) in (408, 504) for cause in chain[1:]):
-            status = 504
-            message = "the provider did not answer in time"
-            provider_type = None
-    elif litellm is not None and isinstance(exc, litellm.APIConnectionError) or name in ("APIConnectionError",):
+    if status is None:
+        status = getattr(exc, "status_code", None)
+        status = status if isinstance(status, int) else None
+    if kind == "timeout" or (status is None and litellm is not None and isinstance(exc, litellm.Timeout)):
+        status = 504
+        provider_type = "timeout"
+        message = "the provider did not answer in time"
+    elif kind == "connection":
         status = 502
         provider_type = "api_connection_error"
         message = f"the provider could not be reached: {message}"
-    elif name == "RouterRateLimitError":
+    elif type(exc).__name__ == "RouterRateLimitError":
         status = 429
     if status not in PROVIDER_STATUSES:
         status = 502 if status is None or status >= 500 else 400
