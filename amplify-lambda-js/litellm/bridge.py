@@ -170,9 +170,13 @@ REQUEST_TEXTS = contextvars.ContextVar("request_texts", default=())
 LOG_CONTENTS = os.environ.get("LOG_MESSAGE_CONTENTS", "").lower() in ("1", "true", "yes")
 
 
+# Terminal colour codes LiteLLM puts in some messages.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def log(level, message, **fields):
     """Writes one JSON log line to stderr: {level, msg, pid, request_id?, ...fields}."""
-    text = str(message)
+    text = ANSI_ESCAPE.sub("", str(message)).strip("\n")
     if not LOG_CONTENTS:
         for content in REQUEST_TEXTS.get():
             text = text.replace(content, "[message content]")
@@ -255,13 +259,21 @@ def install_logging():
 
 
 def quiet_litellm(litellm):
-    """LiteLLM logs through its own stream handlers: send its loggers through ours instead."""
+    """LiteLLM logs through its own stream handlers: send its loggers through ours instead.
+
+    LITELLM_LOG=DEBUG turns on LiteLLM's debug records (as it does for LiteLLM's proxy); they carry
+    whole requests and replies, so the handler drops them unless LOG_MESSAGE_CONTENTS=1.
+    """
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
     litellm.suppress_debug_info = True
     litellm.telemetry = False
+    if os.environ.get("LITELLM_LOG", "").upper() == "DEBUG":
+        litellm._turn_on_debug()
+        if not LOG_CONTENTS:
+            log("warning", "LITELLM_LOG=DEBUG: LiteLLM's debug records carry prompts and replies and are dropped; set LOG_MESSAGE_CONTENTS=1 to log them")
     if not LOG_CONTENTS:
         litellm.set_verbose = False
         litellm.turn_off_message_logging = True
@@ -297,10 +309,10 @@ def start():
         from importlib.metadata import version as dist_version
 
         imported = time.perf_counter()
-        quiet_litellm(litellm)
         # Modules named here are imported after litellm, e.g. to register LiteLLM callbacks.
         for module in filter(None, (m.strip() for m in os.environ.get("LITELLM_BRIDGE_IMPORTS", "").split(","))):
             __import__(module)
+        quiet_litellm(litellm)
         endpoint.warm()
     except openai_endpoint.ConfigError as exc:
         log("error", f"model config: {exc}")

@@ -8,8 +8,10 @@
 //! bounded by `READY_BUDGET_MS` so initialization never passes 10 s: when LiteLLM is not ready by
 //! then, initialization ends anyway and the first request waits for the same child.
 //!
-//! `LITELLM_START=lazy` skips this (the child then starts on the first request): only for
-//! comparing the two in `bench/cold-start.mjs`.
+//! `LITELLM_INIT_WAIT_MS` changes the bound (e.g. for a provisioned-concurrency function, whose
+//! initialization may take longer, or a slow test machine). `LITELLM_START=lazy` skips all this
+//! (the child then starts on the first request): only for comparing the two in
+//! `bench/cold-start.mjs`.
 //!
 //! It also passes SIGTERM and SIGINT on to the child (SIGTERM, then SIGKILL after a grace period)
 //! before the process exits, so no Python process outlives Node.
@@ -19,6 +21,14 @@ import { getSharedClient } from "./litellmClient.js";
 
 /** How long module load waits for the bridge: below Lambda's 10 s init limit, with room for the rest. */
 export const READY_BUDGET_MS = 9_000;
+
+function readyBudget(value) {
+  if (value === undefined || value === "") return READY_BUDGET_MS;
+  const ms = Number(value);
+  if (Number.isInteger(ms) && ms >= 0) return ms;
+  logger.error(`LITELLM_INIT_WAIT_MS=${JSON.stringify(value)} is not a whole number of milliseconds; waiting ${READY_BUDGET_MS} ms`);
+  return READY_BUDGET_MS;
+}
 
 /** The client every handler of this container uses. */
 export const client = getSharedClient();
@@ -31,7 +41,13 @@ function startMode(value) {
 }
 
 /** What happened at module load: `{mode, ready, waitedMs, pid}`. */
-export const startup = { mode: startMode(process.env.LITELLM_START), ready: false, waitedMs: 0, pid: null };
+export const startup = {
+  mode: startMode(process.env.LITELLM_START),
+  budgetMs: readyBudget(process.env.LITELLM_INIT_WAIT_MS),
+  ready: false,
+  waitedMs: 0,
+  pid: null,
+};
 
 const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 };
 for (const signal of Object.keys(SIGNAL_EXIT_CODES)) {
@@ -46,7 +62,7 @@ for (const signal of Object.keys(SIGNAL_EXIT_CODES)) {
 
 if (startup.mode === "eager") {
   const started = performance.now();
-  startup.ready = await client.waitReady(READY_BUDGET_MS);
+  startup.ready = await client.waitReady(startup.budgetMs);
   startup.waitedMs = Math.round(performance.now() - started);
   startup.pid = client.pid;
   if (startup.ready) {
