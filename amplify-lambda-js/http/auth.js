@@ -34,15 +34,18 @@ export function keyHash(key) {
   return createHash("sha256").update(key, "utf8").digest();
 }
 
-/** Reads the key hashes from the environment or SSM; null when none are configured. */
-export async function loadKeyHashes(env = process.env) {
+/**
+ * Reads the key hashes from the environment or SSM; null when none are configured.
+ * `importSsm` loads `@aws-sdk/client-ssm` (part of the Node.js runtime on Lambda; not a dependency
+ * of this package).
+ */
+export async function loadKeyHashes(env = process.env, { importSsm = () => import("@aws-sdk/client-ssm") } = {}) {
   if (env.API_KEY_SHA256S) return parseKeyHashes(env.API_KEY_SHA256S, "API_KEY_SHA256S");
   const parameter = env.API_KEY_SHA256S_SSM_PARAMETER;
   if (!parameter) return null;
   let ssm;
   try {
-    // Part of the Node.js runtime on Lambda; not a dependency of this package.
-    ssm = await import("@aws-sdk/client-ssm");
+    ssm = await importSsm();
   } catch (error) {
     throw new Error(`API_KEY_SHA256S_SSM_PARAMETER is set but @aws-sdk/client-ssm cannot be loaded (${error.message}): on Lambda it is part of the runtime; locally set API_KEY_SHA256S instead`);
   }

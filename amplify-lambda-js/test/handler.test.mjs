@@ -8,6 +8,7 @@ import http from "node:http";
 import { describe, test } from "node:test";
 
 import { createLogger } from "../common/log.js";
+import { loadKeyHashes } from "../http/auth.js";
 import { createHandler } from "../http/handler.js";
 import { HTTP_INTEGRATION_CONTENT_TYPE, invokeBuffered, invokeFunctionUrl, localAwsLambda } from "../http/streaming.js";
 import { BridgeError, LiteLLMTimeoutError, ProviderError } from "../litellm/litellmClient.js";
@@ -473,6 +474,32 @@ describe("auth", () => {
     assert.deepEqual(client.calls, []);
     const signed = await invokeUrlRaw(handler, urlEvent(body(), { authorizer: { iam: { accessKey: "AKIA...", userArn: "arn:aws:iam::1:user/x" } } }));
     assert.equal(signed.statusCode, 200);
+  });
+
+  test("hashes from an SSM parameter: GetParameter with decryption, then the same checks", async () => {
+    const sent = [];
+    const fakeSsm = {
+      SSMClient: class {
+        async send(command) {
+          sent.push(command.input);
+          return { Parameter: { Value: `${hash}\n` } };
+        }
+      },
+      GetParameterCommand: class {
+        constructor(input) {
+          this.input = input;
+        }
+      },
+    };
+    const hashes = await loadKeyHashes({ API_KEY_SHA256S_SSM_PARAMETER: "/amplify/api-key-hashes" }, { importSsm: async () => fakeSsm });
+    assert.deepEqual(sent, [{ Name: "/amplify/api-key-hashes", WithDecryption: true }]);
+    assert.deepEqual(hashes, [Buffer.from(hash, "hex")]);
+    await assert.rejects(loadKeyHashes({ API_KEY_SHA256S_SSM_PARAMETER: "/p" }, { importSsm: async () => ({ ...fakeSsm, SSMClient: class { async send() { return { Parameter: { Value: "nope" } }; } } }) }), {
+      message: 'SSM parameter /p: "nope" is not a SHA-256 hash (64 hex digits); store sha256(key), e.g. `printf %s "$KEY" | sha256sum`',
+    });
+    await assert.rejects(loadKeyHashes({ API_KEY_SHA256S_SSM_PARAMETER: "/p" }, { importSsm: async () => Promise.reject(new Error("Cannot find package")) }), {
+      message: "API_KEY_SHA256S_SSM_PARAMETER is set but @aws-sdk/client-ssm cannot be loaded (Cannot find package): on Lambda it is part of the runtime; locally set API_KEY_SHA256S instead",
+    });
   });
 
   test("a key hash that is not 64 hex digits is a 500 config error that says how to fix it", async () => {
