@@ -126,7 +126,7 @@ export function createHandler({ client, timeoutMs, env = process.env, log = logg
     const bridge = client ?? getSharedClient();
     const requestId = typeof context?.awsRequestId === "string" ? context.awsRequestId : null;
     const deadline = deadlineFor(context, configuredTimeout);
-    const reply = replyWriter(responseStream, eventSource(event) === "function-url", lambda);
+    const reply = replyWriter(responseStream, eventSource(event) === "function-url", lambda, { requestId });
     let request = null;
     try {
       request = readEvent(event);
@@ -195,7 +195,10 @@ export function createHandler({ client, timeoutMs, env = process.env, log = logg
       if (described.status >= 500 && !(error instanceof ProviderError && !described.ours)) {
         log.error(`${routeName}: ${described.type}: ${redactMessage(error?.stack ?? error?.message ?? String(error), { maxChars: 4000 })}`, { request_id: requestId });
       }
-      if (reply.status === null) await reply.error(described);
+      if (reply.status === null) {
+        // Writing fails only when the caller is gone; there is no one left to tell.
+        await reply.error(described).catch((writeError) => log.warn(`${routeName}: the error reply could not be written: ${writeError.message}`, { request_id: requestId }));
+      }
     } finally {
       const configured = model !== null && reply.status !== null && reply.status < 400 ? [model] : bridge.readyInfo?.models;
       summary.finish({

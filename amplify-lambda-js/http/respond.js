@@ -57,11 +57,13 @@ function end(stream) {
  * A reply writer for one invocation: `json(status, body, headers)`, `error(described)`, and
  * `events()` for server-sent events. `streaming` is true for Function URL events.
  */
-export function replyWriter(responseStream, streaming, awslambda) {
+export function replyWriter(responseStream, streaming, awslambda, { requestId = null } = {}) {
   let bytesSent = 0;
+  // OpenAI's SDKs expose this header as the reply's request id (`_request_id`); here it is Lambda's.
+  const common = requestId ? { "x-request-id": requestId } : {};
 
   async function buffered(statusCode, headers, body) {
-    const payload = JSON.stringify({ statusCode, headers, body, isBase64Encoded: false });
+    const payload = JSON.stringify({ statusCode, headers: { ...headers, ...common }, body, isBase64Encoded: false });
     const size = Buffer.byteLength(payload, "utf8");
     if (size > MAX_BUFFERED_RESPONSE_BYTES) throw new ReplyTooLarge(size, MAX_BUFFERED_RESPONSE_BYTES, false);
     await write(responseStream, payload);
@@ -71,7 +73,7 @@ export function replyWriter(responseStream, streaming, awslambda) {
   async function streamed(statusCode, headers, body) {
     const size = Buffer.byteLength(body, "utf8");
     if (size > MAX_STREAMED_RESPONSE_BYTES) throw new ReplyTooLarge(size, MAX_STREAMED_RESPONSE_BYTES, true);
-    const stream = awslambda.HttpResponseStream.from(responseStream, { statusCode, headers });
+    const stream = awslambda.HttpResponseStream.from(responseStream, { statusCode, headers: { ...headers, ...common } });
     await write(stream, body);
     await end(stream);
   }
@@ -99,7 +101,7 @@ export function replyWriter(responseStream, streaming, awslambda) {
       writer.status = described.status;
       const text = JSON.stringify(errorBody(described));
       if (streaming) {
-        const stream = awslambda.HttpResponseStream.from(responseStream, { statusCode: described.status, headers });
+        const stream = awslambda.HttpResponseStream.from(responseStream, { statusCode: described.status, headers: { ...headers, ...common } });
         await write(stream, text);
         await end(stream);
       } else {
@@ -116,7 +118,7 @@ export function replyWriter(responseStream, streaming, awslambda) {
     events() {
       writer.status = 200;
       if (streaming) {
-        const stream = awslambda.HttpResponseStream.from(responseStream, { statusCode: 200, headers: SSE_HEADERS });
+        const stream = awslambda.HttpResponseStream.from(responseStream, { statusCode: 200, headers: { ...SSE_HEADERS, ...common } });
         const limit = MAX_STREAMED_RESPONSE_BYTES - STREAM_ERROR_RESERVE;
         return {
           async send(object) {

@@ -518,7 +518,9 @@ describe("auth", () => {
 describe("the per-request log line", () => {
   test("names the route, the configured model, status and tokens; an unknown model is not logged raw", async () => {
     const { handler, lines } = build();
-    await invokeUrlRaw(handler, urlEvent(body()), { awsRequestId: "req-1" });
+    const reply = await invokeUrlRaw(handler, urlEvent(body()), { awsRequestId: "req-1" });
+    // The id also goes to the caller, where OpenAI's SDKs show it as the reply's request id.
+    assert.equal(reply.headers["x-request-id"], "req-1");
     const notConfigured = scriptedClient({
       chat: async () => {
         throw new ProviderError({ status: 404, type: "invalid_request_error", code: "model_not_found", message: "The model `sk-leaked` does not exist", ours: true });

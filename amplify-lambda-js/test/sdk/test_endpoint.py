@@ -47,6 +47,8 @@ class Completions(Counting):
         self.assertEqual(len(reply.choices), 1)
         self.assertEqual(reply.choices[0].message.content, "echo: hello there")
         self.assertEqual(reply.choices[0].finish_reason, "stop")
+        # Lambda's request id (the local server makes UUIDs), as OpenAI's x-request-id.
+        self.assertRegex(reply._request_id, r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
         self.assertEqual((reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens), (5, 3, 8))
         calls = self.new_calls()
         self.assertEqual(len(calls), 1)
