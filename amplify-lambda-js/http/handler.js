@@ -68,14 +68,15 @@ export function describeFailure(error, params, deadline) {
   if (error instanceof BridgeError) {
     const status = Number.isInteger(error.status) ? error.status : 503;
     const retryAfter = Number.isFinite(error.retryAfterMs) && error.retryAfterMs > 0 ? String(Math.ceil(error.retryAfterMs / 1000)) : null;
+    const tooLarge = error.code === "reply_too_large";
     return {
       status,
-      type: error.code === "reply_too_large" ? "response_too_large" : "bridge_unavailable",
+      type: tooLarge ? "response_too_large" : "bridge_unavailable",
       message: redact(error.message),
       param: null,
-      code: error.code ?? "bridge_unavailable",
+      code: tooLarge ? "response_too_large" : (error.code ?? "bridge_unavailable"),
       retry_after: retryAfter,
-      retry: error.code === "reply_too_large" ? false : null,
+      retry: tooLarge ? false : null,
       ours: true,
     };
   }

@@ -18,7 +18,7 @@ const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8", "cache
 /** The reply is larger than Lambda lets the function return. */
 export class ReplyTooLarge extends Error {
   constructor(bytes, limit, streamed) {
-    const hint = streamed ? "ask for fewer tokens" : "ask for fewer tokens, or call the Function URL (streamed replies may be up to 20 MB)";
+    const hint = streamed ? "ask for fewer tokens" : "ask for fewer tokens, or use stream: true through the Function URL (up to 20 MB)";
     super(`the reply is larger than Lambda can return (${bytes} bytes; at most ${limit} bytes ${streamed ? "streamed" : "buffered"}): ${hint}`);
     this.name = "ReplyTooLarge";
   }
@@ -70,9 +70,11 @@ export function replyWriter(responseStream, streaming, awslambda, { requestId = 
     await end(responseStream);
   }
 
+  // A reply without `stream` is one JSON document, held whole by the bridge and here: Lambda's
+  // buffered limit applies to it on every route; only server-sent events get the streamed limit.
   async function streamed(statusCode, headers, body) {
     const size = Buffer.byteLength(body, "utf8");
-    if (size > MAX_STREAMED_RESPONSE_BYTES) throw new ReplyTooLarge(size, MAX_STREAMED_RESPONSE_BYTES, true);
+    if (size > MAX_BUFFERED_RESPONSE_BYTES) throw new ReplyTooLarge(size, MAX_BUFFERED_RESPONSE_BYTES, false);
     const stream = awslambda.HttpResponseStream.from(responseStream, { statusCode, headers: { ...headers, ...common } });
     await write(stream, body);
     await end(stream);

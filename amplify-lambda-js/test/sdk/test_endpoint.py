@@ -259,6 +259,20 @@ class RequestsRefusedHere(Counting):
         )
         self.assertEqual(self.new_calls(), [])
 
+    def test_a_reply_above_lambda_s_limit_is_a_clear_error_the_sdk_does_not_retry(self):
+        # The upstream answers 7,000,000 characters; without stream a reply may have 6 MB.
+        with self.assertRaises(openai.InternalServerError) as caught:
+            client().chat.completions.create(model="too-big", messages=MESSAGES)
+        error = caught.exception
+        self.assertEqual((error.status_code, error.type, error.code), (500, "response_too_large", "response_too_large"))
+        self.assertEqual(error.response.headers.get("x-should-retry"), "false")
+        self.assertRegex(
+            error.body["message"],
+            r"^the reply is \d+ bytes, over Lambda's limit of 6291456 bytes for a buffered response; ask for fewer tokens \(max_tokens\) or stream it$",
+        )
+        # x-should-retry: false keeps the SDK from paying for the same reply three times.
+        self.assertEqual(len(self.new_calls()), 1)
+
     def test_malformed_json_is_400(self):
         reply = httpx.post(f"{ENDPOINT_URL}/v1/chat/completions", content=b'{"model": ', headers={"content-type": "application/json"})
         self.assertEqual(reply.status_code, 400)
