@@ -314,6 +314,7 @@ def start():
             __import__(module)
         quiet_litellm(litellm)
         endpoint.warm()
+        warm_first_request()
     except openai_endpoint.ConfigError as exc:
         log("error", f"model config: {exc}")
         fatal("config", f"the model config cannot be used: {exc}")
@@ -343,6 +344,27 @@ def start():
 
 
 HEALTH = {}
+
+# Modules LiteLLM's first OpenAI-style request imports lazily (the openai SDK loads its resources on
+# first attribute access): measured as ~140 ms of the first request's 230 ms on a busy machine.
+FIRST_REQUEST_MODULES = (
+    "openai.resources.chat.completions.completions",
+    "openai.resources.embeddings",
+    "openai.lib.streaming.chat",
+    "jiter",
+    "litellm.router_utils.common_utils",
+)
+
+
+def warm_first_request():
+    """Imports now what the first request would otherwise import while the caller waits."""
+    import importlib
+
+    for name in FIRST_REQUEST_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            log("info", f"warm-up: {name} not imported ({exc}); the first request may be slower")
 
 
 class ReplyTooLarge(Exception):
