@@ -1,8 +1,8 @@
 //! The official `openai` Python SDK for the endpoint tests, in a private virtual environment.
 //!
-//! The version is pinned in test/sdk/requirements.txt and installed from PyPI once into
-//! `<repo>/target/test-fixtures/openai-sdk/` (created by the host's `python3 -m venv`, never
-//! installing into the host's Python). A marker file records the requirements it was built from;
+//! The version (and every dependency, with hashes) is pinned in test/sdk/requirements.txt and
+//! installed from PyPI once into `<repo>/target/test-fixtures/openai-sdk/` (a venv created by the
+//! host's `python3 -m venv`; nothing is installed into the host's Python). A marker file records the requirements it was built from;
 //! a different pin rebuilds it. A failed install leaves no marker, so the next run starts over.
 
 import { execFileSync } from "node:child_process";
@@ -60,7 +60,7 @@ export async function sdkPython() {
     if (current()) return python;
     rmSync(VENV, { recursive: true, force: true });
     run("python3", ["-m", "venv", VENV]);
-    run(python, ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--only-binary", ":all:", "-r", REQUIREMENTS]);
+    run(python, ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes", "--only-binary", ":all:", "-r", REQUIREMENTS]);
     writeFileSync(MARKER, requirements);
     return python;
   });
