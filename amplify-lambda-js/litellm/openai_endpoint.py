@@ -23,6 +23,7 @@ not configured, and request fields are never read as LiteLLM's own keyword argum
 are not part of the OpenAI API go to the provider in `extra_body`).
 """
 
+import functools
 import logging
 import os
 import re
@@ -98,7 +99,7 @@ ROUTER_SETTINGS = (
 LITELLM_SETTINGS = ("drop_params", "modify_params", "request_timeout")
 
 # Defaults that differ from litellm.Router's, and why:
-# - num_retries 1 retries only connection-level failures (see `_PolicyRouter`): the caller's SDK
+# - num_retries 1 retries only connection-level failures (see `_policy_router_class`): the caller's SDK
 #   retries provider errors itself, and a second retry layer would multiply provider calls (and bills);
 # - max_retries 0 on each deployment stops the provider SDK inside LiteLLM from retrying as well;
 # - cooldowns would turn one provider error into "no deployments available" for later callers.
@@ -325,7 +326,7 @@ class Endpoint:
                 else:
                     setattr(litellm, key, value)
             settings = {**DEFAULT_ROUTER_SETTINGS, **self.router_settings}
-            self._router = _PolicyRouter(model_list=[dict(entry) for entry in self.model_list], **settings)
+            self._router = _policy_router_class()(model_list=[dict(entry) for entry in self.model_list], **settings)
         return self._router
 
     def _check_model(self, params):
@@ -427,7 +428,9 @@ def _dump(model):
     return model
 
 
+@functools.lru_cache(maxsize=None)
 def _policy_router_class():
+    """The Router subclass, made on first use: defining it needs `import litellm`."""
     import litellm
 
     class PolicyRouter(litellm.Router):
@@ -445,20 +448,6 @@ def _policy_router_class():
             return super().should_retry_this_error(error, *args, **kwargs)
 
     return PolicyRouter
-
-
-class _LazyRouter:
-    """Defers `import litellm` (and the Router subclass) until a Router is built."""
-
-    _cls = None
-
-    def __call__(self, **kwargs):
-        if _LazyRouter._cls is None:
-            _LazyRouter._cls = _policy_router_class()
-        return _LazyRouter._cls(**kwargs)
-
-
-_PolicyRouter = _LazyRouter()
 
 
 # OpenAI's error `type` for each status <https://platform.openai.com/docs/guides/error-codes>.
