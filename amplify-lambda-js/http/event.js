@@ -51,6 +51,10 @@ export function readEvent(event) {
     throw new HttpError(400, "unsupported event: expected a Function URL or API Gateway (v1 or v2) event with an HTTP method");
   }
   const headers = {};
+  // REST APIs may send only multiValueHeaders; a header given both ways keeps the single value.
+  for (const [name, values] of Object.entries(isObject(event.multiValueHeaders) ? event.multiValueHeaders : {})) {
+    if (Array.isArray(values) && values.every((value) => typeof value === "string")) headers[name.toLowerCase()] = values.join(",");
+  }
   for (const [name, value] of Object.entries(isObject(event.headers) ? event.headers : {})) {
     if (typeof value === "string") headers[name.toLowerCase()] = value;
   }

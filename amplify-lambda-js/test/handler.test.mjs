@@ -475,6 +475,13 @@ describe("auth", () => {
     assert.equal(right.statusCode, 200);
   });
 
+  test("a REST API event with only multiValueHeaders carries the key too", async () => {
+    const { handler } = build({ env: { API_KEY_SHA256S: hash } });
+    const event = { ...v1Event(body()), headers: null, multiValueHeaders: { Authorization: [`Bearer ${KEY}`] } };
+    const reply = await invokeApiGateway(handler, event);
+    assert.equal(reply.statusCode, 200);
+  });
+
   test("on Lambda without keys, only requests that passed IAM (or an authorizer) are served", async () => {
     const env = { AWS_EXECUTION_ENV: "AWS_Lambda_nodejs22.x", LAMBDA_TASK_ROOT: "/var/task" };
     const { handler, client } = build({ env });
