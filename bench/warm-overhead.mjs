@@ -27,6 +27,7 @@ const writeStdout = process.stdout.write.bind(process.stdout);
 process.stdout.write = process.stderr.write.bind(process.stderr);
 
 const { handler } = await import(`${SERVICE}/index.js`);
+const { client } = await import(`${SERVICE}/litellm/startup.js`);
 const { invokeBuffered } = await import(`${SERVICE}/http/streaming.js`);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -68,6 +69,8 @@ const load = machineLoad();
 const differences = [];
 const directTimes = [];
 const handlerTimes = [];
+// The bridge's own share: a health round trip (Node -> bridge -> Node, no LiteLLM).
+const bridgeTimes = [];
 try {
   for (let round = 0; round < warmup + runs; round += 1) {
     let directMs;
@@ -79,7 +82,9 @@ try {
       handlerMs = await timed(viaHandler);
       directMs = await timed(direct);
     }
+    const bridgeMs = await timed(() => client.health());
     if (round >= warmup) {
+      bridgeTimes.push(bridgeMs);
       differences.push(handlerMs - directMs);
       directTimes.push(directMs);
       handlerTimes.push(handlerMs);
@@ -99,6 +104,7 @@ console.log("| path | p50 ms | p99 ms |");
 console.log("|---|---:|---:|");
 console.log(`| direct HTTP (node:http, keep-alive) | ${fmt(median(directTimes))} | ${fmt(percentile(directTimes, 99))} |`);
 console.log(`| handler → bridge → LiteLLM | ${fmt(median(handlerTimes))} | ${fmt(percentile(handlerTimes, 99))} |`);
+console.log(`| bridge round trip alone (health, no LiteLLM) | ${fmt(median(bridgeTimes))} | ${fmt(percentile(bridgeTimes, 99))} |`);
 console.log(`| **paired difference (overhead)** | **${fmt(median(differences))}** | **${fmt(percentile(differences, 99))}** |`);
 console.log(`\nGoal on a calm machine: overhead p50 ≤ 3 ms, p99 ≤ 10 ms.`);
 process.exit(0);
