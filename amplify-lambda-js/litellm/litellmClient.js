@@ -42,7 +42,7 @@ const REPLY_ENVELOPE_BYTES = 1024;
 const DEFAULTS = {
   timeoutMs: 60_000,
   killGraceMs: 2_000,
-  startTimeoutMs: 60_000,
+  startTimeoutMs: 120_000,
   pingIntervalMs: 10_000,
   pingTimeoutMs: 5_000,
   maxMissedDeadlines: 2,
@@ -472,11 +472,12 @@ export class LiteLLMClient {
     this.#cancel(id);
     entry.onError(new LiteLLMTimeoutError(`the request did not complete within ${deadline} ms`));
     const child = entry.child;
-    if (child.state === "exited" || child.retired) return;
+    // A child still importing LiteLLM is not stuck: `startTimeoutMs` bounds its start.
+    if (child.state !== "ready" || child.retired) return;
     child.missedDeadlines += 1;
     if (child.missedDeadlines >= this.maxMissedDeadlines) {
       this.#replace(child, `missed ${child.missedDeadlines} request deadlines in a row`);
-    } else if (child.state === "ready") {
+    } else {
       this.#ping(child);
     }
   }
