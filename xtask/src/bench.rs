@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use crate::arch::Arch;
 use crate::flags::{BenchArgs, GlobalArgs};
 use crate::layer::bytecode::BuildPython;
-use crate::lock::pylock::Pylock;
+use crate::packaging::pylock::Pylock;
 use crate::progress::Progress;
 use crate::spec::LayerSpec;
 

@@ -36,7 +36,7 @@ use crate::arch::Arch;
 use crate::cache::Sha256Hex;
 use crate::http::redact_url;
 use crate::layer::dist::InstalledDist;
-use crate::lock::pylock::{LockedPackage, Pylock};
+use crate::packaging::pylock::{LockedPackage, Pylock};
 
 /// Prefix of this tool's CycloneDX property names
 /// (<https://cyclonedx.org/docs/1.5/json/#properties> recommends a namespace).
@@ -495,7 +495,7 @@ struct CoreMetadata {
 
 impl CoreMetadata {
     fn parse(text: &str) -> CoreMetadata {
-        CoreMetadata { fields: crate::lock::metadata::header_fields(text) }
+        CoreMetadata { fields: crate::packaging::core_metadata::header_fields(text) }
     }
 
     fn all<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s str> + use<'s, 'n> {

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::support::TestServer;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use xtask::arch::Arch;
@@ -12,10 +13,9 @@ use xtask::http::Http;
 use xtask::layer::dist::InstalledDist;
 use xtask::layer::install::install_lock;
 use xtask::layer::prune::{PruneOutcome, prune};
-use xtask::lock::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
+use xtask::packaging::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
 use xtask::progress::Progress;
 use xtask::spec::LayerSpec;
-use xtask::testing::TestServer;
 
 const SPEC: &str = r#"
 [python]

@@ -1,4 +1,5 @@
-//! Test support shared by unit and end-to-end tests: a small HTTP server on 127.0.0.1.
+//! A small HTTP server on 127.0.0.1: `verify` runs its OpenAI-compatible server on it, and tests
+//! use it as a stand-in package index, download host and AWS endpoint.
 //!
 //! It binds an ephemeral port on loopback only, answers with a handler the test supplies (with
 //! HTTP range support for files), records every request, and stops when dropped or after ten
@@ -12,11 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-
-pub mod arm64_sysroot;
-pub mod moto;
-pub mod openai_server;
-pub mod pbs_fixture;
 
 /// One request as the handler sees it.
 #[derive(Debug, Clone)]

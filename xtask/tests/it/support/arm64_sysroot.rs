@@ -11,8 +11,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::progress::Progress;
-use crate::verify::sysroot::{self, QEMU_AARCH64};
+use xtask::progress::Progress;
+use xtask::verify::sysroot::{self, QEMU_AARCH64};
 
 /// The Debian packages of the fixture sysroot: the interpreter with its standard library, and the
 /// C++ runtime arm64 wheels (tokenizers, ...) link against.
@@ -34,7 +34,7 @@ pub struct Arm64Fixture {
 
 /// `target/test-fixtures` of this repository.
 pub fn fixtures_dir() -> PathBuf {
-    crate::project_root().join("target").join("test-fixtures")
+    xtask::project_root().join("target").join("test-fixtures")
 }
 
 /// `qemu-aarch64-static` from `PATH`, if installed.

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use crate::support::moto::{self, MotoServer};
+use crate::support::{Reply, TestServer};
 use serde_json::Value;
 use xtask::arch::Arch;
-use xtask::deploy::{Freshness, StaleReason, layer_freshness, layer_inputs_digest, write_stamp};
+use xtask::layer::freshness::{Freshness, StaleReason, layer_freshness, layer_inputs_digest, write_stamp};
 use xtask::progress::Progress;
-use xtask::testing::moto::{self, MotoServer};
-use xtask::testing::{Reply, TestServer};
 
 const SPEC: &str = "litellm-layer/layer.toml";
 

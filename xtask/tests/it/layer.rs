@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::support::pbs_fixture::{PbsFixture, pbs_install_only};
 use xtask::arch::Arch;
 use xtask::archive::Compression;
 use xtask::cache::sha256_file;
-use xtask::lock::pylock::Pylock;
+use xtask::packaging::pylock::Pylock;
 use xtask::progress::Progress;
-use xtask::testing::pbs_fixture::{PbsFixture, pbs_install_only};
 use xtask::verify::{self, Runner, VerifyOptions};
 
 fn repo_root() -> PathBuf {
@@ -207,12 +207,12 @@ fn arm64_layer_from_the_real_lock_passes_verify_under_qemu() {
         eprintln!("skipped: cross-arch test for x86_64 hosts");
         return;
     }
-    let Some(qemu) = xtask::testing::arm64_sysroot::qemu() else {
+    let Some(qemu) = crate::support::arm64_sysroot::qemu() else {
         panic!("qemu-aarch64-static is not installed: apt-get install qemu-user-static (.ci/run does)");
     };
-    let arm64 = xtask::testing::arm64_sysroot::arm64_fixture().expect("building the arm64 fixture");
+    let arm64 = crate::support::arm64_sysroot::arm64_fixture().expect("building the arm64 fixture");
     // Name the archive as python-build-standalone does, so the layer knows its CPython version.
-    let (ok, version) = xtask::testing::arm64_sysroot::run_under_qemu(
+    let (ok, version) = crate::support::arm64_sysroot::run_under_qemu(
         &qemu,
         &arm64.sysroot,
         "import platform; print(platform.python_version())",

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::arm64_sysroot::{self, fixtures_dir};
 use xtask::arch::Arch;
 use xtask::progress::Progress;
-use xtask::testing::arm64_sysroot::{self, fixtures_dir};
 use xtask::verify::{self, Isolation, Runner, VerifyOptions, VerifyReport};
 
 const LITELLM: &str = "litellm==1.78.7";

@@ -31,7 +31,7 @@ pub fn fixtures_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::project_root().join("target"));
+        .unwrap_or_else(|| xtask::project_root().join("target"));
     target.join("test-fixtures")
 }
 

@@ -1,5 +1,5 @@
-//! The runtime step of `layer`: fetch the pinned python-build-standalone interpreter, extract it,
-//! prune the standard library.
+//! The interpreter step of `layer` (the runtime): fetch the pinned python-build-standalone
+//! interpreter, extract it, prune the standard library.
 //!
 //! The archive comes from the pinned manifest (through a mirror when `[python] mirror` or
 //! `XTASK_PBS_MIRROR` is set) or from `--python-dist PATH|URL` with `--python-sha256 HEX`; either

@@ -1,14 +1,15 @@
 //! End-to-end tests of the runtime step of `cargo xtask layer`: the real binary, a PBS-shaped
-//! archive built from the host CPython (`xtask::testing::pbs_fixture`), served from 127.0.0.1
+//! archive built from the host CPython (`crate::support::pbs_fixture`), served from 127.0.0.1
 //! when a download is involved. Every failure's message is checked, and so is what it left on disk.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::pbs_fixture::{self, PbsFixture, serve_bytes};
+use crate::support::tar_bytes::{RawEntry, gzip, raw_tar, tiny_python_entries};
 use xtask::archive::Compression;
 use xtask::cache::sha256_bytes;
 use xtask::manifest::{Manifest, Variant};
-use xtask::testing::pbs_fixture::{self, PbsFixture, RawEntry, gzip, raw_tar, serve_bytes, tiny_python_entries};
 
 fn fixture() -> PbsFixture {
     pbs_fixture::pbs_install_only(Compression::Gzip).expect("building the PBS-shaped fixture from the host python3")
@@ -385,7 +386,7 @@ fn a_directory_not_made_by_layer_is_never_replaced() {
 fn assert_mirror_used(
     spec_mirror: Option<&str>,
     env_mirror: Option<&str>,
-    server: &xtask::testing::TestServer,
+    server: &crate::support::TestServer,
     served_path: &str,
 ) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,9 @@
 //! End-to-end tests of `cargo xtask lock` against a fixture index on 127.0.0.1, plus one against
 //! the real index (`real_index` in its name, so it can be filtered out).
 
-mod lock_fixture;
-
 use std::sync::{Arc, Mutex};
 
-use lock_fixture::{Index, Mode, Project, Wheel, packages, serve, version_of};
+use crate::support::lock_fixture::{self, Index, Mode, Project, Wheel, packages, serve, version_of};
 
 /// An index exercising tags, markers, extras, yanked files and requires-python.
 fn rich_index() -> Index {
@@ -39,7 +37,7 @@ fn rich_index() -> Index {
 }
 
 fn wheel_names(lock: &str, name: &str) -> Vec<String> {
-    let parsed = xtask::lock::pylock::Pylock::parse(lock, std::path::Path::new("pylock.toml")).unwrap();
+    let parsed = xtask::packaging::pylock::Pylock::parse(lock, std::path::Path::new("pylock.toml")).unwrap();
     parsed.packages.iter().filter(|p| p.name == name).flat_map(|p| p.wheels.iter().map(|w| w.name.clone())).collect()
 }
 
@@ -181,7 +179,7 @@ fn index_errors_name_the_package_and_url() {
     assert!(run.stderr.contains("this index does not speak PEP 691"), "{}", run.stderr);
 }
 
-fn index_missing(server: &xtask::testing::TestServer) {
+fn index_missing(server: &crate::support::TestServer) {
     let run = Project::new(&["app"], &[]).lock(&server.url("/simple"), &[]);
     assert!(!run.success);
     assert!(run.stderr.contains("package \"missing-pkg\" was not found on the index"), "{}", run.stderr);

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use crate::arch::Arch;
-use crate::lock::wheel_name::WheelFilename;
+use crate::packaging::wheel_name::WheelFilename;
 
 /// The newest glibc the target has (Amazon Linux 2023).
 pub const TARGET_GLIBC_MINOR: u32 = 34;

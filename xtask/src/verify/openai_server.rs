@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::testing::{Reply, Request, TestServer};
+use crate::verify::loopback::{Reply, Request, TestServer};
 
 /// One chat request as the server understood it.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
 //! Runs the lock benchmark (ignored by default: it installs uv and takes minutes).
-//! `XTASK_BENCH_BIN=target/release/xtask cargo test -p xtask --test lock_bench -- --ignored --nocapture`
+//! `XTASK_BENCH_BIN=target/release/xtask cargo test -p xtask --test it lock_bench -- --ignored --nocapture`
 
 #[test]
 #[ignore = "benchmark: installs uv from PyPI and runs for minutes"]

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use crate::support::{Reply, Request, TestServer};
 use sha2::{Digest, Sha256};
-use xtask::testing::{Reply, Request, TestServer};
 
 /// One file on the fixture index.
 #[derive(Debug, Clone)]
@@ -165,7 +165,7 @@ impl Index {
 }
 
 pub fn normalize(name: &str) -> String {
-    xtask::lock::wheel_name::normalize_name(name)
+    xtask::packaging::wheel_name::normalize_name(name)
 }
 
 /// Serve `index` on 127.0.0.1. The index lives behind a mutex so tests can change it between runs.
@@ -267,7 +267,7 @@ pub fn run_xtask(spec: &Path, cache: &Path, index_url: &str, args: &[&str]) -> R
 
 /// `(name, version, marker)` of each package in a lock text.
 pub fn packages(lock: &str) -> Vec<(String, String, Option<String>)> {
-    let parsed = xtask::lock::pylock::Pylock::parse(lock, Path::new("pylock.toml")).unwrap();
+    let parsed = xtask::packaging::pylock::Pylock::parse(lock, Path::new("pylock.toml")).unwrap();
     parsed.packages.into_iter().map(|p| (p.name, p.version, p.marker)).collect()
 }
 
