@@ -25,7 +25,8 @@ runs at full speed: the model config is read first (a bad file fails in millisec
 LiteLLM is imported with the cyclic garbage collector disabled (the import allocates hundreds of
 thousands of objects and would trigger many useless collections), the endpoint builds its Router
 and clients (`Endpoint.warm`), and `gc.freeze()` moves everything allocated so far out of the
-collector's sight before it is enabled again. See docs/architecture.md ("The Node side").
+collector's sight before it is enabled again (gc.freeze: <https://docs.python.org/3/library/gc.html#gc.freeze>;
+Lambda's init phase: <https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html>).
 
 LiteLLM and other libraries print to stdout (print_verbose, warnings, native code writing to fd 1).
 So before anything else is imported, the protocol gets its own copy of file descriptor 1 and fd 1
