@@ -439,13 +439,20 @@ def _policy_router_class():
         A provider's 4xx/5xx reply is never retried here: the caller's SDK decides whether to retry
         it (the OpenAI SDKs retry 408, 409, 429 and 5xx), so retrying here would multiply provider
         calls. A refused or reset connection (e.g. an idle connection closed while the Lambda was
-        frozen) is retried up to `num_retries` times with Router's own backoff.
+        frozen) is retried up to `num_retries` times, at once: the retry opens a new connection,
+        and Router's own backoff (0.5 s to 1.25 s before the first retry) would only delay the
+        first request after a thaw.
         """
 
         def should_retry_this_error(self, error, *args, **kwargs):
             if failure_kind(error) != "connection":
                 raise error
             return super().should_retry_this_error(error, *args, **kwargs)
+
+        def _time_to_sleep_before_retry(self, e, *args, **kwargs):
+            if failure_kind(e) == "connection":
+                return 0
+            return super()._time_to_sleep_before_retry(e, *args, **kwargs)
 
     return PolicyRouter
 
