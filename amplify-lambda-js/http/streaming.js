@@ -199,6 +199,9 @@ export async function invokeFunctionUrl(handler, event, context, res) {
       }),
   };
   const stream = new ResponseStream(sink);
+  // A caller that goes away destroys the stream; the handler learns it from its next write. The
+  // listener keeps that error from being an unhandled 'error' event, which would end the process.
+  stream.on("error", () => {});
   res.once("close", () => {
     if (!res.writableFinished) stream.destroy(new Error("the client closed the connection"));
   });

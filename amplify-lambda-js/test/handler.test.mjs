@@ -599,6 +599,31 @@ describe("the Function URL stand-in over HTTP (server.js)", () => {
     }
   });
 
+  test("a caller that goes away does not bring the server down", { timeout: 10_000 }, async () => {
+    let finished;
+    const done = new Promise((resolve) => {
+      finished = resolve;
+    });
+    const handler = localAwsLambda.streamifyResponse(async (_event, stream) => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      stream.write("too late", (error) => finished(error?.code ?? "written"));
+      stream.end();
+    });
+    const server = await startServer({ handler, port: 0, log: { error() {} } });
+    try {
+      const req = http.request({ host: "127.0.0.1", port: server.address().port, method: "POST", path: "/v1/chat/completions" });
+      req.on("error", () => {});
+      req.end("{}");
+      setTimeout(() => req.destroy(), 50);
+      assert.equal(await done, "ERR_STREAM_DESTROYED");
+      const reply = await fetch(`http://127.0.0.1:${server.address().port}/nowhere`);
+      assert.equal(reply.status, 200);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
+  });
+
   test("HttpResponseStream writes the prelude exactly: JSON, 8 NUL bytes, then the body", async () => {
     const handler = localAwsLambda.streamifyResponse(async (_event, stream) => {
       const out = localAwsLambda.HttpResponseStream.from(stream, { statusCode: 201, headers: { "x-a": "b" }, cookies: ["c=d"] });
