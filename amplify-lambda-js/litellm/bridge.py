@@ -145,13 +145,17 @@ def die_with_parent():
     parent = os.environ.get("BRIDGE_PARENT_PID")
     if not parent or not sys.platform.startswith("linux"):
         return
-    import ctypes
     import signal
 
     pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
-        log("warning", f"prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}); the bridge relies on stdin closing")
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (ImportError, OSError, AttributeError) as exc:
+        log("warning", f"cannot ask to die with the Node process ({exc}); the bridge exits when its stdin closes")
     if str(os.getppid()) != parent:
         os._exit(0)
 
