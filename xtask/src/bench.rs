@@ -139,7 +139,7 @@ fn rebuild(global: &GlobalArgs, args: &BenchArgs, arch: Arch, work: &std::path::
             samples.push(started.elapsed());
         }
     }
-    let median = import_time::median(&samples);
+    let median = crate::stats::median_duration(&samples);
     let zip = out_dir.join(arch.layer_zip_name());
     let report: serde_json::Value = serde_json::from_str(&fs_err::read_to_string(out_dir.join("size-report.json"))?)
         .context("reading the rebuilt layer's size report")?;

@@ -81,13 +81,11 @@ pub enum Fetched {
 }
 
 impl Cache {
-    /// The cache directory: `--cache-dir`, else `$XTASK_CACHE_DIR`, else
+    /// The cache directory: `--cache-dir` (or `$XTASK_CACHE_DIR`, through the CLI), else
     /// `$XDG_CACHE_HOME/litellm-layer`, else `~/.cache/litellm-layer`.
     pub fn locate(explicit: Option<&Path>) -> Result<Cache> {
         let root = if let Some(dir) = explicit {
             dir.to_path_buf()
-        } else if let Some(dir) = std::env::var_os("XTASK_CACHE_DIR").filter(|d| !d.is_empty()) {
-            PathBuf::from(dir)
         } else if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
             PathBuf::from(dir).join("litellm-layer")
         } else if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {

@@ -1,7 +1,7 @@
 //! The install step: exactly the lock, for one arch, into site-packages. Never resolves.
 //!
-//! For each locked package whose marker holds on the target (DESIGN.md §1: Linux, CPython 3.11,
-//! `aarch64` or `x86_64`), pick the best wheel for the arch, fetch it through the shared
+//! For each locked package whose marker holds on the target (docs/architecture.md §1: Linux,
+//! CPython 3.X, `aarch64` or `x86_64`), pick the best wheel for the arch, fetch it through the shared
 //! content-addressed cache (sha256 checked against the lock while streaming and again on read),
 //! plan every wheel (names, `WHEEL`, `RECORD`), refuse conflicts and startup hooks, then unpack
 //! all of them in parallel into a staging directory that replaces site-packages only when every
@@ -58,12 +58,7 @@ impl Target {
     /// The target of a build: the spec's Python minor version, the full version the lock was made
     /// for (or `<minor>.0` when the lock does not say).
     pub fn new(arch: Arch, spec: &LayerSpec, lock: &Pylock) -> Result<Target> {
-        let python_minor = spec
-            .python
-            .version
-            .strip_prefix("3.")
-            .and_then(|minor| minor.parse::<u32>().ok())
-            .ok_or_else(|| anyhow!("python.version = {:?} is not 3.<minor>", spec.python.version))?;
+        let python_minor = spec.python.version.minor();
         let python_full_version = lock
             .inputs()
             .map(|inputs| inputs.python_full_version.clone())
@@ -71,7 +66,7 @@ impl Target {
         Ok(Target { arch, python_minor, python_full_version })
     }
 
-    /// The PEP 508 marker environment of Lambda's Python (DESIGN.md §1).
+    /// The PEP 508 marker environment of Lambda's Python (docs/architecture.md §1).
     /// <https://packaging.python.org/en/latest/specifications/dependency-specifiers/#environment-markers>
     pub fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
         let python_version = format!("3.{}", self.python_minor);
@@ -276,7 +271,7 @@ pub fn install_lock(
     Ok(dists)
 }
 
-/// The supply-chain guard (DESIGN.md §10): a `*.pth` file at the top of site-packages, or a
+/// The supply-chain guard (docs/architecture.md §10): a `*.pth` file at the top of site-packages, or a
 /// `sitecustomize`/`usercustomize` module, runs code at every interpreter start. They are
 /// refused unless the distribution is named in `packages.allow-startup-hooks`.
 fn check_startup_hooks(plans: &[(&SelectedWheel, &WheelPlan)], allowed: &[String], progress: &Progress) -> Result<()> {

@@ -18,9 +18,9 @@ use crate::layer::pack::{PackOutcome, Placement};
 use crate::progress::human_bytes;
 
 /// Lambda's limit on a function plus its layers, unzipped.
-pub const LAMBDA_UNZIPPED_LIMIT_MB: f64 = 250.0;
+pub const LAMBDA_UNZIPPED_LIMIT_MB: f64 = crate::lambda::UNZIPPED_LIMIT_MB;
 /// Lambda's limit on a zip uploaded directly.
-pub const LAMBDA_ZIPPED_LIMIT_MB: f64 = 50.0;
+pub const LAMBDA_ZIPPED_LIMIT_MB: f64 = crate::lambda::DIRECT_UPLOAD_LIMIT_MB;
 
 /// What one prune rule (or the stdlib prune of the runtime step) removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +89,7 @@ impl SizeReport {
         dists: &[InstalledDist],
         prune_rules: Vec<RuleSavings>,
     ) -> Result<SizeReport> {
-        let lib = format!("python/lib/python{}", outcome.python_minor);
+        let lib = format!("python/{}", outcome.python_minor.stdlib_dir());
         let site_packages_prefix = format!("{lib}/site-packages/");
         let site_packages_zip_name = format!("{lib}/site-packages.zip");
         let mut owner: BTreeMap<&str, usize> = BTreeMap::new();

@@ -226,13 +226,9 @@ pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
     Ok(WheelPlan { wheel, dist_info, files, dropped, warnings, record })
 }
 
-/// Copy the planned files out of the wheel into `root` (a staging site-packages), hashing each
-/// one against RECORD. Files are created new: an existing file is an error, never overwritten.
-pub fn extract(wheel_path: &Path, plan: &WheelPlan, root: &Path) -> Result<()> {
-    extract_files(wheel_path, plan, &plan.files, root)
-}
-
-/// [`extract`] for a slice of `plan.files`, so one large wheel can be unpacked by several threads.
+/// Copy `files` (planned files of the wheel) out of the wheel into `root` (a staging
+/// site-packages), hashing each one against RECORD. Files are created new: an existing file is an
+/// error, never overwritten. A slice, so one large wheel can be unpacked by several threads.
 pub fn extract_files(wheel_path: &Path, plan: &WheelPlan, files: &[PlannedFile], root: &Path) -> Result<()> {
     let wheel = &plan.wheel;
     let file = fs_err::File::open(wheel_path)?;

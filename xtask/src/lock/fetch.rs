@@ -93,10 +93,6 @@ impl Sources {
         &self.inner.selector
     }
 
-    pub fn index(&self) -> &IndexClient {
-        &self.inner.index
-    }
-
     /// Ask for a page without waiting for it.
     pub fn prefetch_page(&self, name: &str) {
         let mut state = self.inner.state.lock().expect("fetch state");

@@ -127,16 +127,6 @@ impl IndexClient {
         Ok(IndexClient { http, base, cache_dir })
     }
 
-    /// The HTTP client (shared with metadata reads).
-    pub fn http(&self) -> &Http {
-        &self.http
-    }
-
-    /// The index URL with credentials removed entirely, as recorded in the lock.
-    pub fn public_url(&self) -> String {
-        strip_credentials(self.base.as_str()).trim_end_matches('/').to_string()
-    }
-
     /// The page URL of a project (`<index>/<normalized name>/`).
     pub fn project_url(&self, name: &str) -> Result<url::Url> {
         self.base.join(&format!("{name}/")).with_context(|| format!("building the index URL of {name}"))

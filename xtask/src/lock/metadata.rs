@@ -19,6 +19,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
 use crate::cache::{Cache, Sha256Hex, sha256_bytes};
+use crate::files::write_atomically;
 use crate::http::{Http, HttpError, read_body_checked, redact_url};
 use crate::lock::index::ProjectFile;
 use crate::packaging::core_metadata::{CoreMetadata, parse_metadata};
@@ -114,16 +115,6 @@ impl MetadataReader {
             }
         }
     }
-}
-
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().context("path has a parent")?;
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    temp.write_all(bytes)?;
-    temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 fn read_limited(url: &str, response: reqwest::blocking::Response, limit: u64) -> Result<Vec<u8>> {

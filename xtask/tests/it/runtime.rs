@@ -418,7 +418,9 @@ fn assert_mirror_used(
     );
     let err = stderr(&output);
     let pinned = Manifest::pinned();
-    let artifact = pinned.find("3.11", "20260127", xtask::arch::Arch::X86_64, Variant::InstallOnlyStripped).unwrap();
+    let artifact = pinned
+        .find("3.11".parse().unwrap(), "20260127", xtask::arch::Arch::X86_64, Variant::InstallOnlyStripped)
+        .unwrap();
     assert!(!output.status.success());
     assert!(err.contains(&format!("sha256 mismatch for {}", server.url(served_path))), "{err}");
     assert!(err.contains(&format!("expected {}", artifact.sha256)), "{err}");
@@ -431,7 +433,9 @@ fn assert_mirror_used(
 fn the_mirror_setting_and_environment_are_used_for_the_pinned_archive() {
     let fixture = fixture();
     let pinned = Manifest::pinned();
-    let artifact = pinned.find("3.11", "20260127", xtask::arch::Arch::X86_64, Variant::InstallOnlyStripped).unwrap();
+    let artifact = pinned
+        .find("3.11".parse().unwrap(), "20260127", xtask::arch::Arch::X86_64, Variant::InstallOnlyStripped)
+        .unwrap();
     let file_segment = artifact.url.rsplit('/').next().unwrap().to_string();
     let served_path = format!("/pbs/20260127/{file_segment}");
     let server = serve_bytes(&served_path, std::fs::read(&fixture.path).unwrap(), None);

@@ -15,6 +15,7 @@ use super::{RuntimeOutput, python_root_of};
 use crate::arch::Arch;
 use crate::cache::Sha256Hex;
 use crate::progress::Progress;
+use crate::python_version::PythonVersion;
 
 pub const STAMP_FILE: &str = "runtime-stamp.json";
 
@@ -99,7 +100,7 @@ pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> 
         format: STAMP_FORMAT,
         sha256: output.sha256.clone(),
         prune_rules: prune_rules.to_vec(),
-        minor: output.minor.clone(),
+        minor: output.minor.dotted(),
         arch: output.arch.clone(),
         output: output.clone(),
         files: list_tree(&output.python_root)?,
@@ -108,12 +109,7 @@ pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> 
     let mut stamp = stamp;
     stamp.output.relocate(out_dir, Path::new(""));
     let json = serde_json::to_vec(&stamp).context("serialising the runtime stamp")?;
-    let mut temp = tempfile::NamedTempFile::new_in(out_dir)?;
-    std::io::Write::write_all(&mut temp, &json)?;
-    fs_err::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    let path = out_dir.join(STAMP_FILE);
-    temp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_atomically(&out_dir.join(STAMP_FILE), &json)
 }
 
 /// When `previous` holds a runtime from the same archive, prune rules, minor version and arch,
@@ -124,7 +120,7 @@ pub fn reuse(
     out_dir: &Path,
     sha256: &Sha256Hex,
     prune_rules: &[String],
-    minor: &str,
+    minor: PythonVersion,
     arch: Arch,
     progress: &Progress,
 ) -> Result<Option<RuntimeOutput>> {
@@ -143,7 +139,7 @@ pub fn reuse(
         (stamp.format != STAMP_FORMAT, "an older xtask made it"),
         (stamp.sha256 != sha256.as_str(), "the archive hash changed"),
         (stamp.prune_rules != prune_rules, "the stdlib prune rules changed"),
-        (stamp.minor != minor, "the python version changed"),
+        (stamp.minor != minor.dotted(), "the python version changed"),
         (stamp.arch != arch.lambda_name(), "the architecture changed"),
     ]
     .into_iter()
@@ -169,7 +165,7 @@ pub fn reuse(
 
     let mut output = stamp.output.clone();
     output.python_root = python_root_of(previous);
-    output.interpreter = output.python_root.join("bin").join(format!("python{minor}"));
+    output.interpreter = output.python_root.join("bin").join(minor.interpreter_name());
     output.relocate(previous, out_dir);
     output.reused = true;
     if previous != out_dir {
