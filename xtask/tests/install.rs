@@ -893,10 +893,13 @@ impl Scratch {
 
 const DEMO_WHEEL: &str = "demo-1.0-py3-none-any.whl";
 
+/// A rewrite of a built wheel's bytes.
+type Mutation = dyn Fn(Vec<u8>) -> Vec<u8>;
+
 #[test]
 fn ambiguous_zip_layouts_are_refused() {
     let fixture = WheelFixture::new("demo", "1.0");
-    let cases: [(&str, Box<dyn Fn(Vec<u8>) -> Vec<u8>>); 3] = [
+    let cases: [(&str, Box<Mutation>); 3] = [
         (
             "data before the first entry",
             Box::new(|bytes| {

@@ -130,7 +130,7 @@ fn check_layout<R: Read + Seek>(file: &mut R, len: u64, shown: &str) -> Result<u
             directory_end = zip64_at;
         }
     }
-    let declared_end = cd_offset.checked_add(cd_size).unwrap_or(u64::MAX);
+    let declared_end = cd_offset.saturating_add(cd_size);
     if declared_end < directory_end {
         let shift = directory_end - declared_end;
         if read_at(file, shift, 4).ok().and_then(|b| u32_at(&b, 0)) == Some(LOCAL_HEADER) {
