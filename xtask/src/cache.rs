@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn a_truncated_download_is_retried_from_the_start_a_bounded_number_of_times() {
-        use crate::testing::{Reply, TestServer};
+        use crate::verify::loopback::{Reply, TestServer};
         let body = vec![7u8; 100_000];
         let sha = sha256_bytes(&body);
         // The first answer is cut short, the second is whole.

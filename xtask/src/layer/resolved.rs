@@ -14,7 +14,9 @@
 //! - Every dependency the lock lists must be required by `Requires-Dist` (under some marker: the
 //!   lock's edges are the union over the target arches).
 //!
-//! A lock dependency naming a package that is not in the lock at all is an error of its own.
+//! A lock dependency naming a package that is not in the lock at all is an error of its own, and
+//! the lock's `requires-python` and `environments` must hold for the interpreter and the
+//! architecture being built (PEP 751: they say where a lock may be installed).
 //!
 //! Core metadata: <https://packaging.python.org/en/latest/specifications/core-metadata/>;
 //! dependency specifiers: <https://packaging.python.org/en/latest/specifications/dependency-specifiers/>.
@@ -26,9 +28,11 @@ use anyhow::{Result, anyhow, bail};
 use pep440_rs::Version;
 use pep508_rs::{ExtraName, MarkerEnvironment, Requirement};
 
-use crate::lock::metadata::parse_metadata;
-use crate::lock::pylock::Pylock;
-use crate::lock::wheel_name::normalize_name;
+use crate::arch::Arch;
+use crate::layer::install::Target;
+use crate::packaging::core_metadata::parse_metadata;
+use crate::packaging::pylock::Pylock;
+use crate::packaging::wheel_name::normalize_name;
 
 /// One wheel about to be installed: the locked package and the wheel's own METADATA text.
 pub(crate) struct InstallCandidate<'a> {
@@ -37,6 +41,44 @@ pub(crate) struct InstallCandidate<'a> {
     pub wheel: &'a str,
     pub dependencies: Vec<&'a str>,
     pub metadata: &'a str,
+}
+
+/// Refuse to install `lock` with an interpreter its `requires-python` excludes, or for an
+/// architecture none of its `environments` covers.
+pub(crate) fn check_against_build(lock: &Pylock, python_full_version: &str, arch: Arch) -> Result<()> {
+    let version = pep440_rs::Version::from_str(python_full_version)
+        .map_err(|e| anyhow!("interpreter version {python_full_version:?}: {e}"))?;
+    if let Some(requires_python) = &lock.requires_python {
+        let specifiers = pep440_rs::VersionSpecifiers::from_str(requires_python)
+            .map_err(|e| anyhow!("lock: requires-python = {requires_python:?} is not a version specifier: {e}"))?;
+        if !specifiers.contains(&version) {
+            bail!(
+                "lock: requires-python = {requires_python:?}, but the layer's interpreter is CPython \
+                 {python_full_version}; re-run `cargo xtask lock` for this interpreter (python.version in layer.toml)"
+            );
+        }
+    }
+    if lock.environments.is_empty() {
+        return Ok(());
+    }
+    let python_minor = version.release().get(1).copied().unwrap_or(0) as u32;
+    let target = Target { arch, python_minor, python_full_version: python_full_version.to_string() };
+    let environment = target.marker_environment()?;
+    let mut holds = false;
+    for text in &lock.environments {
+        let marker = pep508_rs::MarkerTree::from_str(text)
+            .map_err(|e| anyhow!("lock: environments entry {text:?} is not a marker: {e}"))?;
+        holds |= marker.evaluate(&environment, &[]);
+    }
+    if !holds {
+        bail!(
+            "lock: none of its environments holds for {arch} (platform_machine {:?}, CPython {python_full_version}): \
+             {}; re-run `cargo xtask lock` with this architecture",
+            arch.manylinux_name(),
+            lock.environments.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// Refuse a lock whose dependencies name packages it does not hold.
@@ -182,4 +224,39 @@ pub(crate) fn check_metadata_matches_lock(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pylock> {
+        Pylock::parse(text, Path::new("pylock.toml"))
+    }
+
+    fn lock_text(version: &str, extra: &str) -> String {
+        format!(
+            "lock-version = \"{version}\"\nenvironments = [\"sys_platform == 'linux' and platform_machine == 'x86_64' and \
+             implementation_name == 'cpython'\"]\nrequires-python = \"==3.11.*\"\ncreated-by = \"test\"\n{extra}"
+        )
+    }
+
+    #[test]
+    fn requires_python_and_environments_are_checked_against_the_build() {
+        let lock = parse(&lock_text("1.0", "")).unwrap();
+        check_against_build(&lock, "3.11.14", Arch::X86_64).unwrap();
+        assert_eq!(
+            format!("{:#}", check_against_build(&lock, "3.12.1", Arch::X86_64).unwrap_err()),
+            "lock: requires-python = \"==3.11.*\", but the layer's interpreter is CPython 3.12.1; re-run `cargo xtask \
+             lock` for this interpreter (python.version in layer.toml)"
+        );
+        assert_eq!(
+            format!("{:#}", check_against_build(&lock, "3.11.14", Arch::Arm64).unwrap_err()),
+            "lock: none of its environments holds for arm64 (platform_machine \"aarch64\", CPython 3.11.14): \
+             sys_platform == 'linux' and platform_machine == 'x86_64' and implementation_name == 'cpython'; re-run \
+             `cargo xtask lock` with this architecture"
+        );
+    }
 }

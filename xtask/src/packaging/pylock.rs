@@ -1,0 +1,163 @@
+//! The PEP 751 lock file, `pylock.toml`: the data model shared by `lock` (writes it) and `layer`
+//! (installs exactly it).
+//!
+//! Spec: <https://packaging.python.org/en/latest/specifications/pylock-toml/>
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The lock file. Field order follows the spec; unknown keys are kept out by `deny_unknown_fields`
+/// only where the spec is closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Pylock {
+    /// Always "1.0".
+    pub lock_version: String,
+    /// Marker expressions of the environments the lock is for (one per target arch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+    /// e.g. "==3.11.*".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_python: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extras: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependency_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_groups: Vec<String>,
+    pub created_by: String,
+    #[serde(default)]
+    pub packages: Vec<LockedPackage>,
+    /// `[tool.litellm-layer]`: what the lock was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<LockTool>,
+    /// Warnings from reading it (a newer `lock-version` minor, unknown keys); never written.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// `[tool]` of the lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockTool {
+    #[serde(rename = "litellm-layer")]
+    pub litellm_layer: LockInputs,
+}
+
+/// The inputs a lock was resolved from; `lock --check` compares them with layer.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LockInputs {
+    /// The top-level requirements, as written in layer.toml.
+    pub requirements: Vec<String>,
+    /// Distributions excluded from the closure.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// The index the lock was resolved against (credentials removed).
+    pub index_url: String,
+    /// Full version of the pinned interpreter markers were evaluated for, e.g. "3.11.14".
+    pub python_full_version: String,
+    /// Lambda architectures covered, e.g. ["arm64", "x86_64"].
+    pub architectures: Vec<String>,
+}
+
+/// `[[packages]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LockedPackage {
+    /// Normalized name (PEP 503).
+    pub name: String,
+    pub version: String,
+    /// Present when the package is needed on only some environments (e.g. one arch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_python: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<PackageRef>,
+    /// Index the package came from (credentials removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    #[serde(default)]
+    pub wheels: Vec<LockedWheel>,
+}
+
+/// An entry of `dependencies`: enough to find the package in `packages`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PackageRef {
+    pub name: String,
+}
+
+/// An entry of `wheels`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LockedWheel {
+    /// The wheel file name (tags decide which arch installs it).
+    pub name: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_time: Option<toml::value::Datetime>,
+    pub hashes: Hashes,
+}
+
+/// `hashes`: sha256 is required by this tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hashes {
+    pub sha256: String,
+}
+
+impl Pylock {
+    /// A lock-version 1.0 lock of `packages` with nothing else set (environments, inputs).
+    pub fn of_packages(created_by: &str, packages: Vec<LockedPackage>) -> Pylock {
+        Pylock {
+            lock_version: "1.0".into(),
+            environments: Vec::new(),
+            requires_python: None,
+            extras: Vec::new(),
+            dependency_groups: Vec::new(),
+            default_groups: Vec::new(),
+            created_by: created_by.to_string(),
+            packages,
+            tool: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Read and check a lock file.
+    pub fn load(path: &Path) -> Result<Pylock> {
+        let text = fs_err::read_to_string(path).context("reading the lock (run `cargo xtask lock` to create it)")?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse lock text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Pylock> {
+        let mut lock: Pylock =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        lock.warnings =
+            crate::packaging::lock_fields::check_top_level(text, &lock.lock_version, &path.display().to_string())?;
+        for package in &lock.packages {
+            if package.wheels.is_empty() {
+                bail!(
+                    "{}: package {} {} has no wheels (sdists are never installed)",
+                    path.display(),
+                    package.name,
+                    package.version
+                );
+            }
+            for wheel in &package.wheels {
+                crate::cache::Sha256Hex::parse(&wheel.hashes.sha256).with_context(|| {
+                    format!("{}: package {} wheel {}: bad hashes.sha256", path.display(), package.name, wheel.name)
+                })?;
+            }
+        }
+        Ok(lock)
+    }
+
+    /// The `[tool.litellm-layer]` inputs, if present.
+    pub fn inputs(&self) -> Option<&LockInputs> {
+        self.tool.as_ref().map(|t| &t.litellm_layer)
+    }
+}
