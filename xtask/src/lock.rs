@@ -259,9 +259,9 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
         for (name, dist) in resolved {
             if dist.wheel.yanked && yanked.insert((name.clone(), dist.version.clone())) {
                 progress.warn(format!(
-                    "{name} {} is yanked on the index ({}); it is used because it is pinned or already locked. \
-                     Pin another version, or run `cargo xtask lock --upgrade-package {name}`",
-                    dist.version, dist.wheel.filename
+                    "{name} {} is yanked on the index; it is used because it is pinned or already locked. Pin \
+                     another version, or run `cargo xtask lock --upgrade-package {name}`",
+                    dist.version
                 ));
             }
         }

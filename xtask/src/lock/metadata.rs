@@ -569,7 +569,8 @@ mod tests {
         let total = bytes.len();
         // The server answers every range request with the first bytes of the file, labelled as such.
         let server = crate::verify::loopback::TestServer::start(move |_request| {
-            let mut reply = crate::verify::loopback::Reply::new(206, "application/octet-stream", bytes[..1000].to_vec());
+            let mut reply =
+                crate::verify::loopback::Reply::new(206, "application/octet-stream", bytes[..1000].to_vec());
             reply.headers.push(("Content-Range".into(), format!("bytes 0-999/{total}")));
             reply
         });

@@ -100,5 +100,4 @@ created-by = "test"
         let lock = parse(&lock_text("1.0", "signed-by = \"someone\"\n")).unwrap();
         assert_eq!(lock.warnings, ["pylock.toml: unknown top-level key \"signed-by\" is ignored"]);
     }
-
 }
