@@ -1,16 +1,20 @@
 //! Finds the Python interpreter of the LiteLLM layer and runs one-shot Python scripts with it.
 //!
 //! Interpreter choice, first match wins:
-//!   1. on Lambda (`LAMBDA_TASK_ROOT` or `AWS_EXECUTION_ENV` set): `/opt/python/bin/python3.X`,
+//!   1. `LITELLM_PYTHON`, used as given (also under serverless-offline, which sets
+//!      `LAMBDA_TASK_ROOT` on a machine without /opt/python);
+//!   2. on Lambda (`LAMBDA_TASK_ROOT` or `AWS_EXECUTION_ENV` set): `/opt/python/bin/python3.X`,
 //!      the layer unpacked under /opt, with `PYTHONHOME=/opt/python`;
-//!   2. `LITELLM_PYTHON`, used as given;
 //!   3. a layer built on this machine: `../layer-build-<host arch>/layer/python/bin/python3.X`
 //!      next to this package (`cargo xtask layer --arch x86_64`);
 //!   4. `python3` from PATH.
+//! Off the layer, an inherited `PYTHONHOME` (and a `PYTHONPATH` into /opt/python, as
+//! serverless.yml sets them for Lambda) is removed from the child's environment: it would point
+//! any other interpreter at the wrong standard library.
 //!
 //! The minor version `3.X` is never written here: on Lambda it comes from `PYTHONPATH`
-//! (`/opt/python/lib/python3.X`, which `cargo xtask patch` sets in serverless.yml from
-//! `[python] version` of layer.toml), and for a local layer from its `lib/python3.X` directory.
+//! (`/opt/python/lib/python3.X`, set in serverless.yml from `[python] version` of layer.toml),
+//! and for a local layer from its `lib/python3.X` directory.
 
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
@@ -68,6 +72,15 @@ function layerEnvironment(pythonHome, interpreterName) {
  */
 export function resolvePython({ env = process.env, packageRoot = PACKAGE_ROOT, nodeArch = process.arch } = {}) {
   const common = { LITELLM_LOCAL_MODEL_COST_MAP: env.LITELLM_LOCAL_MODEL_COST_MAP || "True" };
+  // `undefined` removes a variable from a child's environment (child_process skips such entries).
+  const unlayered = { ...common };
+  if (env.PYTHONHOME !== undefined) unlayered.PYTHONHOME = undefined;
+  if (typeof env.PYTHONPATH === "string" && env.PYTHONPATH.split(":").some((entry) => entry.startsWith(LAMBDA_PYTHON_HOME))) {
+    unlayered.PYTHONPATH = undefined;
+  }
+  if (env.LITELLM_PYTHON) {
+    return { executable: env.LITELLM_PYTHON, source: "LITELLM_PYTHON", env: unlayered };
+  }
   if (onLambda(env)) {
     const home = LAMBDA_PYTHON_HOME;
     // `python3` is the layer's symlink to its interpreter, for a PYTHONPATH that names no version.
@@ -78,9 +91,6 @@ export function resolvePython({ env = process.env, packageRoot = PACKAGE_ROOT, n
       env: { ...(name ? layerEnvironment(home, name) : { PYTHONHOME: home }), ...common },
     };
   }
-  if (env.LITELLM_PYTHON) {
-    return { executable: env.LITELLM_PYTHON, source: "LITELLM_PYTHON", env: common };
-  }
   const arch = hostLambdaArch(nodeArch);
   if (arch) {
     const home = path.resolve(packageRoot, "..", `layer-build-${arch}`, "layer", "python");
@@ -90,7 +100,7 @@ export function resolvePython({ env = process.env, packageRoot = PACKAGE_ROOT, n
       return { executable, source: "layer-build", env: { ...layerEnvironment(home, name), ...common } };
     }
   }
-  return { executable: "python3", source: "PATH", env: common };
+  return { executable: "python3", source: "PATH", env: unlayered };
 }
 
 /** The hint every "interpreter not found" message ends with. */

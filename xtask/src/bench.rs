@@ -6,6 +6,7 @@
 pub mod import_time;
 pub mod install;
 pub mod lock;
+pub mod node;
 
 use std::fmt::Write as _;
 
@@ -69,6 +70,29 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
             Ok(report.to_string())
         })?;
         let _ = write!(out, "\n## import litellm\n\n{report}\n");
+    }
+    let node_selected: Vec<_> = node::NODE_BENCHMARKS
+        .iter()
+        .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|b| b.name() == *name))
+        .collect();
+    if !node_selected.is_empty() {
+        // What the function runs: `LITELLM_PYTHON` when set, else the host-arch layer when built
+        // (found by the scripts themselves), else the locked packages the Node tests use.
+        let layer_python =
+            root.join(arch.build_dir_name()).join("layer/python/bin").join(spec.python.version.interpreter_name());
+        let python = match std::env::var_os("LITELLM_PYTHON") {
+            Some(python) => Some(std::path::PathBuf::from(python)),
+            None if layer_python.exists() => None,
+            None => Some(crate::test_suite::prepare_node_python(global, &progress)?),
+        };
+        for (name, script, default_runs) in node_selected {
+            // `--runs` (default 5) scales each Node benchmark's own default number of runs.
+            let runs = (default_runs * args.runs / 5).max(1);
+            let section = progress.step(format!("bench: {name} (node bench/{script})"), || {
+                node::run_script(&root, script, runs, python.as_deref())
+            })?;
+            let _ = write!(out, "\n## {name}\n\n{section}\n");
+        }
     }
     let output = root.join(&args.output);
     if let Some(parent) = output.parent() {

@@ -275,6 +275,27 @@ pub enum Benchmark {
     Rebuild,
     /// `import litellm` in each layout.
     Import,
+    /// The chat service's cold start (Node, `bench/cold-start.mjs`).
+    ColdStart,
+    /// `import litellm` with and without the garbage collector (`bench/import-gc.mjs`).
+    ImportGc,
+    /// The service's warm request overhead (`bench/warm-overhead.mjs`).
+    WarmOverhead,
+}
+
+impl Benchmark {
+    /// The name `--only` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Benchmark::Lock => "lock",
+            Benchmark::Install => "install",
+            Benchmark::Rebuild => "rebuild",
+            Benchmark::Import => "import",
+            Benchmark::ColdStart => "cold-start",
+            Benchmark::ImportGc => "import-gc",
+            Benchmark::WarmOverhead => "warm-overhead",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -323,7 +344,10 @@ mod tests {
         let Command::Doctor(args) = doctor.command else { panic!("not doctor") };
         assert_eq!(args.r#for.name(), "deploy");
         let err = Xtask::try_parse_from(["xtask", "bench", "--only", "size"]).unwrap_err().to_string();
-        assert!(err.contains("[possible values: lock, install, rebuild, import]"), "{err}");
+        assert!(
+            err.contains("[possible values: lock, install, rebuild, import, cold-start, import-gc, warm-overhead]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub(crate) mod interpreter;
 pub mod pack;
 pub mod prune;
 pub mod report;
+pub(crate) mod resolved;
 pub(crate) mod sbom;
 
 pub mod dist;
@@ -28,7 +29,7 @@ use std::time::Instant;
 
 use crate::arch::Arch;
 use crate::archive::Limits;
-use crate::cache::Cache;
+use crate::cache::{Cache, LockKind, RunLock, lock_timeout};
 use crate::flags::{GlobalArgs, LayerArgs, PythonDistArgs};
 use crate::http::Http;
 use crate::layer::interpreter::{RuntimeOutput, RuntimeRequest};
@@ -92,7 +93,10 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     // The layer installs exactly the lock; a lock made from other inputs is refused up front.
     let lock = if options.runtime_only { None } else { Some(load_current_lock(&spec, global.index_override())?) };
 
-    let staging = StagedOutput::begin(&out_dir)?;
+    // One run per output directory at a time; every run holds the cache shared (see `Cache::lock_for_run`).
+    let _cache_lock = cache.lock_for_run(&format!("`cargo xtask layer --arch {arch}`"), lock_timeout(), &progress)?;
+    let _out_lock = lock_output_dir(&cache, &out_dir, arch, &progress)?;
+    let staging = StagedOutput::begin(&out_dir, &progress)?;
     let http = Http::new()?;
     let previous = staging.previous().map(Path::to_path_buf);
     let request = RuntimeRequest {
@@ -201,6 +205,10 @@ struct Built {
 fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let BuildContext { spec, lock, arch, cache, http, runtime, staging, progress, .. } = *cx;
     let site_packages = runtime.python_root.join(runtime.minor.site_packages_dir());
+    for warning in &lock.warnings {
+        progress.warn(warning);
+    }
+    crate::layer::resolved::check_against_build(lock, &runtime.version, arch)?;
     let mut dists = progress.step(format!("install ({arch}, {} locked packages)", lock.packages.len()), || {
         install::install_lock(lock, arch, spec, cache, http, &site_packages, progress)
     })?;
@@ -276,6 +284,18 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     })
 }
 
+/// Hold `<cache>/locks/output-<hash of the output path>.lock` exclusively for the whole build: a
+/// second build of the same output waits (saying for what) and then fails with a clear timeout,
+/// instead of both swapping directories under each other. The lock file lives in the cache so
+/// nothing but the output appears beside it.
+fn lock_output_dir(cache: &Cache, out_dir: &Path, arch: Arch, progress: &Progress) -> Result<RunLock> {
+    use std::os::unix::ffi::OsStrExt;
+    let digest = crate::cache::sha256_bytes(out_dir.as_os_str().as_bytes());
+    let path = cache.subdir("locks")?.join(format!("output-{}.lock", &digest.as_str()[..16]));
+    let purpose = format!("`cargo xtask layer --arch {arch}` building {}", out_dir.display());
+    RunLock::acquire(&path, LockKind::Exclusive, &purpose, lock_timeout(), progress)
+}
+
 /// A build directory under construction beside the real output, swapped in by `commit`.
 struct StagedOutput {
     out_dir: PathBuf,
@@ -286,9 +306,27 @@ struct StagedOutput {
 impl StagedOutput {
     /// Check `out_dir` may be replaced (missing, empty, or made by `layer`) and create the staging
     /// directory beside it.
-    fn begin(out_dir: &Path) -> Result<StagedOutput> {
+    fn begin(out_dir: &Path, progress: &Progress) -> Result<StagedOutput> {
         let name = out_dir.file_name().context("--out-dir must name a directory")?.to_string_lossy().to_string();
         let parent = out_dir.parent().context("--out-dir must have a parent directory")?;
+        // The caller holds the output's lock, so staging and old directories of this output are
+        // leftovers of a killed run: remove them (only those holding the build marker).
+        if parent.is_dir() {
+            for entry in fs_err::read_dir(parent)? {
+                let entry = entry?;
+                let entry_name = entry.file_name().to_string_lossy().to_string();
+                let leftover = entry_name.starts_with(&format!(".{name}.staging-"))
+                    || entry_name.starts_with(&format!(".{name}.old-"));
+                let path = entry.path();
+                if leftover && entry.file_type()?.is_dir() && !path.is_symlink() {
+                    let marked = path.join(BUILD_MARKER).is_file() || fs_err::read_dir(&path)?.next().is_none();
+                    if marked {
+                        fs_err::remove_dir_all(&path)?;
+                        progress.note(format!("removed {} left by an interrupted build", path.display()));
+                    }
+                }
+            }
+        }
         let has_previous = match fs_err::symlink_metadata(out_dir) {
             Err(_) => false,
             Ok(meta) if !meta.is_dir() => {

@@ -69,6 +69,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
         None
     };
     let cache = Cache::locate(global.cache_dir.as_deref())?;
+    let _cache_lock = cache.lock_for_run("`cargo xtask lock`", crate::cache::lock_timeout(), &progress)?;
     let request = LockRequest {
         requirements: spec.packages.requirements.clone(),
         inputs: inputs.clone(),
@@ -254,6 +255,23 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
         }
         per_arch.push((arch, resolved));
     }
+    for warning in sources.page_warnings() {
+        progress.warn(warning);
+    }
+    // PEP 592: a yanked release is only used when pinned exactly (or kept from the existing
+    // lock); say so, so it is a decision and not an accident.
+    let mut yanked = BTreeSet::new();
+    for (_, resolved) in &per_arch {
+        for (name, dist) in resolved {
+            if dist.wheel.yanked && yanked.insert((name.clone(), dist.version.clone())) {
+                progress.warn(format!(
+                    "{name} {} is yanked on the index; it is used because it is pinned or already locked. Pin \
+                     another version, or run `cargo xtask lock --upgrade-package {name}`",
+                    dist.version
+                ));
+            }
+        }
+    }
     let stats = sources.stats();
     drop(sources);
     Ok((assemble(&request.inputs, &per_arch), stats))
@@ -314,6 +332,7 @@ fn assemble(inputs: &LockInputs, per_arch: &[(Arch, BTreeMap<String, ResolvedDis
         created_by: CREATED_BY.into(),
         packages,
         tool: Some(LockTool { litellm_layer: inputs.clone() }),
+        warnings: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! to lock and `layer` what to install, both in these terms.
 
 pub(crate) mod core_metadata;
+pub(crate) mod lock_fields;
 pub mod pylock;
 pub(crate) mod record;
 pub(crate) mod tags;

@@ -60,9 +60,23 @@ pub struct PackagesSpec {
     /// Distributions dropped from the resolved closure (with everything only they need).
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Distributions allowed to install `*.pth`, `sitecustomize.py` or `usercustomize.py`.
+    /// Startup hooks (`*.pth`, `sitecustomize`, `usercustomize`) allowed in the layer, each by
+    /// distribution name and the sha256 of its content.
     #[serde(default)]
-    pub allow_startup_hooks: Vec<String>,
+    pub allow_startup_hooks: Vec<AllowedStartupHook>,
+    /// Secret-shaped files (`*.pem`, `.env`, `id_rsa`, ...) allowed in the layer, by their path in
+    /// site-packages, e.g. `certifi/cacert.pem`.
+    #[serde(default)]
+    pub allow_secret_files: Vec<String>,
+}
+
+/// One entry of `packages.allow-startup-hooks`: `{ name = "dist", sha256 = "<hex>" }`. A bare
+/// name is read so that it can be refused with a message saying what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum AllowedStartupHook {
+    Pinned { name: String, sha256: String },
+    NameOnly(String),
 }
 
 /// `[index]`: the package index the lock is resolved against.
@@ -248,11 +262,33 @@ impl LayerSpec {
                 anyhow::anyhow!("packages.requirements: {requirement:?} is not a PEP 508 requirement: {e}")
             })?;
         }
-        for (key, names) in [
-            ("packages.exclude", &self.packages.exclude),
-            ("packages.allow-startup-hooks", &self.packages.allow_startup_hooks),
-            ("prune.drop-packages", &self.prune.drop_packages),
-        ] {
+        for hook in &self.packages.allow_startup_hooks {
+            match hook {
+                AllowedStartupHook::NameOnly(name) => bail!(
+                    "packages.allow-startup-hooks: {name:?} allows a startup hook by name alone; allow it by \
+                     distribution name and content instead: {{ name = {name:?}, sha256 = \"<hex>\" }} (the \
+                     refusal message of `cargo xtask layer` prints the sha256)"
+                ),
+                AllowedStartupHook::Pinned { name, sha256 } => {
+                    pep508_rs::PackageName::from_str(name).map_err(|e| {
+                        anyhow::anyhow!("packages.allow-startup-hooks: {name:?} is not a package name: {e}")
+                    })?;
+                    crate::cache::Sha256Hex::parse(sha256)
+                        .with_context(|| format!("packages.allow-startup-hooks: the entry for {name:?}"))?;
+                }
+            }
+        }
+        for path in &self.packages.allow_secret_files {
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c.is_empty() || c == "..") {
+                bail!(
+                    "packages.allow-secret-files: {path:?} is not a path inside site-packages (write it as \
+                     `certifi/cacert.pem`)"
+                );
+            }
+        }
+        for (key, names) in
+            [("packages.exclude", &self.packages.exclude), ("prune.drop-packages", &self.prune.drop_packages)]
+        {
             for name in names {
                 pep508_rs::PackageName::from_str(name)
                     .map_err(|e| anyhow::anyhow!("{key}: {name:?} is not a package name: {e}"))?;

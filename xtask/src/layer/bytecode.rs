@@ -49,16 +49,21 @@ impl BuildPython {
         BuildPython { interpreter: PathBuf::from("python3"), home: None }
     }
 
-    /// A command running this interpreter with a clean, reproducible Python environment:
-    /// `-B -s`, `PYTHONHASHSEED=0`, and none of the caller's `PYTHON*` variables.
+    /// A command running this interpreter isolated from the tree it builds and from the caller:
+    /// `-S` (no `site`: no `.pth` file, `sitecustomize` or `usercustomize` of the layer runs on the
+    /// build machine), `-s`, `-B`, `PYTHONSAFEPATH=1` (`-P`: the working directory is not put on
+    /// `sys.path`), `PYTHONHASHSEED=0`, and none of the caller's `PYTHON*` variables. This is `-I
+    /// -S -B` except that `PYTHONHOME` may point at a relocated interpreter tree.
+    /// <https://docs.python.org/3/using/cmdline.html#cmdoption-I>
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.interpreter);
-        command.args(["-B", "-s"]);
+        command.args(["-S", "-s", "-B"]);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PYTHON") {
                 command.env_remove(&name);
             }
         }
+        command.env("PYTHONSAFEPATH", "1");
         command.env("PYTHONHASHSEED", "0");
         if let Some(home) = &self.home {
             command.env("PYTHONHOME", home);

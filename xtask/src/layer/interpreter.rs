@@ -132,7 +132,21 @@ pub fn build_python(
     };
     let resolved = resolve_archive(spec, host, &request, pbs_mirror)?;
     let home = cache.subdir("interpreters")?.join(resolved.sha256.as_str());
-    if !home.join("python").is_dir() {
+    // The extracted interpreter is reused only while its tree still hashes to the digest taken
+    // when it was extracted: it writes the layer's bytecode, so an edited copy would ship.
+    let digest_file = cache.subdir("interpreters")?.join(format!("{}.tree-sha256", resolved.sha256));
+    let proven = home.join("python").is_dir()
+        && fs_err::read_to_string(&digest_file)
+            .ok()
+            .is_some_and(|recorded| stamp::tree_digest(&home.join("python")).is_ok_and(|now| now == recorded.trim()));
+    if !proven && fs_err::symlink_metadata(&home).is_ok() {
+        progress.note(format!(
+            "not reusing {}: its content does not match the digest taken when it was extracted; extracting it again",
+            home.display()
+        ));
+        fs_err::remove_dir_all(&home)?;
+    }
+    if !proven {
         let hint = format!(
             "a CPython {minor} that runs on this {host} machine is needed to byte-compile the {arch} layer; if {} \
              is unreachable, pass --build-python-dist PATH|URL --build-python-sha256 HEX (a python-build-standalone \
@@ -152,6 +166,10 @@ pub fn build_python(
                 return Err(error).with_context(|| format!("extracting {}", resolved.archive_name));
             }
         }
+        let digest = stamp::tree_digest(&home.join("python"))?;
+        let mut temp = tempfile::NamedTempFile::new_in(digest_file.parent().unwrap_or(Path::new(".")))?;
+        std::io::Write::write_all(&mut temp, digest.as_bytes())?;
+        temp.persist(&digest_file).with_context(|| format!("writing {}", digest_file.display()))?;
     } else {
         progress
             .note(format!("cpython {minor} for this {host} host (byte-compiling only): reusing {}", home.display()));
@@ -419,13 +437,11 @@ fn check_layout(python_root: &Path, minor: PythonVersion, arch: Arch, archive_na
 /// tree, importing the modules LiteLLM needs from the stdlib. Returns the full version.
 fn smoke_test(interpreter: &Path, python_root: &Path) -> Result<String> {
     let script = "import ssl, json, sqlite3, zlib, sys; print('.'.join(map(str, sys.version_info[:3])))";
-    let output = std::process::Command::new(interpreter)
+    // Isolated like every interpreter the build runs: nothing from the tree's site-packages runs.
+    let build_python = BuildPython { interpreter: interpreter.to_path_buf(), home: Some(python_root.to_path_buf()) };
+    let output = build_python
+        .command()
         .args(["-c", script])
-        .env("PYTHONHOME", python_root)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONSTARTUP")
-        .env_remove("PYTHONUSERBASE")
         .output()
         .with_context(|| format!("running {}", interpreter.display()))?;
     if !output.status.success() {
@@ -498,6 +514,72 @@ fn percent_decode(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A home for the host python3 whose stdlib entries are symlinks to the host's and whose
+    /// site-packages holds a `.pth` file and a `sitecustomize.py` that each write a marker file.
+    fn home_with_startup_hooks(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+        let host = BuildPython::host();
+        let minor = host.minor_version().ok()?;
+        let output = host
+            .command()
+            .args(["-c", "import sys, sysconfig; print(sysconfig.get_path('stdlib')); print(sys.executable)"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        let mut lines = text.lines();
+        let (stdlib, executable) = (PathBuf::from(lines.next()?), PathBuf::from(lines.next()?));
+        let lib = dir.join("home/lib").join(format!("python{minor}"));
+        fs_err::create_dir_all(lib.join("site-packages")).unwrap();
+        for entry in fs_err::read_dir(&stdlib).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "site-packages" {
+                std::os::unix::fs::symlink(entry.path(), lib.join(entry.file_name())).unwrap();
+            }
+        }
+        let marker = dir.join("ran");
+        let write_marker = format!("open({:?}, 'a').write('x')", marker.display().to_string());
+        fs_err::write(lib.join("site-packages/evil.pth"), format!("import os; {write_marker}\n")).unwrap();
+        fs_err::write(lib.join("site-packages/sitecustomize.py"), format!("{write_marker}\n")).unwrap();
+        Some((executable, marker))
+    }
+
+    #[test]
+    fn build_time_interpreters_run_no_startup_hook_of_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((executable, marker)) = home_with_startup_hooks(dir.path()) else {
+            eprintln!("skipping: no host python3");
+            return;
+        };
+        let home = dir.path().join("home");
+        // The hooks are live: a plain run of that interpreter executes them.
+        let status =
+            std::process::Command::new(&executable).env("PYTHONHOME", &home).args(["-c", "pass"]).status().unwrap();
+        assert!(status.success());
+        assert!(marker.exists(), "the fixture's hooks did not run without isolation");
+        fs_err::remove_file(&marker).unwrap();
+
+        // The build's interpreter runs (version probe, smoke test, byte-compiling) run none.
+        let build_python = BuildPython { interpreter: executable.clone(), home: Some(home.clone()) };
+        build_python.minor_version().unwrap();
+        let version = smoke_test(&executable, &home).unwrap();
+        assert!(version.starts_with("3."), "{version}");
+        let output = build_python
+            .command()
+            .args(["-c", "import sys; print(sys.flags.no_site, sys.flags.safe_path)"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1 True");
+        assert!(!marker.exists(), "a startup hook of the tree ran on the build machine");
+
+        // A module in the working directory does not shadow the stdlib either.
+        let cwd = dir.path().join("cwd");
+        fs_err::create_dir_all(&cwd).unwrap();
+        fs_err::write(cwd.join("py_compile.py"), format!("open({:?}, 'a').write('x')\n", marker.display().to_string()))
+            .unwrap();
+        let status = build_python.command().current_dir(&cwd).args(["-c", "import py_compile"]).status().unwrap();
+        assert!(status.success());
+        assert!(!marker.exists(), "a module in the working directory shadowed the stdlib");
+    }
 
     #[test]
     fn version_is_read_from_pbs_names() {

@@ -134,6 +134,20 @@ impl Sources {
         }
     }
 
+    /// Warnings of every page loaded so far (a newer index API minor version), sorted, once each.
+    pub fn page_warnings(&self) -> Vec<String> {
+        let state = self.inner.state.lock().expect("fetch state");
+        let mut warnings: Vec<String> = state
+            .pages
+            .values()
+            .filter_map(|page| page.as_ref()?.as_ref().ok())
+            .flat_map(|page| page.warnings.iter().cloned())
+            .collect();
+        warnings.sort();
+        warnings.dedup();
+        warnings
+    }
+
     pub fn stats(&self) -> FetchStats {
         FetchStats {
             pages_from_network: self.inner.pages_from_network.load(Ordering::Relaxed),

@@ -3,8 +3,10 @@
 //! from the previous build instead of being extracted and pruned again.
 //!
 //! Only the files listed in the stamp are copied: whatever later steps added to the tree
-//! (site-packages, bytecode, sitecustomize.py) is rebuilt by those steps. A listed file that is
-//! missing or changed size disables the reuse.
+//! (site-packages, bytecode, sitecustomize.py) is rebuilt by those steps. Each listed file carries
+//! its sha256, and a file whose content no longer hashes to it (a same-size edit included), or
+//! that is missing, disables the reuse: the SBOM names the pinned archive, so only a tree proven
+//! to be that archive's, pruned by the same rules, may ship under its hash.
 
 use std::path::Path;
 
@@ -20,7 +22,7 @@ use crate::python_version::PythonVersion;
 pub const STAMP_FILE: &str = "runtime-stamp.json";
 
 /// Bump when the runtime step changes what it produces, so old outputs are not reused.
-const STAMP_FORMAT: u32 = 1;
+const STAMP_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stamp {
@@ -52,6 +54,9 @@ struct StampEntry {
     executable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<String>,
+    /// The content's sha256 (files only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -74,18 +79,34 @@ fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
             walk.skip_current_dir();
         }
         let item = if file_type.is_dir() {
-            StampEntry { path, kind: EntryKind::Dir, size: 0, executable: false, target: None }
+            StampEntry { path, kind: EntryKind::Dir, size: 0, executable: false, target: None, sha256: None }
         } else if file_type.is_symlink() {
             let target = fs_err::read_link(entry.path())?.to_string_lossy().to_string();
-            StampEntry { path, kind: EntryKind::Symlink, size: 0, executable: false, target: Some(target) }
+            StampEntry {
+                path,
+                kind: EntryKind::Symlink,
+                size: 0,
+                executable: false,
+                target: Some(target),
+                sha256: None,
+            }
         } else {
             let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
             let executable = meta.permissions().mode() & 0o111 != 0;
-            StampEntry { path, kind: EntryKind::File, size: meta.len(), executable, target: None }
+            let sha256 = crate::cache::sha256_file(entry.path())?.to_string();
+            StampEntry { path, kind: EntryKind::File, size: meta.len(), executable, target: None, sha256: Some(sha256) }
         };
         entries.push(item);
     }
     Ok(entries)
+}
+
+/// A digest of everything under `python_root` (paths, kinds, modes, link targets and file
+/// contents; site-packages' contents excluded): what a cached interpreter must still hash to
+/// before it is run again.
+pub fn tree_digest(python_root: &Path) -> Result<String> {
+    let listing = serde_json::to_vec(&list_tree(python_root)?).context("serialising the tree listing")?;
+    Ok(crate::cache::sha256_bytes(&listing).to_string())
 }
 
 /// `lib/python3.X/site-packages`.
