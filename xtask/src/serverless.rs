@@ -92,7 +92,7 @@ impl PatchPlan {
                         "environment",
                         Desired::Map(vec![
                             ("PYTHONHOME", Desired::Str(crate::lambda::PYTHON_HOME.to_string())),
-                            ("PYTHONPATH", Desired::Str(self.python_minor.lambda_pythonpath())),
+                            ("PYTHONPATH", Desired::Str(crate::lambda::pythonpath(self.python_minor))),
                             // A string, not a YAML boolean: LiteLLM compares the variable with "True".
                             ("LITELLM_LOCAL_MODEL_COST_MAP", Desired::Str("True".to_string())),
                         ]),
