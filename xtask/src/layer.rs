@@ -11,9 +11,11 @@ pub mod bytecode;
 pub mod dist;
 pub mod install;
 pub mod pack;
+pub mod profile;
 pub mod prune;
 pub mod record;
 pub mod report;
+pub mod strip;
 pub mod wheel;
 
 use std::path::{Path, PathBuf};
@@ -161,6 +163,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         install::install_lock(lock, arch, spec, cache, http, &site_packages, progress)
     })?;
     let pruned = progress.step("prune", || prune::prune(&site_packages, &mut dists, &spec.prune, progress))?;
+    let stripped = progress.step("strip", || strip::strip_distributions(&site_packages, &dists, progress))?;
 
     // The SBOM describes what ships after pruning; written while every METADATA is still on disk.
     let cpython = crate::sbom::CpythonInfo {
@@ -188,6 +191,9 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let build_python = runtime::build_python(spec, arch, runtime, &cx.args.python, cache, http, progress)?;
     let layer_dir = staging.join("layer");
     let out_zip = staging.join(arch.layer_zip_name());
+    let mut bytecode_plan =
+        profile::BytecodePlan::for_build(spec, &crate::lock::default_lock_path(&spec.path), arch, progress)?;
+    bytecode_plan.cache_dir = Some(cache.subdir("bytecode")?);
     let pack_request = PackRequest {
         layer_dir: &layer_dir,
         python_minor: &runtime.minor,
@@ -195,7 +201,23 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         out_zip: &out_zip,
         source_date_epoch: pack::source_date_epoch_from_env()?,
         zip_position: ZipPosition::default(),
+        bytecode_plan: &bytecode_plan,
     };
+    progress.step("size estimate", || -> Result<()> {
+        let estimate = SizeReport::estimate(&layer_dir, &runtime.minor, &dists, &bytecode_plan)?;
+        progress.note(format!(
+            "estimated before byte-compiling: {} zipped, {} unzipped",
+            human_bytes(estimate.total.zipped),
+            human_bytes(estimate.total.unzipped)
+        ));
+        report::check_budget(
+            &estimate,
+            spec.budget.zipped_mb,
+            spec.budget.unzipped_mb,
+            spec.budget.upload == Upload::Direct,
+        )
+        .context("estimated before byte-compiling (the exact size is checked after packing)")
+    })?;
     let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
 
     let mut savings: Vec<RuleSavings> = runtime
@@ -209,6 +231,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         files: outcome.files,
         bytes: outcome.bytes,
     }));
+    savings.extend(stripped);
     let report = progress.step("size report", || -> Result<SizeReport> {
         let report = SizeReport::compute(&packed, &dists, savings)?;
         report.write(staging)?;

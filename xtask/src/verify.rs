@@ -17,6 +17,7 @@
 //! (see `verify/sysroot.rs`).
 
 pub mod elf;
+pub mod profile;
 pub mod sandbox;
 pub mod sysroot;
 
@@ -132,6 +133,8 @@ pub struct VerifyReport {
     pub import_litellm_ms: Vec<f64>,
     /// Wall time of each whole timed process (start-up included), in milliseconds.
     pub process_ms: Vec<f64>,
+    /// The modules the workload loaded from `.py`/`.pyc` files (the import profile's source).
+    pub loaded_modules: Option<profile::LoadedModules>,
 }
 
 impl VerifyReport {
@@ -233,12 +236,68 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
     };
     let report = verify_layer(&options, &progress)?;
     print!("{}", report.render());
+    profile_after_verify(&spec, &report, args.arch, args.record_profile)?;
     if report.passed() {
         Ok(())
     } else {
         let names: Vec<&str> = report.failed().iter().map(|c| c.name.as_str()).collect();
         bail!("verify failed for {}: {}", args.arch, names.join("; "))
     }
+}
+
+/// Say whether the import profile beside the lock matches this lock and workload, and with
+/// `--record-profile` write it from the modules this run loaded. A run whose workload failed
+/// records nothing; one that failed only for want of bytecode (a stale profile) does.
+fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::arch::Arch, record: bool) -> Result<()> {
+    use crate::layer::profile::{ImportProfile, file_sha256, profile_path, workload_sha256};
+    let lock_path = crate::lock::default_lock_path(&spec.path);
+    let path = profile_path(&lock_path);
+    let lock_sha256 = file_sha256(&lock_path)?;
+    let mut imports = vec!["litellm".to_string()];
+    imports.extend(spec.verify.imports.iter().filter(|i| *i != "litellm").cloned());
+    let workload = workload_sha256(CHECK_SCRIPT, &imports);
+    if !record {
+        match ImportProfile::load(&path)? {
+            None => println!(
+                "no import profile at {}; write one with `cargo xtask verify --record-profile`",
+                path.display()
+            ),
+            Some(profile) => {
+                let stale = profile.staleness(&lock_sha256, Some(&workload));
+                if !stale.is_empty() {
+                    println!(
+                        "the import profile {} is stale ({}); rewrite it with `cargo xtask verify --record-profile`",
+                        path.display(),
+                        stale.join(", ")
+                    );
+                }
+            }
+        }
+        return Ok(());
+    }
+    let bytecode_only = ["every loaded module had bytecode", "no file written into the layer tree"];
+    let workload_failures: Vec<&str> =
+        report.failed().iter().map(|c| c.name.as_str()).filter(|n| !bytecode_only.contains(n)).collect();
+    let loaded = match &report.loaded_modules {
+        Some(loaded) if workload_failures.is_empty() => loaded,
+        _ => bail!(
+            "not recording the import profile: the workload did not pass ({}); fix the layer first",
+            if workload_failures.is_empty() { "no module list".to_string() } else { workload_failures.join("; ") }
+        ),
+    };
+    let profile = ImportProfile {
+        lock_sha256,
+        workload_sha256: workload,
+        recorded_on: arch.lambda_name().to_string(),
+        modules: loaded.profile_names(),
+    };
+    profile.write(&path)?;
+    println!(
+        "wrote the import profile {} ({} modules, recorded on {arch}); rebuild the layer to use it",
+        path.display(),
+        profile.modules.len()
+    );
+    Ok(())
 }
 
 /// Generous limits: LiteLLM's import takes ~11 s under emulation on a busy machine.
@@ -482,6 +541,11 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
         run_with_timeout(sandbox.python(true, &config("checks", &prompt)), options.timeout)
     })?;
     checks.extend(check_results(&main, options.timeout));
+    let loaded_modules = profile::LoadedModules::from_results(&main.results());
+    if let Some(loaded) = &loaded_modules {
+        let prefixes = ["/opt/python/".to_string(), format!("{}/", sandbox.opt().join("python").display())];
+        checks.push(profile::bytecode_check(&options.layer_dir, &prefixes, loaded)?);
+    }
     if !probe.finished() {
         checks.push(CheckResult { name: "write probe ran".into(), ok: false, detail: probe.explain(options.timeout) });
     }
@@ -534,6 +598,7 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
         checks,
         import_litellm_ms,
         process_ms,
+        loaded_modules,
     };
     if let (Some(path), Some(ms)) = (&options.size_report, report.import_litellm_ms_median()) {
         let entry = json!({
@@ -576,6 +641,7 @@ fn check_results(run: &PythonRun, timeout: Duration) -> Vec<CheckResult> {
             "token_counter" => "token_counter offline (gpt-3.5-turbo)".to_string(),
             "completion" => "completion".to_string(),
             "stream" => "streaming completion".to_string(),
+            "async" => "async completion and streaming (acompletion)".to_string(),
             "network" => "no network beyond 127.0.0.1".to_string(),
             _ => continue,
         };
@@ -730,6 +796,7 @@ mod tests {
             ],
             import_litellm_ms: vec![],
             process_ms: vec![],
+            loaded_modules: None,
         };
         let text = report.render();
         assert!(text.contains("ok   import litellm  /opt/x.py\n"), "{text}");

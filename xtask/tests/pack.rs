@@ -149,6 +149,7 @@ fn build(root: &Path, variant: u32, epoch: Option<u64>) -> Option<(PackOutcome, 
         out_zip: &out_zip,
         source_date_epoch: epoch,
         zip_position: ZipPosition::default(),
+        bytecode_plan: &Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, &Progress::new()).unwrap();
     Some((outcome, dists))
@@ -461,6 +462,7 @@ fn bad_trees_are_refused_with_clear_errors() {
         out_zip: &out_zip,
         source_date_epoch: None,
         zip_position: ZipPosition::default(),
+        bytecode_plan: &Default::default(),
     };
     let lib = layer.join("python/lib/python3.11");
 

@@ -290,6 +290,7 @@ fn build_ours(
         out_zip: &out_zip,
         source_date_epoch: None,
         zip_position: ZipPosition::AfterSitePackages,
+        bytecode_plan: &Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, progress)?;
     Ok((outcome, dists))

@@ -4,7 +4,8 @@ Run as `python3.11 check_layer.py CONFIG_JSON`, with the Lambda environment (PYT
 PYTHONPATH, LITELLM_LOCAL_MODEL_COST_MAP). Each result is one stdout line starting with
 `@@verify ` followed by a JSON object; anything else on stdout is LiteLLM's own output.
 Network access to anything but the loopback server is blocked and reported: the layer must
-import and count tokens offline.
+import and count tokens offline. The last lines list every module loaded from a .py or .pyc file:
+`verify` checks each had bytecode, and `verify --record-profile` writes them as the import profile.
 """
 
 import json
@@ -110,5 +111,41 @@ if "litellm" in imported:
     except BaseException:
         emit(check="stream", ok=False, detail=traceback.format_exc())
 
+    async def async_completions():
+        response = await litellm.acompletion(**request)
+        plain = response.choices[0].message.content
+        pieces = []
+        async for chunk in await litellm.acompletion(stream=True, **request):
+            delta = chunk.choices[0].delta.content if chunk.choices else None
+            if delta:
+                pieces.append(delta)
+        return plain, pieces
+
+    try:
+        import asyncio
+
+        plain, pieces = asyncio.run(async_completions())
+        text = "".join(pieces)
+        emit(
+            check="async",
+            ok=plain == CONFIG["expect"] and text == CONFIG["expect"],
+            detail="%r, then %d chunks: %r" % (plain, len(pieces), text),
+        )
+    except BaseException:
+        emit(check="async", ok=False, detail=traceback.format_exc())
+
+
+def loaded_modules():
+    """Every module loaded from a .py or .pyc file, with where it came from: the import profile."""
+    found = []
+    for name, module in sorted(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None) if spec is not None else None
+        if isinstance(origin, str) and (origin.endswith(".py") or origin.endswith(".pyc")):
+            found.append([name, origin])
+    return found
+
+
+emit(check="modules", ok=True, multiarch=getattr(sys.implementation, "_multiarch", ""), modules=loaded_modules())
 emit(check="network", ok=not ATTEMPTS, detail=", ".join(sorted(set(ATTEMPTS))))
 emit(check="done", ok=True)
