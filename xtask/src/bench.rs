@@ -83,11 +83,18 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
             let cache = crate::cache::Cache::locate(global.cache_dir.as_deref())?;
             let http = crate::http::Http::new()?;
             crate::layer::install::install_lock(&lock, arch, &spec, &cache, &http, &site_packages, &progress)?;
+            let plan = crate::layer::profile::BytecodePlan::for_build(
+                &spec,
+                &crate::lock::default_lock_path(&spec.path),
+                arch,
+                &progress,
+            )?;
             let report = import_time::measure(
                 &BuildPython::host(),
                 &site_packages,
                 &work.join("import/layouts"),
                 args.runs.max(10),
+                &plan,
                 &progress,
             )?;
             Ok(report.to_string())

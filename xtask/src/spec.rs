@@ -198,9 +198,6 @@ pub struct PackSpec {
     pub bytecode: BytecodeChoice,
     #[serde(default)]
     pub sourceless: Sourceless,
-    /// Recompress every zip entry with zopfli: a few percent smaller, minutes of CPU.
-    #[serde(default)]
-    pub zopfli: bool,
 }
 
 /// `pack.bytecode`: which `.py` files get a `.pyc`.
@@ -398,7 +395,6 @@ requirements = ["litellm==1.78.7"]
         assert_eq!(spec.budget.zipped_mb, 50.0);
         assert_eq!(spec.pack.bytecode, BytecodeChoice::Profile);
         assert_eq!(spec.pack.sourceless, Sourceless::Off);
-        assert!(!spec.pack.zopfli);
     }
 
     #[test]

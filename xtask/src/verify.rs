@@ -285,17 +285,30 @@ fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::ar
             if workload_failures.is_empty() { "no module list".to_string() } else { workload_failures.join("; ") }
         ),
     };
-    let profile = ImportProfile {
+    let mut profile = ImportProfile {
         lock_sha256,
         workload_sha256: workload,
         recorded_on: arch.lambda_name().to_string(),
         modules: loaded.profile_names(),
+        keep_source: loaded.keep_source_names(),
     };
+    // A profile for the same lock and workload is extended, not replaced: a layer built from it
+    // may ship modules sourceless, and a module that reads its own source cannot say so then.
+    if let Some(existing) = ImportProfile::load(&path)?
+        && existing.staleness(&profile.lock_sha256, Some(&profile.workload_sha256)).is_empty()
+    {
+        profile.modules.extend(existing.modules);
+        profile.keep_source.extend(existing.keep_source);
+        if existing.recorded_on != profile.recorded_on {
+            profile.recorded_on = format!("{} and {}", existing.recorded_on, profile.recorded_on);
+        }
+    }
     profile.write(&path)?;
     println!(
-        "wrote the import profile {} ({} modules, recorded on {arch}); rebuild the layer to use it",
+        "wrote the import profile {} ({} modules, {} of them keep their source; recorded on {arch}); rebuild the layer to use it",
         path.display(),
-        profile.modules.len()
+        profile.modules.len(),
+        profile.keep_source.len()
     );
     Ok(())
 }

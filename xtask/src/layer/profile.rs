@@ -43,6 +43,10 @@ pub struct ImportProfile {
     pub recorded_on: String,
     /// Dotted module names, sorted.
     pub modules: BTreeSet<String>,
+    /// Modules whose source text the workload read (`inspect.getsource`: anyio parses its own
+    /// `__init__.py` at import time): they keep their `.py` even with `sourceless = "profile"`.
+    #[serde(default)]
+    pub keep_source: BTreeSet<String>,
 }
 
 /// `import-profile.toml` beside the lock `lock_path`.
@@ -98,8 +102,10 @@ impl ImportProfile {
                 bail!("{}: {key} = {value:?} is not 64 lower-case hex digits; {fix}", path.display());
             }
         }
-        if let Some(bad) = profile.modules.iter().find(|m| !is_module_name(m)) {
-            bail!("{}: {bad:?} in modules is not a dotted module name; {fix}", path.display());
+        for (key, names) in [("modules", &profile.modules), ("keep-source", &profile.keep_source)] {
+            if let Some(bad) = names.iter().find(|m| !is_module_name(m)) {
+                bail!("{}: {bad:?} in {key} is not a dotted module name; {fix}", path.display());
+            }
         }
         Ok(Some(profile))
     }
@@ -114,11 +120,13 @@ impl ImportProfile {
         out.push_str(&format!("lock-sha256 = \"{}\"\n", self.lock_sha256));
         out.push_str(&format!("workload-sha256 = \"{}\"\n", self.workload_sha256));
         out.push_str(&format!("recorded-on = \"{}\"\n", self.recorded_on));
-        out.push_str("modules = [\n");
-        for module in &self.modules {
-            out.push_str(&format!("  \"{module}\",\n"));
+        for (key, names) in [("keep-source", &self.keep_source), ("modules", &self.modules)] {
+            out.push_str(&format!("{key} = [\n"));
+            for name in names {
+                out.push_str(&format!("  \"{name}\",\n"));
+            }
+            out.push_str("]\n");
         }
-        out.push_str("]\n");
         out
     }
 
@@ -189,6 +197,8 @@ pub struct BytecodePlan {
     /// Profiled modules of distributions ship as `.pyc` only. The stdlib keeps its `.py` files:
     /// the runtime step reuses the previous build's stdlib only when every file it listed is there.
     pub sourceless: bool,
+    /// Profiled modules that keep their source all the same (they read it at run time).
+    pub keep_source: BTreeSet<String>,
     /// Where compiled `.pyc` files are cached (`<cache>/bytecode`); `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
 }
@@ -204,7 +214,11 @@ impl BytecodePlan {
 
     /// Whether that file ships as `.pyc` only.
     pub fn drops_source(&self, relative: &str) -> bool {
-        self.sourceless && self.profiled.is_some() && relative.starts_with("site-packages/") && self.compiles(relative)
+        self.sourceless
+            && self.profiled.is_some()
+            && relative.starts_with("site-packages/")
+            && self.compiles(relative)
+            && module_name_of(relative).is_none_or(|m| !self.keep_source.contains(&m))
     }
 
     /// The plan for `spec` and the lock at `lock_path`, building `arch`: the profile beside the
@@ -231,8 +245,10 @@ impl BytecodePlan {
             return Ok(BytecodePlan::default());
         }
         let target = multiarch(arch);
-        let modules: BTreeSet<String> =
-            profile.modules.iter().map(|m| m.replace(MULTIARCH_PLACEHOLDER, &target)).collect();
+        let expand = |names: &BTreeSet<String>| -> BTreeSet<String> {
+            names.iter().map(|m| m.replace(MULTIARCH_PLACEHOLDER, &target)).collect()
+        };
+        let (modules, keep_source) = (expand(&profile.modules), expand(&profile.keep_source));
         progress.note(format!(
             "import profile {} ({} modules, recorded on {}): .pyc for those{}",
             path.display(),
@@ -247,6 +263,7 @@ impl BytecodePlan {
         Ok(BytecodePlan {
             profiled: Some(modules),
             sourceless: spec.pack.sourceless == Sourceless::Profile,
+            keep_source,
             cache_dir: None,
         })
     }
@@ -262,6 +279,7 @@ mod tests {
             workload_sha256: "b".repeat(64),
             recorded_on: "x86_64".into(),
             modules: modules.iter().map(|m| m.to_string()).collect(),
+            keep_source: ["anyio"].into_iter().map(String::from).collect(),
         }
     }
 
@@ -334,10 +352,13 @@ mod tests {
     #[test]
     fn plan_decides_per_file() {
         let plan = BytecodePlan {
-            profiled: Some(["litellm", "json"].into_iter().map(String::from).collect()),
+            profiled: Some(["litellm", "json", "anyio"].into_iter().map(String::from).collect()),
             sourceless: true,
+            keep_source: ["anyio"].into_iter().map(String::from).collect(),
             cache_dir: None,
         };
+        assert!(plan.compiles("site-packages/anyio/__init__.py"));
+        assert!(!plan.drops_source("site-packages/anyio/__init__.py"), "anyio reads its own source");
         assert!(plan.compiles("site-packages/litellm/__init__.py"));
         assert!(plan.drops_source("site-packages/litellm/__init__.py"));
         assert!(plan.compiles("json/__init__.py"));

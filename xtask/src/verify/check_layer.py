@@ -29,6 +29,22 @@ if CONFIG["mode"] == "time":
     emit(check="time", ok=True, ms=(time.perf_counter() - started) * 1000.0)
     raise SystemExit(0)
 
+import linecache  # noqa: E402
+
+# Files whose source text is read while the workload runs (inspect.getsource, tracebacks): the
+# modules behind them must keep their .py even when the profile ships the others sourceless
+# (anyio, for one, parses its own source at import time).
+SOURCE_READ = set()
+_getlines = linecache.getlines
+
+
+def recording_getlines(filename, module_globals=None):
+    SOURCE_READ.add(filename)
+    return _getlines(filename, module_globals)
+
+
+linecache.getlines = recording_getlines
+
 import importlib  # noqa: E402
 import socket  # noqa: E402
 import traceback  # noqa: E402
@@ -146,6 +162,23 @@ def loaded_modules():
     return found
 
 
-emit(check="modules", ok=True, multiarch=getattr(sys.implementation, "_multiarch", ""), modules=loaded_modules())
+def source_read_modules(modules):
+    """The loaded modules whose source (or where the source would be, beside a .pyc) was read."""
+    wanted = set()
+    for filename in SOURCE_READ:
+        wanted.add(filename)
+        if filename.endswith(".pyc"):
+            wanted.add(filename[:-1])
+    return sorted(name for name, origin in modules if origin in wanted or origin[:-1] in wanted)
+
+
+MODULES = loaded_modules()
+emit(
+    check="modules",
+    ok=True,
+    multiarch=getattr(sys.implementation, "_multiarch", ""),
+    modules=MODULES,
+    source_read=source_read_modules(MODULES),
+)
 emit(check="network", ok=not ATTEMPTS, detail=", ".join(sorted(set(ATTEMPTS))))
 emit(check="done", ok=True)

@@ -23,6 +23,8 @@ pub struct LoadedModules {
     pub multiarch: String,
     /// `(module name, file it was loaded from)`, as the interpreter saw the path.
     pub modules: Vec<(String, String)>,
+    /// Modules whose source text was read during the workload (`inspect.getsource`, tracebacks).
+    pub source_read: Vec<String>,
 }
 
 impl LoadedModules {
@@ -34,12 +36,21 @@ impl LoadedModules {
             .iter()
             .filter_map(|pair| Some((pair.get(0)?.as_str()?.to_string(), pair.get(1)?.as_str()?.to_string())))
             .collect();
-        Some(LoadedModules { multiarch: line["multiarch"].as_str().unwrap_or("").to_string(), modules })
+        let source_read = line["source_read"]
+            .as_array()
+            .map(|names| names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        Some(LoadedModules { multiarch: line["multiarch"].as_str().unwrap_or("").to_string(), modules, source_read })
     }
 
     /// The names to record in the import profile (the multiarch triple replaced by a placeholder).
     pub fn profile_names(&self) -> BTreeSet<String> {
         self.modules.iter().map(|(name, _)| recorded_name(name, &self.multiarch)).collect()
+    }
+
+    /// The names to record as keeping their source.
+    pub fn keep_source_names(&self) -> BTreeSet<String> {
+        self.source_read.iter().map(|name| recorded_name(name, &self.multiarch)).collect()
     }
 }
 
@@ -177,9 +188,10 @@ mod tests {
             ["_sysconfigdata__linux_x86_64-linux-gnu", "/opt/python/lib/python3.11/_sysconfigdata__linux_x86_64-linux-gnu.py"],
             ["zpkg.other", "/opt/python/lib/python3.11/site-packages.zip/zpkg/other.py"],
             ["elsewhere", "/usr/lib/python3/elsewhere.py"],
-        ]})];
+        ], "source_read": ["zpkg"]})];
         let loaded = LoadedModules::from_results(&results).unwrap();
         assert!(loaded.profile_names().contains("_sysconfigdata__linux_{multiarch}"));
+        assert_eq!(loaded.keep_source_names().into_iter().collect::<Vec<_>>(), ["zpkg"]);
         let check = bytecode_check(dir.path(), &["/opt/python/".to_string()], &loaded).unwrap();
         assert!(!check.ok);
         assert_eq!(
@@ -189,7 +201,8 @@ mod tests {
              _sysconfigdata__linux_x86_64-linux-gnu (lib/python3.11/_sysconfigdata__linux_x86_64-linux-gnu.py)\n  \
              zpkg.other (lib/python3.11/site-packages.zip/zpkg/other.py)\n"
         );
-        let good = LoadedModules { multiarch: String::new(), modules: loaded.modules[..3].to_vec() };
+        let good =
+            LoadedModules { multiarch: String::new(), modules: loaded.modules[..3].to_vec(), source_read: vec![] };
         let check = bytecode_check(dir.path(), &["/opt/python/".to_string()], &good).unwrap();
         assert!(check.ok, "{}", check.detail);
         assert_eq!(check.detail, "3 modules loaded from .pyc (2 without source)");
