@@ -116,7 +116,7 @@ fn replace_file(path: &Path, bytes: &[u8], permissions: std::fs::Permissions) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object::{Object, ObjectSection};
+    use object::Object;
 
     /// An extension module of the host interpreter with a symbol table, if there is one.
     fn host_extension_module() -> Option<std::path::PathBuf> {
