@@ -655,6 +655,7 @@ fn check_results(run: &PythonRun, timeout: Duration) -> Vec<CheckResult> {
             "completion" => "completion".to_string(),
             "stream" => "streaming completion".to_string(),
             "async" => "async completion and streaming (acompletion)".to_string(),
+            "extensions" => "every extension module loads (dlopen, PyInit_<name>)".to_string(),
             "network" => "no network beyond 127.0.0.1".to_string(),
             _ => continue,
         };

@@ -180,5 +180,36 @@ emit(
     modules=MODULES,
     source_read=source_read_modules(MODULES),
 )
+def check_extension_modules():
+    """dlopen every shared object of the layer's site-packages with every symbol bound (ctypes
+    passes RTLD_NOW), and find PyInit_<name> in each extension module: stripping must keep what
+    the dynamic loader and the import system need. Runs after the module list, so ctypes stays
+    out of the import profile."""
+    import ctypes
+    import os
+
+    site_packages = os.path.join(sys.prefix, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+    loaded, problems = 0, []
+    for directory, _, files in sorted(os.walk(site_packages)):
+        for name in sorted(files):
+            if not (name.endswith(".so") or ".so." in name):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                library = ctypes.CDLL(path)
+                if name.endswith(".so") and not os.path.basename(directory).endswith(".libs"):
+                    init = "PyInit_" + name.split(".")[0]
+                    if not hasattr(library, init):
+                        raise OSError("no %s symbol" % init)
+                loaded += 1
+            except OSError as error:
+                problems.append("%s: %s" % (os.path.relpath(path, site_packages), error))
+    if problems:
+        emit(check="extensions", ok=False, detail="\n".join(problems) + "\n")
+    else:
+        emit(check="extensions", ok=loaded > 0, detail="%d shared objects load with every symbol bound" % loaded)
+
+
+check_extension_modules()
 emit(check="network", ok=not ATTEMPTS, detail=", ".join(sorted(set(ATTEMPTS))))
 emit(check="done", ok=True)
