@@ -86,7 +86,6 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
             let plan = crate::layer::profile::BytecodePlan::for_build(
                 &spec,
                 &crate::lock::default_lock_path(&spec.path),
-                arch,
                 &progress,
             )?;
             let report = import_time::measure(

@@ -192,7 +192,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let layer_dir = staging.join("layer");
     let out_zip = staging.join(arch.layer_zip_name());
     let mut bytecode_plan =
-        profile::BytecodePlan::for_build(spec, &crate::lock::default_lock_path(&spec.path), arch, progress)?;
+        profile::BytecodePlan::for_build(spec, &crate::lock::default_lock_path(&spec.path), progress)?;
     bytecode_plan.cache_dir = Some(cache.subdir("bytecode")?);
     let pack_request = PackRequest {
         layer_dir: &layer_dir,

@@ -292,15 +292,18 @@ fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::ar
         modules: loaded.profile_names(),
         keep_source: loaded.keep_source_names(),
     };
-    // A profile for the same lock and workload is extended, not replaced: a layer built from it
-    // may ship modules sourceless, and a module that reads its own source cannot say so then.
+    // A profile for the same lock is extended, not replaced: a layer built from it may ship
+    // modules sourceless, and a module that reads its own source cannot say so then. Its modules
+    // are kept only when the workload is the same too; keeping a source is always safe.
     if let Some(existing) = ImportProfile::load(&path)?
-        && existing.staleness(&profile.lock_sha256, Some(&profile.workload_sha256)).is_empty()
+        && existing.lock_sha256 == profile.lock_sha256
     {
-        profile.modules.extend(existing.modules);
         profile.keep_source.extend(existing.keep_source);
-        if existing.recorded_on != profile.recorded_on {
-            profile.recorded_on = format!("{} and {}", existing.recorded_on, profile.recorded_on);
+        if existing.workload_sha256 == profile.workload_sha256 {
+            profile.modules.extend(existing.modules);
+            if existing.recorded_on != profile.recorded_on {
+                profile.recorded_on = format!("{} and {}", existing.recorded_on, profile.recorded_on);
+            }
         }
     }
     profile.write(&path)?;

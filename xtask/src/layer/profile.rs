@@ -10,9 +10,11 @@
 //! every module, as `bytecode = "all"` does.
 //!
 //! Module names of pure-Python modules do not depend on the architecture, so a profile recorded on
-//! the host architecture serves an arm64 cross-build of the same lock. The one kind of name that
-//! does (`_sysconfigdata__linux_x86_64-linux-gnu`) is recorded with `{multiarch}` in place of the
-//! recording interpreter's multiarch triple and expanded for the target when the layer is built.
+//! the host architecture serves an arm64 cross-build of the same lock. The one name that does is
+//! the interpreter's build configuration, `_sysconfigdata_<abiflags>_<platform>_<multiarch>`
+//! (`_sysconfigdata__linux_x86_64-linux-gnu` in python-build-standalone,
+//! `_sysconfigdata__aarch64-linux-gnu` in Debian's build): it is recorded as
+//! `_sysconfigdata_{build}` and stands for whichever `_sysconfigdata_*` module the target has.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,15 +23,14 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::arch::Arch;
 use crate::progress::Progress;
 use crate::spec::{BytecodeChoice, LayerSpec, Sourceless};
 
 /// The profile's file name, beside `pylock.toml`.
 pub const PROFILE_FILE_NAME: &str = "import-profile.toml";
 
-/// Stands for the interpreter's multiarch triple (`x86_64-linux-gnu`) in recorded module names.
-pub const MULTIARCH_PLACEHOLDER: &str = "{multiarch}";
+/// How the interpreter's build-configuration module (`_sysconfigdata_*`) is recorded.
+pub const SYSCONFIGDATA: &str = "_sysconfigdata_{build}";
 
 /// The committed import profile.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -74,10 +75,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether `name` looks like a dotted module name (identifier parts; `-` and the placeholder are
-/// allowed because `_sysconfigdata__linux_{multiarch}` holds them).
+/// Whether `name` looks like a dotted module name (identifier parts; `-` is allowed because
+/// `_sysconfigdata__linux_x86_64-linux-gnu` holds it).
 fn is_module_name(name: &str) -> bool {
-    let plain = name.replace(MULTIARCH_PLACEHOLDER, "x");
+    let plain = if name == SYSCONFIGDATA { "_sysconfigdata_" } else { name };
     !plain.is_empty()
         && plain.split('.').all(|part| {
             !part.is_empty()
@@ -155,19 +156,9 @@ impl ImportProfile {
     }
 }
 
-/// The multiarch triple of CPython on Linux for `arch` (`sys.implementation._multiarch`).
-pub fn multiarch(arch: Arch) -> String {
-    format!("{}-linux-gnu", arch.manylinux_name())
-}
-
-/// A loaded module's name as recorded: the recording interpreter's multiarch triple replaced by
-/// [`MULTIARCH_PLACEHOLDER`].
-pub fn recorded_name(name: &str, recording_multiarch: &str) -> String {
-    if recording_multiarch.is_empty() {
-        name.to_string()
-    } else {
-        name.replace(recording_multiarch, MULTIARCH_PLACEHOLDER)
-    }
+/// A loaded module's name as recorded: any `_sysconfigdata_*` module becomes [`SYSCONFIGDATA`].
+pub fn recorded_name(name: &str) -> String {
+    if name.starts_with("_sysconfigdata_") { SYSCONFIGDATA.to_string() } else { name.to_string() }
 }
 
 /// The module a `.py` file defines, from its path relative to `lib/python3.X` (stdlib) or to
@@ -208,7 +199,7 @@ impl BytecodePlan {
     pub fn compiles(&self, relative: &str) -> bool {
         match &self.profiled {
             None => true,
-            Some(modules) => module_name_of(relative).is_some_and(|m| modules.contains(&m)),
+            Some(modules) => module_name_of(relative).is_some_and(|m| modules.contains(&recorded_name(&m))),
         }
     }
 
@@ -218,13 +209,13 @@ impl BytecodePlan {
             && self.profiled.is_some()
             && relative.starts_with("site-packages/")
             && self.compiles(relative)
-            && module_name_of(relative).is_none_or(|m| !self.keep_source.contains(&m))
+            && module_name_of(relative).is_none_or(|m| !self.keep_source.contains(&recorded_name(&m)))
     }
 
     /// The plan for `spec` and the lock at `lock_path`, building `arch`: the profile beside the
     /// lock when `[pack] bytecode = "profile"` and it was made for this lock; else every module,
     /// with a warning saying how to get a current profile.
-    pub fn for_build(spec: &LayerSpec, lock_path: &Path, arch: Arch, progress: &Progress) -> Result<BytecodePlan> {
+    pub fn for_build(spec: &LayerSpec, lock_path: &Path, progress: &Progress) -> Result<BytecodePlan> {
         if spec.pack.bytecode == BytecodeChoice::All {
             return Ok(BytecodePlan::default());
         }
@@ -244,11 +235,7 @@ impl BytecodePlan {
             ));
             return Ok(BytecodePlan::default());
         }
-        let target = multiarch(arch);
-        let expand = |names: &BTreeSet<String>| -> BTreeSet<String> {
-            names.iter().map(|m| m.replace(MULTIARCH_PLACEHOLDER, &target)).collect()
-        };
-        let (modules, keep_source) = (expand(&profile.modules), expand(&profile.keep_source));
+        let (modules, keep_source) = (profile.modules, profile.keep_source);
         progress.note(format!(
             "import profile {} ({} modules, recorded on {}): .pyc for those{}",
             path.display(),
@@ -302,7 +289,7 @@ mod tests {
     fn round_trip_and_staleness() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(PROFILE_FILE_NAME);
-        let written = profile(&["litellm", "json.decoder", "_sysconfigdata__linux_{multiarch}"]);
+        let written = profile(&["litellm", "json.decoder", "_sysconfigdata_{build}"]);
         written.write(&path).unwrap();
         let read = ImportProfile::load(&path).unwrap().unwrap();
         assert_eq!(read, written);
@@ -339,14 +326,17 @@ mod tests {
     }
 
     #[test]
-    fn multiarch_names_are_recorded_with_a_placeholder_and_expanded_per_target() {
-        let recorded = recorded_name("_sysconfigdata__linux_x86_64-linux-gnu", "x86_64-linux-gnu");
-        assert_eq!(recorded, "_sysconfigdata__linux_{multiarch}");
-        assert_eq!(
-            recorded.replace(MULTIARCH_PLACEHOLDER, &multiarch(Arch::Arm64)),
-            "_sysconfigdata__linux_aarch64-linux-gnu"
-        );
-        assert_eq!(recorded_name("json", "x86_64-linux-gnu"), "json");
+    fn the_build_configuration_module_is_recorded_under_one_name() {
+        assert_eq!(recorded_name("_sysconfigdata__linux_x86_64-linux-gnu"), "_sysconfigdata_{build}");
+        assert_eq!(recorded_name("json"), "json");
+        let plan = BytecodePlan {
+            profiled: Some([SYSCONFIGDATA.to_string()].into_iter().collect()),
+            ..BytecodePlan::default()
+        };
+        // Debian's arm64 build names it without the platform part.
+        assert!(plan.compiles("_sysconfigdata__aarch64-linux-gnu.py"));
+        assert!(plan.compiles("_sysconfigdata__linux_x86_64-linux-gnu.py"));
+        assert!(!plan.compiles("sysconfig.py"));
     }
 
     #[test]

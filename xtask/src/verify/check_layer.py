@@ -151,40 +151,11 @@ if "litellm" in imported:
         emit(check="async", ok=False, detail=traceback.format_exc())
 
 
-def loaded_modules():
-    """Every module loaded from a .py or .pyc file, with where it came from: the import profile."""
-    found = []
-    for name, module in sorted(sys.modules.items()):
-        spec = getattr(module, "__spec__", None)
-        origin = getattr(spec, "origin", None) if spec is not None else None
-        if isinstance(origin, str) and (origin.endswith(".py") or origin.endswith(".pyc")):
-            found.append([name, origin])
-    return found
-
-
-def source_read_modules(modules):
-    """The loaded modules whose source (or where the source would be, beside a .pyc) was read."""
-    wanted = set()
-    for filename in SOURCE_READ:
-        wanted.add(filename)
-        if filename.endswith(".pyc"):
-            wanted.add(filename[:-1])
-    return sorted(name for name, origin in modules if origin in wanted or origin[:-1] in wanted)
-
-
-MODULES = loaded_modules()
-emit(
-    check="modules",
-    ok=True,
-    multiarch=getattr(sys.implementation, "_multiarch", ""),
-    modules=MODULES,
-    source_read=source_read_modules(MODULES),
-)
 def check_extension_modules():
     """dlopen every shared object of the layer's site-packages with every symbol bound (ctypes
     passes RTLD_NOW), and find PyInit_<name> in each extension module: stripping must keep what
-    the dynamic loader and the import system need. Runs after the module list, so ctypes stays
-    out of the import profile."""
+    the dynamic loader and the import system need. Part of the workload: ctypes, which it uses, is
+    in the import profile."""
     import ctypes
     import os
 
@@ -209,7 +180,35 @@ def check_extension_modules():
     else:
         emit(check="extensions", ok=loaded > 0, detail="%d shared objects load with every symbol bound" % loaded)
 
+def loaded_modules():
+    """Every module loaded from a .py or .pyc file, with where it came from: the import profile."""
+    found = []
+    for name, module in sorted(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None) if spec is not None else None
+        if isinstance(origin, str) and (origin.endswith(".py") or origin.endswith(".pyc")):
+            found.append([name, origin])
+    return found
+
+
+def source_read_modules(modules):
+    """The loaded modules whose source (or where the source would be, beside a .pyc) was read."""
+    wanted = set()
+    for filename in SOURCE_READ:
+        wanted.add(filename)
+        if filename.endswith(".pyc"):
+            wanted.add(filename[:-1])
+    return sorted(name for name, origin in modules if origin in wanted or origin[:-1] in wanted)
+
 
 check_extension_modules()
+MODULES = loaded_modules()
+emit(
+    check="modules",
+    ok=True,
+    multiarch=getattr(sys.implementation, "_multiarch", ""),
+    modules=MODULES,
+    source_read=source_read_modules(MODULES),
+)
 emit(check="network", ok=not ATTEMPTS, detail=", ".join(sorted(set(ATTEMPTS))))
 emit(check="done", ok=True)

@@ -45,12 +45,12 @@ impl LoadedModules {
 
     /// The names to record in the import profile (the multiarch triple replaced by a placeholder).
     pub fn profile_names(&self) -> BTreeSet<String> {
-        self.modules.iter().map(|(name, _)| recorded_name(name, &self.multiarch)).collect()
+        self.modules.iter().map(|(name, _)| recorded_name(name)).collect()
     }
 
     /// The names to record as keeping their source.
     pub fn keep_source_names(&self) -> BTreeSet<String> {
-        self.source_read.iter().map(|name| recorded_name(name, &self.multiarch)).collect()
+        self.source_read.iter().map(|name| recorded_name(name)).collect()
     }
 }
 
@@ -190,7 +190,7 @@ mod tests {
             ["elsewhere", "/usr/lib/python3/elsewhere.py"],
         ], "source_read": ["zpkg"]})];
         let loaded = LoadedModules::from_results(&results).unwrap();
-        assert!(loaded.profile_names().contains("_sysconfigdata__linux_{multiarch}"));
+        assert!(loaded.profile_names().contains("_sysconfigdata_{build}"));
         assert_eq!(loaded.keep_source_names().into_iter().collect::<Vec<_>>(), ["zpkg"]);
         let check = bytecode_check(dir.path(), &["/opt/python/".to_string()], &loaded).unwrap();
         assert!(!check.ok);
