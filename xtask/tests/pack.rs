@@ -539,7 +539,14 @@ fn bench_import_litellm() {
     let runs = std::env::var("XTASK_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(11);
     let work = tempfile::tempdir().unwrap();
     let python = host_python().expect("host python3 must be 3.11");
-    let report =
-        xtask::bench::import_time::measure(&python, &site_packages, work.path(), runs, &Progress::new()).unwrap();
+    let report = xtask::bench::import_time::measure(
+        &python,
+        &site_packages,
+        work.path(),
+        runs,
+        &Default::default(),
+        &Progress::new(),
+    )
+    .unwrap();
     println!("{report}");
 }
