@@ -1,7 +1,7 @@
 //! `cargo xtask deploy`: rebuild the layer if stale, patch serverless.yml, run serverless deploy.
 //!
 //! Steps, in order:
-//! 1. layer: hash the layer's inputs ([`stamp::layer_inputs_digest`]) and compare them with the
+//! 1. layer: hash the layer's inputs ([`crate::layer::freshness::layer_inputs_digest`]) and compare them with the
 //!    stamp of `layer-build-<arch>/`; rebuild with `crate::layer::run` when stale.
 //! 2. serverless.yml: bring it in line with the architecture and the layer path.
 //! 3. npm: `npm ci` in the service when `node_modules/.bin/serverless` is missing.
@@ -14,7 +14,6 @@
 //! Serverless runs with the inherited environment (AWS credentials come from there and are never
 //! printed); its output is streamed to stderr so that stdout holds only the plan.
 
-pub mod stamp;
 pub mod template;
 
 use std::path::{Path, PathBuf};
@@ -26,10 +25,9 @@ use serde_json::Value;
 
 use crate::arch::Arch;
 use crate::flags::{DeployArgs, GlobalArgs, LayerArgs};
+use crate::layer::freshness::{Freshness, layer_freshness, layer_inputs_digest};
 use crate::progress::{Progress, human_bytes};
 use crate::spec::LayerSpec;
-
-pub use stamp::{Freshness, StaleReason, layer_freshness, layer_inputs_digest, write_stamp};
 
 /// Where `serverless package` writes its artifacts, relative to the service directory.
 const PACKAGE_DIR: &str = ".serverless";

@@ -21,13 +21,11 @@ pub mod http;
 pub mod layer;
 pub mod lock;
 pub mod manifest;
+pub mod packaging;
 pub mod progress;
-pub mod runtime;
-pub mod sbom;
 pub mod serverless;
 pub mod spec;
 pub mod test_suite;
-pub mod testing;
 pub mod verify;
 
 /// The repository root: `XTASK_PROJECT_ROOT` when set (tests point commands at a temporary copy),

@@ -18,7 +18,7 @@ use crate::arch::Arch;
 use crate::bench::import_time::median;
 use crate::flags::PythonDistArgs;
 use crate::layer::install::Target;
-use crate::lock::pylock::Pylock;
+use crate::packaging::pylock::Pylock;
 use crate::progress::{Progress, human_bytes};
 use crate::spec::LayerSpec;
 
