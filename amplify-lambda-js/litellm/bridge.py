@@ -446,7 +446,12 @@ async def handle(endpoint, describe_error, message):
         log("warning", f"{kind} reply not sent: {exc}")
         send({"id": request_id, "type": "too_large", "bytes": exc.size, "limit": exc.limit})
     except Exception as exc:  # noqa: BLE001 - every failure becomes a structured reply
-        error = describe_error(exc, SECRETS)
+        try:
+            error = describe_error(exc, SECRETS)
+        except Exception as mapping_failure:  # noqa: BLE001 - the request must still get its answer
+            log("error", f"{kind}: describing {type(exc).__name__} failed: {''.join(traceback.format_exception(mapping_failure))}")
+            error = {"status": 500, "type": "internal_error", "message": "the LiteLLM bridge failed to describe an error",
+                     "param": None, "code": "error_mapping_failed", "retry_after": None, "ours": True}
         if error.get("ours"):
             log("error", f"{kind} failed: {''.join(traceback.format_exception(exc))}")
         else:

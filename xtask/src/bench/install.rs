@@ -32,9 +32,7 @@ pub struct Measurement {
 
 impl Measurement {
     pub fn median(&self) -> Duration {
-        let mut sorted = self.runs.clone();
-        sorted.sort();
-        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+        crate::stats::median_duration(&self.runs)
     }
 }
 
@@ -103,7 +101,7 @@ pub fn bench_install(
     let quiet = Progress::new();
     let uv_platform = format!("{}-manylinux_2_34", arch.manylinux_name());
     let pip_platforms: Vec<String> = pip_platforms(arch).into_iter().flat_map(|p| ["--platform".into(), p]).collect();
-    let python_version = spec.python.version.clone();
+    let python_version = spec.python.version.dotted();
 
     let tool_args = ToolArgs {
         uv: &uv,

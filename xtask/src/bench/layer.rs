@@ -15,12 +15,12 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::arch::Arch;
-use crate::bench::import_time::median;
 use crate::flags::PythonDistArgs;
 use crate::layer::install::Target;
 use crate::packaging::pylock::Pylock;
 use crate::progress::{Progress, human_bytes};
 use crate::spec::LayerSpec;
+use crate::stats::median_duration as median;
 
 /// What [`bench_layer`] needs.
 pub struct LayerBench<'a> {
@@ -76,7 +76,7 @@ pub fn bench_layer(bench: &LayerBench<'_>) -> Result<String> {
         Ok(started.elapsed())
     };
     let platform = format!("{}-manylinux_2_34", arch.manylinux_name());
-    let version = spec.python.version.clone();
+    let version = spec.python.version.dotted();
     let run_script = || -> Result<Duration> {
         remove_if_exists(&uv_target)?;
         remove_if_exists(&uv_zip)?;

@@ -19,8 +19,7 @@ use anyhow::{Context, Result, bail};
 use fs_err as fs;
 use serde::Deserialize;
 
-/// Where the layer is mounted on Lambda: `/opt/python` holds `bin/` and `lib/`.
-pub const LAMBDA_PYTHON_PREFIX: &str = "/opt/python";
+use crate::python_version::PythonVersion;
 
 /// A CPython that runs on the build host, of the same minor version as the layer's interpreter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,16 +49,21 @@ impl BuildPython {
         BuildPython { interpreter: PathBuf::from("python3"), home: None }
     }
 
-    /// A command running this interpreter with a clean, reproducible Python environment:
-    /// `-B -s`, `PYTHONHASHSEED=0`, and none of the caller's `PYTHON*` variables.
+    /// A command running this interpreter isolated from the tree it builds and from the caller:
+    /// `-S` (no `site`: no `.pth` file, `sitecustomize` or `usercustomize` of the layer runs on the
+    /// build machine), `-s`, `-B`, `PYTHONSAFEPATH=1` (`-P`: the working directory is not put on
+    /// `sys.path`), `PYTHONHASHSEED=0`, and none of the caller's `PYTHON*` variables. This is `-I
+    /// -S -B` except that `PYTHONHOME` may point at a relocated interpreter tree.
+    /// <https://docs.python.org/3/using/cmdline.html#cmdoption-I>
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.interpreter);
-        command.args(["-B", "-s"]);
+        command.args(["-S", "-s", "-B"]);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PYTHON") {
                 command.env_remove(&name);
             }
         }
+        command.env("PYTHONSAFEPATH", "1");
         command.env("PYTHONHASHSEED", "0");
         if let Some(home) = &self.home {
             command.env("PYTHONHOME", home);
@@ -87,9 +91,9 @@ impl BuildPython {
 
     /// Fail with a clear error unless this interpreter is CPython `minor` (e.g. `3.11`): bytecode
     /// is only valid for the minor version that wrote it.
-    pub fn require_minor(&self, minor: &str) -> Result<()> {
+    pub fn require_minor(&self, minor: PythonVersion) -> Result<()> {
         let found = self.minor_version()?;
-        if found != minor {
+        if found != minor.dotted() {
             bail!(
                 "the build python {} is {found} but the layer's interpreter is {minor}: bytecode only loads in the \
                  minor version that wrote it; use a python {minor} that runs on this machine (the extracted \
@@ -99,19 +103,6 @@ impl BuildPython {
         }
         Ok(())
     }
-}
-
-/// The cache tag of CPython `minor` (`3.11` → `cpython-311`), as in `sys.implementation.cache_tag`.
-pub fn cache_tag(minor: &str) -> Result<String> {
-    let (major, minor_number) =
-        minor.split_once('.').with_context(|| format!("python version {minor:?} is not of the form 3.11"))?;
-    if major.is_empty()
-        || minor_number.is_empty()
-        || !major.bytes().chain(minor_number.bytes()).all(|b| b.is_ascii_digit())
-    {
-        bail!("python version {minor:?} is not of the form 3.11");
-    }
-    Ok(format!("cpython-{major}{minor_number}"))
 }
 
 /// The PEP 3147 location of the `.pyc` for `source` (a POSIX path ending in `.py`):
@@ -473,22 +464,17 @@ mod tests {
         assert_eq!(pycache_path("pkg/sub/mod.py", "cpython-311"), "pkg/sub/__pycache__/mod.cpython-311.pyc");
         assert_eq!(pycache_path("six.py", "cpython-311"), "__pycache__/six.cpython-311.pyc");
         assert_eq!(legacy_pyc_path("pkg/__init__.py"), "pkg/__init__.pyc");
-        assert_eq!(cache_tag("3.11").unwrap(), "cpython-311");
-        assert_eq!(cache_tag("3.9").unwrap(), "cpython-39");
-        let err = cache_tag("311").unwrap_err().to_string();
-        assert!(err.contains("not of the form 3.11"), "{err}");
-        assert!(cache_tag("3.x").is_err());
     }
 
     #[test]
     fn wrong_minor_version_is_a_clear_error() {
         let Some(python) = BuildPython::host_if_minor("3.11") else { return };
-        let err = python.require_minor("3.12").unwrap_err().to_string();
+        let err = python.require_minor("3.12".parse().unwrap()).unwrap_err().to_string();
         assert!(err.contains("is 3.11 but the layer's interpreter is 3.12"), "{err}");
         assert!(err.contains("use a python 3.12 that runs on this machine"), "{err}");
-        python.require_minor("3.11").unwrap();
+        python.require_minor("3.11".parse().unwrap()).unwrap();
         let missing = BuildPython { interpreter: "/nonexistent/python3.11".into(), home: None };
-        let err = format!("{:#}", missing.require_minor("3.11").unwrap_err());
+        let err = format!("{:#}", missing.require_minor("3.11".parse().unwrap()).unwrap_err());
         assert!(err.contains("running the build python /nonexistent/python3.11"), "{err}");
     }
 

@@ -1,18 +1,18 @@
 //! Pack the layer: site-packages.zip for pure-Python distributions, sitecustomize.py, and the deterministic layer zip.
 //!
-//! Layout (DESIGN.md §5): zipimport cannot load extension modules, ignores `__pycache__/`, uses a
+//! Layout (docs/architecture.md §5): zipimport cannot load extension modules, ignores `__pycache__/`, uses a
 //! `.pyc` only beside its `.py`, and finds namespace packages only through explicit directory
 //! entries; code reading data files through `__file__` cannot read them from a zip. So a
 //! distribution goes into `site-packages.zip` only when it holds nothing but `.py` files (plus
 //! `py.typed` and its `.dist-info`); the rest stay in `site-packages/` with `__pycache__/`.
 //! Distributions sharing a top-level name go to the same place.
 //!
-//! Zips are reproducible (DESIGN.md §8): entries sorted by name, one fixed mtime
+//! Zips are reproducible (docs/architecture.md §8): entries sorted by name, one fixed mtime
 //! (`SOURCE_DATE_EPOCH`, else 1980-01-01 00:00:00), modes 0644/0755, no extra fields, deflate at
 //! a fixed level (a nested `.zip` is stored, not deflated again), symlinks stored as in-archive symlinks (unix mode `S_IFLNK`, the relative target
 //! as content; Lambda extracts them as links).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 
@@ -26,6 +26,7 @@ use crate::layer::bytecode::{self, BuildPython, CompileJob, SkippedFile};
 use crate::layer::dist::InstalledDist;
 use crate::layer::profile::BytecodePlan;
 use crate::progress::Progress;
+use crate::python_version::PythonVersion;
 
 /// Deflate level of every zip we write. Fixed, so the bytes do not depend on a default.
 pub const DEFLATE_LEVEL: i64 = 9;
@@ -180,44 +181,16 @@ pub fn zip_mtime(source_date_epoch: Option<u64>) -> Result<DateTime> {
     };
     // 1980-01-01 and 2107-12-31 23:59:58 UTC, the DOS date range.
     let epoch = epoch.clamp(315_532_800, 4_354_819_198);
-    let days = (epoch / 86_400) as i64;
-    let seconds = epoch % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let utc = crate::source_date::utc(epoch as i64);
     DateTime::from_date_and_time(
-        year as u16,
-        month as u8,
-        day as u8,
-        (seconds / 3600) as u8,
-        (seconds % 3600 / 60) as u8,
-        (seconds % 60 / 2 * 2) as u8,
+        utc.year() as u16,
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second() / 2 * 2,
     )
     .map_err(|e| anyhow::anyhow!("SOURCE_DATE_EPOCH={epoch} is not a valid zip time: {e}"))
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`, <http://howardhinnant.github.io/date_algorithms.html>).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// `SOURCE_DATE_EPOCH` from the environment, if set; a clear error when it is not a number.
-pub fn source_date_epoch_from_env() -> Result<Option<u64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) if text.trim().is_empty() => Ok(None),
-        Ok(text) => text.trim().parse::<u64>().map(Some).map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds since 1970; unset it or fix it")
-        }),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("SOURCE_DATE_EPOCH is not valid UTF-8; unset it or fix it"),
-    }
 }
 
 /// One entry of a zip we write.
@@ -375,13 +348,13 @@ fn is_executable(path: &Path) -> Result<bool> {
 pub struct PackRequest<'a> {
     /// `<out>/layer`, holding `python/bin/python3.X` and `python/lib/python3.X/`.
     pub layer_dir: &'a Path,
-    /// The layer interpreter's minor version, e.g. `3.11`.
-    pub python_minor: &'a str,
+    /// The layer interpreter's minor version.
+    pub python_minor: PythonVersion,
     /// A CPython of that minor version that runs here.
     pub build_python: &'a BuildPython,
     /// `<out>/python-litellm-<arch>.zip` (see `Arch::layer_zip_name`); must be outside `layer_dir`.
     pub out_zip: &'a Path,
-    /// From [`source_date_epoch_from_env`].
+    /// `SOURCE_DATE_EPOCH` as the CLI parsed it (`crate::source_date`).
     pub source_date_epoch: Option<u64>,
     pub zip_position: ZipPosition,
     /// Which modules get bytecode and which ship without source (`BytecodePlan::default()`:
@@ -397,7 +370,7 @@ pub struct PackOutcome {
     pub layer_zip_bytes: u64,
     /// `layer/python/lib/python3.X/site-packages.zip`, when any distribution went there.
     pub site_packages_zip: Option<PathBuf>,
-    pub python_minor: String,
+    pub python_minor: PythonVersion,
     /// One per distribution, in the order given.
     pub placements: Vec<DistPlacement>,
     /// Stale bytecode files removed before compiling (PBS's timestamp `.pyc` among them).
@@ -413,7 +386,7 @@ pub struct PackOutcome {
 pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &Progress) -> Result<PackOutcome> {
     let PackRequest { layer_dir, python_minor, build_python, out_zip, source_date_epoch, zip_position, bytecode_plan } =
         request.clone();
-    let lib_dir = layer_dir.join("python/lib").join(format!("python{python_minor}"));
+    let lib_dir = layer_dir.join("python").join(python_minor.stdlib_dir());
     let site_packages = lib_dir.join("site-packages");
     if !site_packages.is_dir() {
         bail!("{} is missing: run the install step first", site_packages.display());
@@ -422,7 +395,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         bail!("the layer zip {} must not be inside the layer tree {}", out_zip.display(), layer_dir.display());
     }
     let mtime = zip_mtime(source_date_epoch)?;
-    let tag = bytecode::cache_tag(python_minor)?;
+    let tag = python_minor.cache_tag();
     build_python.require_minor(python_minor)?;
 
     // Check the whole tree (symlinks, special files) before changing anything in it.
@@ -458,7 +431,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         dist.files.retain(|f| !removed_in_site_packages.contains(f.as_str()));
     }
     let zipped_files: BTreeSet<String> = zipped.iter().flat_map(|&i| dists[i].files.iter().cloned()).collect();
-    let lib_prefix = format!("{}/lib/python{python_minor}", bytecode::LAMBDA_PYTHON_PREFIX);
+    let lib_prefix = python_minor.lambda_pythonpath();
     let mut jobs = Vec::new();
     let mut sourceless_jobs = BTreeSet::new();
     let mut source_only = 0usize;
@@ -578,7 +551,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         layer_zip: out_zip.to_path_buf(),
         layer_zip_bytes,
         site_packages_zip,
-        python_minor: python_minor.to_string(),
+        python_minor,
         placements,
         removed_stale_bytecode: removed.len(),
         compiled: compiled.compiled,
@@ -605,11 +578,6 @@ fn remove_file_and_empty_parents(root: &Path, relative: &str) -> Result<()> {
         dir = current.parent();
     }
     Ok(())
-}
-
-/// Placements by distribution name, for the report.
-pub fn placements_by_name(placements: &[DistPlacement]) -> BTreeMap<&str, Placement> {
-    placements.iter().map(|p| (p.name.as_str(), p.placement)).collect()
 }
 
 #[cfg(test)]
@@ -689,8 +657,6 @@ mod tests {
         assert_eq!((t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second()), (2024, 2, 29, 13, 45, 30));
         let early = zip_mtime(Some(0)).unwrap();
         assert_eq!((early.year(), early.month(), early.day()), (1980, 1, 1));
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]

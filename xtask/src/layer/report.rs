@@ -19,9 +19,9 @@ use crate::layer::profile::BytecodePlan;
 use crate::progress::human_bytes;
 
 /// Lambda's limit on a function plus its layers, unzipped.
-pub const LAMBDA_UNZIPPED_LIMIT_MB: f64 = 250.0;
+pub const LAMBDA_UNZIPPED_LIMIT_MB: f64 = crate::lambda::UNZIPPED_LIMIT_MB;
 /// Lambda's limit on a zip uploaded directly.
-pub const LAMBDA_ZIPPED_LIMIT_MB: f64 = 50.0;
+pub const LAMBDA_ZIPPED_LIMIT_MB: f64 = crate::lambda::DIRECT_UPLOAD_LIMIT_MB;
 
 /// What one prune rule (or the stdlib prune of the runtime step) removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,11 +125,11 @@ impl SizeReport {
     /// over-budget layer fails before the expensive steps. Per distribution and in total.
     pub fn estimate(
         layer_dir: &Path,
-        python_minor: &str,
+        python: crate::python_version::PythonVersion,
         dists: &[InstalledDist],
         plan: &BytecodePlan,
     ) -> Result<SizeReport> {
-        let lib_dir = layer_dir.join("python/lib").join(format!("python{python_minor}"));
+        let lib_dir = layer_dir.join("python").join(python.stdlib_dir());
         let mut total = (0.0, 0.0);
         for entry in walkdir::WalkDir::new(layer_dir).sort_by_file_name() {
             let entry = entry.with_context(|| format!("listing {}", layer_dir.display()))?;
@@ -188,7 +188,7 @@ impl SizeReport {
         dists: &[InstalledDist],
         prune_rules: Vec<RuleSavings>,
     ) -> Result<SizeReport> {
-        let lib = format!("python/lib/python{}", outcome.python_minor);
+        let lib = format!("python/{}", outcome.python_minor.stdlib_dir());
         let site_packages_prefix = format!("{lib}/site-packages/");
         let site_packages_zip_name = format!("{lib}/site-packages.zip");
         let mut owner: BTreeMap<&str, usize> = BTreeMap::new();

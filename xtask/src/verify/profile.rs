@@ -68,7 +68,7 @@ fn expected_bytecode(relative: &str) -> Option<(bool, String)> {
     }
     // `lib/python3.11/...`: the cache tag comes from the version directory.
     let version = relative.strip_prefix("lib/python")?.split('/').next()?;
-    let tag = bytecode::cache_tag(version).ok()?;
+    let tag = version.parse::<crate::python_version::PythonVersion>().ok()?.cache_tag();
     Some((false, bytecode::pycache_path(relative, &tag)))
 }
 

@@ -82,7 +82,7 @@ fn x86_64_layer_runs_read_only_like_lambda_and_answers() {
     let stdout = text(&output.stdout);
     assert!(stdout.contains("built the layer for x86_64"), "{stdout}");
 
-    // The layout of DESIGN.md.
+    // The layout of docs/architecture.md §5 (and the README).
     let python = out_dir.join("layer/python");
     for path in [
         "bin/python3.11",
@@ -129,6 +129,8 @@ fn x86_64_layer_runs_read_only_like_lambda_and_answers() {
     // Run it as Lambda would: a read-only /opt, the Lambda environment, a local server.
     let options = VerifyOptions {
         arch: Arch::X86_64,
+        python: "3.11".parse().unwrap(),
+        source_date_epoch: Default::default(),
         layer_dir: out_dir.join("layer"),
         imports: vec!["litellm".into(), "openai".into(), "tiktoken".into()],
         runs: 1,
@@ -271,6 +273,8 @@ fn arm64_layer_from_the_real_lock_passes_verify_under_qemu() {
 
     let options = VerifyOptions {
         arch: Arch::Arm64,
+        python: "3.11".parse().unwrap(),
+        source_date_epoch: Default::default(),
         layer_dir: out_dir.join("layer"),
         imports: vec!["litellm".into()],
         runs: 1,

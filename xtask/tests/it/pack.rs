@@ -144,7 +144,7 @@ fn build(root: &Path, variant: u32, epoch: Option<u64>) -> Option<(PackOutcome, 
     let out_zip = root.join("python-litellm-x86_64.zip");
     let request = PackRequest {
         layer_dir: &layer,
-        python_minor: "3.11",
+        python_minor: "3.11".parse().unwrap(),
         build_python: &python,
         out_zip: &out_zip,
         source_date_epoch: epoch,
@@ -457,7 +457,7 @@ fn bad_trees_are_refused_with_clear_errors() {
     let out_zip = dir.path().join("out.zip");
     let request = PackRequest {
         layer_dir: &layer,
-        python_minor: "3.11",
+        python_minor: "3.11".parse().unwrap(),
         build_python: &python,
         out_zip: &out_zip,
         source_date_epoch: None,
@@ -569,7 +569,7 @@ fn an_import_profile_compiles_only_its_modules_and_drops_their_sources() {
     let out_zip = dir.path().join("python-litellm-x86_64.zip");
     let request = PackRequest {
         layer_dir: &layer,
-        python_minor: "3.11",
+        python_minor: "3.11".parse().unwrap(),
         build_python: &python,
         out_zip: &out_zip,
         source_date_epoch: None,
