@@ -154,6 +154,10 @@ pub struct VerifyArgs {
     /// How many times `import litellm` is timed (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub runs: u32,
+    /// Write the modules the workload loaded as the import profile beside the lock
+    /// (`import-profile.toml`), which `layer` uses to choose what to byte-compile.
+    #[arg(long)]
+    pub record_profile: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -215,14 +219,14 @@ pub struct BenchArgs {
     /// Where to write the Markdown tables (relative to the repository root).
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
-    /// Run only these benchmarks (repeatable): lock, install, rebuild, import, and the chat
+    /// Run only these benchmarks (repeatable): lock, install, layer, import, and the chat
     /// service's cold-start, import-gc, warm-overhead.
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
     /// Scratch directory for venvs, caches and layouts (kept between runs).
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
     pub work_dir: PathBuf,
-    /// The interpreter for the `rebuild` benchmark (default: the pinned download).
+    /// The interpreter for the `layer` benchmark (default: the pinned download).
     #[command(flatten)]
     pub python: PythonDistArgs,
 }
