@@ -154,6 +154,10 @@ pub struct VerifyArgs {
     /// How many times `import litellm` is timed (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub runs: u32,
+    /// Write the modules the workload loaded as the import profile beside the lock
+    /// (`import-profile.toml`), which `layer` uses to choose what to byte-compile.
+    #[arg(long)]
+    pub record_profile: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -221,7 +225,7 @@ pub struct BenchArgs {
     /// Scratch directory for venvs, caches and layouts (kept between runs).
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
     pub work_dir: PathBuf,
-    /// The interpreter for the `rebuild` benchmark (default: the pinned download).
+    /// The interpreter for the `layer` benchmark (default: the pinned download).
     #[command(flatten)]
     pub python: PythonDistArgs,
 }
@@ -271,8 +275,8 @@ pub enum Benchmark {
     Lock,
     /// The install step against uv and pip.
     Install,
-    /// A warm layer rebuild.
-    Rebuild,
+    /// The layer build, cold and warm, against uv + zip.
+    Layer,
     /// `import litellm` in each layout.
     Import,
     /// The chat service's cold start (Node, `bench/cold-start.mjs`).
@@ -289,7 +293,7 @@ impl Benchmark {
         match self {
             Benchmark::Lock => "lock",
             Benchmark::Install => "install",
-            Benchmark::Rebuild => "rebuild",
+            Benchmark::Layer => "layer",
             Benchmark::Import => "import",
             Benchmark::ColdStart => "cold-start",
             Benchmark::ImportGc => "import-gc",
@@ -345,7 +349,7 @@ mod tests {
         assert_eq!(args.r#for.name(), "deploy");
         let err = Xtask::try_parse_from(["xtask", "bench", "--only", "size"]).unwrap_err().to_string();
         assert!(
-            err.contains("[possible values: lock, install, rebuild, import, cold-start, import-gc, warm-overhead]"),
+            err.contains("[possible values: lock, install, layer, import, cold-start, import-gc, warm-overhead]"),
             "{err}"
         );
     }

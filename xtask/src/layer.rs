@@ -13,10 +13,12 @@ pub mod freshness;
 pub mod install;
 pub(crate) mod interpreter;
 pub mod pack;
+pub mod profile;
 pub mod prune;
 pub mod report;
 pub(crate) mod resolved;
 pub(crate) mod sbom;
+pub(crate) mod strip;
 
 pub mod dist;
 pub(crate) mod wheel;
@@ -213,6 +215,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         install::install_lock(lock, arch, spec, cache, http, &site_packages, progress)
     })?;
     let pruned = progress.step("prune", || prune::prune(&site_packages, &mut dists, &spec.prune, progress))?;
+    let stripped = progress.step("strip", || strip::strip_distributions(&site_packages, &dists, progress))?;
 
     // The SBOM describes what ships after pruning; written while every METADATA is still on disk.
     let cpython = sbom::CpythonInfo {
@@ -242,6 +245,9 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         interpreter::build_python(spec, arch, runtime, &cx.options.python, cx.pbs_mirror, cache, http, progress)?;
     let layer_dir = staging.join("layer");
     let out_zip = staging.join(arch.layer_zip_name());
+    let mut bytecode_plan =
+        profile::BytecodePlan::for_build(spec, &crate::lock::default_lock_path(&spec.path), progress)?;
+    bytecode_plan.cache_dir = Some(cache.subdir("bytecode")?);
     let pack_request = PackRequest {
         layer_dir: &layer_dir,
         python_minor: runtime.minor,
@@ -249,7 +255,23 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         out_zip: &out_zip,
         source_date_epoch: cx.source_date_epoch.seconds().map(|seconds| seconds.unsigned_abs()),
         zip_position: ZipPosition::default(),
+        bytecode_plan: &bytecode_plan,
     };
+    progress.step("size estimate", || -> Result<()> {
+        let estimate = SizeReport::estimate(&layer_dir, runtime.minor, &dists, &bytecode_plan)?;
+        progress.note(format!(
+            "estimated before byte-compiling: {} zipped, {} unzipped",
+            human_bytes(estimate.total.zipped),
+            human_bytes(estimate.total.unzipped)
+        ));
+        report::check_budget(
+            &estimate,
+            spec.budget.zipped_mb,
+            spec.budget.unzipped_mb,
+            spec.budget.upload == Upload::Direct,
+        )
+        .context("estimated before byte-compiling (the exact size is checked after packing)")
+    })?;
     let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
 
     let mut savings: Vec<RuleSavings> = runtime
@@ -263,6 +285,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         files: outcome.files,
         bytes: outcome.bytes,
     }));
+    savings.extend(stripped);
     let report = progress.step("size report", || -> Result<SizeReport> {
         let report = SizeReport::compute(&packed, &dists, savings)?;
         report.write(staging)?;

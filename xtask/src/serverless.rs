@@ -63,7 +63,7 @@ pub struct PatchPlan {
     pub arch: Arch,
     /// The layer's `path`, with `{arch}` already replaced.
     pub layer_path: String,
-    /// CPython minor version in the layer, e.g. "3.11".
+    /// CPython minor version in the layer, e.g. 3.11.
     pub python_minor: PythonVersion,
     /// Accept `allowedAccounts: ['*']` on the layer (with a warning) instead of refusing.
     pub allow_public_layer: bool,

@@ -28,6 +28,8 @@ pub struct LayerSpec {
     pub verify: VerifySpec,
     #[serde(default)]
     pub serverless: ServerlessSpec,
+    #[serde(default)]
+    pub pack: PackSpec,
     /// Where the spec was read from (not a key).
     #[serde(skip)]
     pub path: PathBuf,
@@ -37,7 +39,7 @@ pub struct LayerSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PythonSpec {
-    /// Minor version, e.g. "3.11".
+    /// Minor version, e.g. 3.11.
     #[serde(deserialize_with = "python_version_key")]
     pub version: PythonVersion,
     /// python-build-standalone release tag, e.g. "20260127".
@@ -203,6 +205,60 @@ impl Default for BudgetSpec {
 pub struct VerifySpec {
     #[serde(default)]
     pub imports: Vec<String>,
+}
+
+/// `[pack]`: which modules get bytecode and which ship without source (see `layer/profile.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PackSpec {
+    #[serde(default)]
+    pub bytecode: BytecodeChoice,
+    #[serde(default)]
+    pub sourceless: Sourceless,
+}
+
+/// `pack.bytecode`: which `.py` files get a `.pyc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BytecodeChoice {
+    /// Only the modules of the import profile beside the lock (every module when there is no
+    /// current profile); the others ship as `.py` and compile in memory when first imported.
+    #[default]
+    Profile,
+    /// Every module: the biggest layer, no module ever compiled on Lambda.
+    All,
+}
+
+/// `pack.sourceless`: whether profiled modules ship as `.pyc` without their `.py`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sourceless {
+    /// Every `.py` ships (tracebacks show source lines).
+    #[default]
+    Off,
+    /// Modules of the import profile ship as `.pyc` only (tracebacks show file and line, no text).
+    Profile,
+}
+
+impl<'de> Deserialize<'de> for Sourceless {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Flag(false) => Ok(Sourceless::Off),
+            Raw::Word(word) if word == "profile" => Ok(Sourceless::Profile),
+            Raw::Flag(true) => Err(serde::de::Error::custom(
+                "sourceless = true is not supported: use \"profile\" (only the modules of the import profile ship \
+                 without source) or false",
+            )),
+            Raw::Word(word) => {
+                Err(serde::de::Error::custom(format!("sourceless = {word:?}: expected false or \"profile\"")))
+            }
+        }
+    }
 }
 
 /// `[serverless]`: how the layer is wired into the service.
@@ -377,6 +433,28 @@ requirements = ["litellm==1.78.7"]
         assert_eq!(spec.index.url, DEFAULT_INDEX_URL);
         assert_eq!(spec.prune.safe.len(), SAFE_PRUNE_RULES.len());
         assert_eq!(spec.budget.zipped_mb, 50.0);
+        assert_eq!(spec.pack.bytecode, BytecodeChoice::Profile);
+        assert_eq!(spec.pack.sourceless, Sourceless::Off);
+    }
+
+    #[test]
+    fn pack_keys() {
+        let spec = parse(&format!("{MINIMAL}\n[pack]\nbytecode = \"all\"\nsourceless = \"profile\"\n")).unwrap();
+        assert_eq!((spec.pack.bytecode, spec.pack.sourceless), (BytecodeChoice::All, Sourceless::Profile));
+        let spec = parse(&format!("{MINIMAL}\n[pack]\nsourceless = false\n")).unwrap();
+        assert_eq!(spec.pack.sourceless, Sourceless::Off);
+        for (value, want) in [
+            (
+                "sourceless = true",
+                "sourceless = true is not supported: use \"profile\" (only the modules of the import profile ship without source) or false",
+            ),
+            ("sourceless = \"all\"", "sourceless = \"all\": expected false or \"profile\""),
+            ("bytecode = \"some\"", "unknown variant `some`, expected `profile` or `all`"),
+        ] {
+            let msg = format!("{:#}", parse(&format!("{MINIMAL}\n[pack]\n{value}\n")).unwrap_err());
+            assert!(msg.contains(want), "want {want:?} in: {msg}");
+            assert!(msg.contains("litellm-layer/layer.toml"), "{msg}");
+        }
     }
 
     #[test]

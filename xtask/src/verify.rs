@@ -19,6 +19,7 @@
 pub(crate) mod elf;
 pub mod loopback;
 pub(crate) mod openai_server;
+pub mod profile;
 pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod sandbox;
@@ -114,12 +115,84 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
     };
     let report = verify_layer(&options, &progress)?;
     print!("{}", report.render());
+    profile_after_verify(&spec, &report, args.arch, args.record_profile)?;
     if report.passed() {
         Ok(())
     } else {
         let names: Vec<&str> = report.failed().iter().map(|c| c.name.as_str()).collect();
         bail!("verify failed for {}: {}", args.arch, names.join("; "))
     }
+}
+
+/// Say whether the import profile beside the lock matches this lock and workload, and with
+/// `--record-profile` write it from the modules this run loaded. A run whose workload failed
+/// records nothing; one that failed only for want of bytecode (a stale profile) does.
+fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::arch::Arch, record: bool) -> Result<()> {
+    use crate::layer::profile::{ImportProfile, file_sha256, profile_path, workload_sha256};
+    let lock_path = crate::lock::default_lock_path(&spec.path);
+    let path = profile_path(&lock_path);
+    let lock_sha256 = file_sha256(&lock_path)?;
+    let mut imports = vec!["litellm".to_string()];
+    imports.extend(spec.verify.imports.iter().filter(|i| *i != "litellm").cloned());
+    let workload = workload_sha256(CHECK_SCRIPT, &imports);
+    if !record {
+        match ImportProfile::load(&path)? {
+            None => println!(
+                "no import profile at {}; write one with `cargo xtask verify --record-profile`",
+                path.display()
+            ),
+            Some(profile) => {
+                let stale = profile.staleness(&lock_sha256, Some(&workload));
+                if !stale.is_empty() {
+                    println!(
+                        "the import profile {} is stale ({}); rewrite it with `cargo xtask verify --record-profile`",
+                        path.display(),
+                        stale.join(", ")
+                    );
+                }
+            }
+        }
+        return Ok(());
+    }
+    let bytecode_only = ["every loaded module had bytecode", "no file written into the layer tree"];
+    let workload_failures: Vec<&str> =
+        report.failed().iter().map(|c| c.name.as_str()).filter(|n| !bytecode_only.contains(n)).collect();
+    let loaded = match &report.loaded_modules {
+        Some(loaded) if workload_failures.is_empty() => loaded,
+        _ => bail!(
+            "not recording the import profile: the workload did not pass ({}); fix the layer first",
+            if workload_failures.is_empty() { "no module list".to_string() } else { workload_failures.join("; ") }
+        ),
+    };
+    let mut profile = ImportProfile {
+        lock_sha256,
+        workload_sha256: workload,
+        recorded_on: arch.lambda_name().to_string(),
+        modules: loaded.profile_names(),
+        keep_source: loaded.keep_source_names(),
+    };
+    // A profile for the same lock is extended, not replaced: a layer built from it may ship
+    // modules sourceless, and a module that reads its own source cannot say so then. Its modules
+    // are kept only when the workload is the same too; keeping a source is always safe.
+    if let Some(existing) = ImportProfile::load(&path)?
+        && existing.lock_sha256 == profile.lock_sha256
+    {
+        profile.keep_source.extend(existing.keep_source);
+        if existing.workload_sha256 == profile.workload_sha256 {
+            profile.modules.extend(existing.modules);
+            if existing.recorded_on != profile.recorded_on {
+                profile.recorded_on = format!("{} and {}", existing.recorded_on, profile.recorded_on);
+            }
+        }
+    }
+    profile.write(&path)?;
+    println!(
+        "wrote the import profile {} ({} modules, {} of them keep their source; recorded on {arch}); rebuild the layer to use it",
+        path.display(),
+        profile.modules.len(),
+        profile.keep_source.len()
+    );
+    Ok(())
 }
 
 /// `$XTASK_ARM64_SYSROOT`, else the cached Debian 12 sysroot, built on first use.
@@ -221,6 +294,11 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
         run_with_timeout(sandbox.python(true, &config("checks", &prompt)), options.timeout)
     })?;
     checks.extend(check_results(&main, options.timeout));
+    let loaded_modules = profile::LoadedModules::from_results(&main.results());
+    if let Some(loaded) = &loaded_modules {
+        let prefixes = ["/opt/python/".to_string(), format!("{}/", sandbox.opt().join("python").display())];
+        checks.push(profile::bytecode_check(&options.layer_dir, &prefixes, loaded)?);
+    }
     if !probe.finished() {
         checks.push(CheckResult { name: "write probe ran".into(), ok: false, detail: probe.explain(options.timeout) });
     }
@@ -273,6 +351,7 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
         checks,
         import_litellm_ms,
         process_ms,
+        loaded_modules,
     };
     if let (Some(path), Some(ms)) = (&options.size_report, report.import_litellm_ms_median()) {
         let entry = json!({

@@ -1,5 +1,6 @@
 //! Benchmark `import litellm`: our layout against the floor (a plain directory with valid `.pyc`)
-//! and the old bash layout (a zip of `.py` files, no bytecode).
+//! and the old bash layout (a zip of `.py` files, no bytecode). Our layout follows the spec's
+//! `[pack]` keys and the import profile, as `cargo xtask layer` does.
 //!
 //! Every measurement is a fresh process (`python -c "import litellm"`, with
 //! `LITELLM_LOCAL_MODEL_COST_MAP=True`) run from a `venv --without-pip`, so the host's own
@@ -18,6 +19,7 @@ use fs_err as fs;
 use crate::layer::bytecode::{self, BuildPython, CompileJob};
 use crate::layer::dist::InstalledDist;
 use crate::layer::pack::{self, EntryKind, PackRequest, ZipEntry, ZipPosition};
+use crate::layer::profile::BytecodePlan;
 use crate::layer::report::{Contributor, SizeReport};
 use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
@@ -126,6 +128,7 @@ pub fn measure(
     site_packages: &Path,
     work_dir: &Path,
     runs: u32,
+    plan: &BytecodePlan,
     progress: &Progress,
 ) -> Result<ImportTimeReport> {
     if runs == 0 {
@@ -172,7 +175,7 @@ pub fn measure(
     let ours = work_dir.join("ours");
     let lib = ours.join("layer/python").join(version.stdlib_dir());
     let (outcome, dists) = progress.step("bench: our layout (site-packages.zip + site-packages/)", || {
-        build_ours(python, version, site_packages, &ours, progress)
+        build_ours(python, version, site_packages, &ours, plan, progress)
     })?;
     let report = SizeReport::compute(&outcome, &dists, Vec::new())?;
     // (b') The same with the zip before site-packages on sys.path.
@@ -268,6 +271,7 @@ fn build_ours(
     version: PythonVersion,
     site_packages: &Path,
     ours: &Path,
+    plan: &BytecodePlan,
     progress: &Progress,
 ) -> Result<(pack::PackOutcome, Vec<InstalledDist>)> {
     let layer = ours.join("layer");
@@ -282,6 +286,7 @@ fn build_ours(
         out_zip: &out_zip,
         source_date_epoch: None,
         zip_position: ZipPosition::AfterSitePackages,
+        bytecode_plan: plan,
     };
     let outcome = pack::build(&request, &mut dists, progress)?;
     Ok((outcome, dists))

@@ -86,12 +86,8 @@ pub fn bench_install(
     fs_err::create_dir_all(work_dir)?;
     let sh = Shell::new()?;
     let venv = work_dir.join("tools-venv");
+    tools_venv(&sh, &venv, progress)?;
     let python = venv.join("bin/python");
-    if !python.exists() {
-        progress.note(format!("creating {} with uv and pip from PyPI", venv.display()));
-        cmd!(sh, "python3 -m venv {venv}").run().context("creating the tool venv (needs python3 with venv)")?;
-    }
-    cmd!(sh, "{python} -m pip install -q --upgrade pip uv").run().context("installing pip and uv from PyPI")?;
     let uv = venv.join("bin/uv");
     let pip = venv.join("bin/pip");
     let uv_version = cmd!(sh, "{uv} --version").read()?;
@@ -146,6 +142,17 @@ pub fn bench_install(
         }
     }
     Ok(markdown(&measurements, lock, &target, &uv_version, &pip_version, runs))
+}
+
+/// A private venv at `venv` with the newest uv and pip from PyPI (created on first use).
+pub fn tools_venv(sh: &Shell, venv: &Path, progress: &Progress) -> Result<()> {
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        progress.note(format!("creating {} with uv and pip from PyPI", venv.display()));
+        cmd!(sh, "python3 -m venv {venv}").run().context("creating the tool venv (needs python3 with venv)")?;
+    }
+    cmd!(sh, "{python} -m pip install -q --upgrade pip uv").run().context("installing pip and uv from PyPI")?;
+    Ok(())
 }
 
 struct ToolArgs<'a> {

@@ -143,8 +143,10 @@ pub struct SkippedFile {
 /// What [`compile`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompileOutcome {
-    /// Number of `.pyc` files written.
+    /// Number of `.pyc` files written (compiled now or taken from the bytecode cache).
     pub compiled: usize,
+    /// How many of those came from the bytecode cache.
+    pub from_cache: usize,
     /// Files with syntax (or encoding) errors, sorted by path.
     pub skipped: Vec<SkippedFile>,
 }
@@ -213,7 +215,141 @@ pub fn compile(python: &BuildPython, jobs: &[CompileJob]) -> Result<CompileOutco
         set_mode(&job.pyc, 0o644)?;
         compiled += 1;
     }
-    Ok(CompileOutcome { compiled, skipped })
+    Ok(CompileOutcome { compiled, from_cache: 0, skipped })
+}
+
+/// Bump when the cache entry format changes, so old entries are not read.
+const BYTECODE_CACHE_FORMAT: &str = "1";
+
+/// The bytecode cache, `<cache>/bytecode/`: one entry per compiled file, named by the sha256 of
+/// everything the `.pyc` bytes depend on (the source's sha256, the interpreter's magic number, the
+/// optimisation level, the invalidation mode and `co_filename`). An entry holds the `.pyc` bytes
+/// followed by their sha256, so a damaged entry is noticed, recompiled and replaced. Entries are
+/// written to a temp file and renamed into place.
+#[derive(Debug, Clone)]
+pub struct BytecodeCache {
+    dir: PathBuf,
+    /// `importlib.util.MAGIC_NUMBER` of the build python, as hex.
+    magic: String,
+}
+
+impl BytecodeCache {
+    /// The cache in `dir` for bytecode written by `python`.
+    pub fn open(dir: &Path, python: &BuildPython) -> Result<BytecodeCache> {
+        let output = python
+            .command()
+            .args(["-c", "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"])
+            .output()
+            .with_context(|| format!("running the build python {}", python.interpreter.display()))?;
+        let magic = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if !output.status.success() || magic.len() != 8 || !magic.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "cannot read the bytecode magic number of {} ({}): {}",
+                python.interpreter.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(BytecodeCache { dir: dir.to_path_buf(), magic })
+    }
+
+    /// The entry for `job` whose source bytes are `source`.
+    fn entry_path(&self, job: &CompileJob, source: &[u8]) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let source_sha256 = Sha256::digest(source);
+        let mut key = Sha256::new();
+        for part in [
+            BYTECODE_CACHE_FORMAT.as_bytes(),
+            &source_sha256[..],
+            self.magic.as_bytes(),
+            b"optimize=0",
+            b"unchecked-hash",
+            job.co_filename.as_bytes(),
+        ] {
+            key.update((part.len() as u64).to_le_bytes());
+            key.update(part);
+        }
+        let key: String = key.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(&key[..2]).join(format!("{key}.pyc"))
+    }
+
+    /// The cached `.pyc` bytes at `entry`, when present, intact and of this magic number.
+    fn read(&self, entry: &Path) -> Option<Vec<u8>> {
+        use sha2::{Digest, Sha256};
+        let mut bytes = fs::read(entry).ok()?;
+        if bytes.len() < 16 + 32 {
+            return None;
+        }
+        let pyc_len = bytes.len() - 32;
+        let intact = Sha256::digest(&bytes[..pyc_len])[..] == bytes[pyc_len..];
+        let magic: String = bytes[..4].iter().map(|b| format!("{b:02x}")).collect();
+        // PEP 552 flags: 0b01 is hash-based with check_source off (unchecked-hash).
+        let unchecked = bytes[4..8] == [1, 0, 0, 0];
+        if !intact || magic != self.magic || !unchecked {
+            return None;
+        }
+        bytes.truncate(pyc_len);
+        Some(bytes)
+    }
+
+    /// Store `pyc` at `entry` (temp file in the same directory, then rename).
+    fn store(&self, entry: &Path, pyc: &[u8]) -> Result<()> {
+        use sha2::{Digest, Sha256};
+        let parent = entry.parent().context("a cache entry has a parent directory")?;
+        fs::create_dir_all(parent)?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".xtask-pyc-")
+            .tempfile_in(parent)
+            .with_context(|| format!("creating a temp file in {}", parent.display()))?;
+        temp.write_all(pyc)
+            .and_then(|()| temp.write_all(&Sha256::digest(pyc)))
+            .with_context(|| format!("writing {}", temp.path().display()))?;
+        temp.persist(entry).with_context(|| format!("renaming a bytecode cache entry to {}", entry.display()))?;
+        Ok(())
+    }
+}
+
+/// [`compile`], taking each `.pyc` from `cache` when it holds one for the same inputs and storing
+/// what it compiled. Without a cache it is [`compile`].
+pub fn compile_cached(
+    python: &BuildPython,
+    jobs: &[CompileJob],
+    cache: Option<&BytecodeCache>,
+) -> Result<CompileOutcome> {
+    let Some(cache) = cache else {
+        return compile(python, jobs);
+    };
+    let mut misses = Vec::new();
+    let mut miss_entries = Vec::new();
+    let mut from_cache = 0;
+    for job in jobs {
+        let source = fs::read(&job.source)?;
+        let entry = cache.entry_path(job, &source);
+        match cache.read(&entry) {
+            Some(pyc) => {
+                if let Some(parent) = job.pyc.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::write(&job.pyc, &pyc)?;
+                set_mode(&job.pyc, 0o644)?;
+                from_cache += 1;
+            }
+            None => {
+                misses.push(job.clone());
+                miss_entries.push(entry);
+            }
+        }
+    }
+    let mut outcome = compile(python, &misses)?;
+    for (job, entry) in misses.iter().zip(&miss_entries) {
+        if outcome.skipped.iter().any(|s| s.source == job.source) {
+            continue;
+        }
+        cache.store(entry, &fs::read(&job.pyc)?)?;
+    }
+    outcome.compiled += from_cache;
+    outcome.from_cache = from_cache;
+    Ok(outcome)
 }
 
 fn run_driver(python: &BuildPython, lines: &[String]) -> Result<Vec<SkippedFile>> {
@@ -353,7 +489,7 @@ mod tests {
             fs::write(dir.path().join("pkg/mod.py"), "def f(x):\n    return x in {'a', 'b', 'c', 'd'}\n").unwrap();
             let jobs = [job(dir.path(), "pkg/mod.py", "/opt/python/lib/python3.11/site-packages/pkg/mod.py")];
             let outcome = compile(&python, &jobs).unwrap();
-            assert_eq!(outcome, CompileOutcome { compiled: 1, skipped: vec![] });
+            assert_eq!(outcome, CompileOutcome { compiled: 1, from_cache: 0, skipped: vec![] });
             outputs.push(fs::read(&jobs[0].pyc).unwrap());
         }
         assert_eq!(outputs[0], outputs[1], "two compilations differ");
@@ -366,6 +502,42 @@ mod tests {
             "co_filename not the lambda path"
         );
         assert!(!text.contains("/tmp"), "the build directory leaked into the pyc");
+    }
+
+    #[test]
+    fn the_bytecode_cache_serves_identical_bytes_and_survives_damage() {
+        let Some(python) = BuildPython::host_if_minor("3.11") else { return };
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = BytecodeCache::open(cache_dir.path(), &python).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("mod.py"), "X = {'a', 'b'}\n").unwrap();
+        fs::write(dir.path().join("py2.py"), "print 'x'\n").unwrap();
+        let jobs = [job(dir.path(), "mod.py", "/opt/mod.py"), job(dir.path(), "py2.py", "/opt/py2.py")];
+        let cold = compile_cached(&python, &jobs, Some(&cache)).unwrap();
+        assert_eq!((cold.compiled, cold.from_cache, cold.skipped.len()), (1, 0, 1));
+        let fresh = fs::read(&jobs[0].pyc).unwrap();
+        fs::remove_file(&jobs[0].pyc).unwrap();
+        let warm = compile_cached(&python, &jobs, Some(&cache)).unwrap();
+        assert_eq!((warm.compiled, warm.from_cache, warm.skipped.len()), (1, 1, 1));
+        assert_eq!(fs::read(&jobs[0].pyc).unwrap(), fresh, "the cached .pyc differs from a fresh one");
+
+        // Another co_filename is another entry: the path is baked into the code objects.
+        let moved = [job(dir.path(), "mod.py", "/opt/elsewhere/mod.py")];
+        assert_eq!(compile_cached(&python, &moved, Some(&cache)).unwrap().from_cache, 0);
+
+        // A damaged entry is recompiled and replaced, never served.
+        let entry = cache.entry_path(&jobs[0], &fs::read(&jobs[0].source).unwrap());
+        let mut damaged = fs::read(&entry).unwrap();
+        damaged[20] ^= 0xff;
+        fs::write(&entry, &damaged).unwrap();
+        let again = compile_cached(&python, &jobs[..1], Some(&cache)).unwrap();
+        assert_eq!((again.compiled, again.from_cache), (1, 0));
+        assert_eq!(fs::read(&jobs[0].pyc).unwrap(), fresh);
+        assert_eq!(compile_cached(&python, &jobs[..1], Some(&cache)).unwrap().from_cache, 1);
+
+        // A changed source is a miss.
+        fs::write(dir.path().join("mod.py"), "X = 2\n").unwrap();
+        assert_eq!(compile_cached(&python, &jobs[..1], Some(&cache)).unwrap().from_cache, 0);
     }
 
     #[test]

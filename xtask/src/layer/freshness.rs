@@ -49,9 +49,12 @@ pub fn layer_inputs_digest(root: &Path, spec_path: &Path, arch: Arch) -> Result<
             lock_path.display()
         )
     })?;
+    // The import profile decides which modules get bytecode (layer/profile.rs); absent is empty.
+    let profile = fs_err::read(crate::layer::profile::profile_path(&lock_path)).unwrap_or_default();
     Ok(digest_of_parts(&[
         ("layer.toml", &spec),
         ("pylock.toml", &lock),
+        ("import-profile.toml", &profile),
         ("pbs-manifest.json", crate::manifest::MANIFEST_JSON.as_bytes()),
         ("arch", arch.lambda_name().as_bytes()),
         ("xtask-version", env!("CARGO_PKG_VERSION").as_bytes()),

@@ -9,7 +9,7 @@
 //!
 //! Zips are reproducible (docs/architecture.md §8): entries sorted by name, one fixed mtime
 //! (`SOURCE_DATE_EPOCH`, else 1980-01-01 00:00:00), modes 0644/0755, no extra fields, deflate at
-//! a fixed level, symlinks stored as in-archive symlinks (unix mode `S_IFLNK`, the relative target
+//! a fixed level (a nested `.zip` is stored, not deflated again), symlinks stored as in-archive symlinks (unix mode `S_IFLNK`, the relative target
 //! as content; Lambda extracts them as links).
 
 use std::collections::BTreeSet;
@@ -24,6 +24,7 @@ use zip::{CompressionMethod, DateTime, ZipWriter};
 
 use crate::layer::bytecode::{self, BuildPython, CompileJob, SkippedFile};
 use crate::layer::dist::InstalledDist;
+use crate::layer::profile::BytecodePlan;
 use crate::progress::Progress;
 use crate::python_version::PythonVersion;
 
@@ -240,10 +241,14 @@ pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Res
             EntryKind::Dir => writer.add_directory(stored_name(entry), base.unix_permissions(0o755)),
             EntryKind::Symlink { target } => writer.add_symlink(name, target, base.unix_permissions(0o777)),
             EntryKind::File { path, executable } => {
-                let options = base
-                    .compression_method(CompressionMethod::Deflated)
-                    .compression_level(Some(DEFLATE_LEVEL))
-                    .unix_permissions(if *executable { 0o755 } else { 0o644 });
+                // A zip inside the zip (site-packages.zip) is deflated already: deflating it again
+                // costs seconds and saves nothing, so it is stored.
+                let options = if name.ends_with(".zip") {
+                    base.compression_method(CompressionMethod::Stored)
+                } else {
+                    base.compression_method(CompressionMethod::Deflated).compression_level(Some(DEFLATE_LEVEL))
+                };
+                let options = options.unix_permissions(if *executable { 0o755 } else { 0o644 });
                 let mut file = fs::File::open(path)?;
                 writer
                     .start_file(name, options)
@@ -352,6 +357,9 @@ pub struct PackRequest<'a> {
     /// `SOURCE_DATE_EPOCH` as the CLI parsed it (`crate::source_date`).
     pub source_date_epoch: Option<u64>,
     pub zip_position: ZipPosition,
+    /// Which modules get bytecode and which ship without source (`BytecodePlan::default()`:
+    /// every module, with source, no bytecode cache).
+    pub bytecode_plan: &'a BytecodePlan,
 }
 
 /// What [`build`] did.
@@ -368,13 +376,15 @@ pub struct PackOutcome {
     /// Stale bytecode files removed before compiling (PBS's timestamp `.pyc` among them).
     pub removed_stale_bytecode: usize,
     pub compiled: usize,
+    /// How many of `compiled` came from the bytecode cache.
+    pub from_cache: usize,
     pub skipped: Vec<SkippedFile>,
 }
 
 /// Byte-compile, lay out and zip the layer. Updates each dist's `files` (new `.pyc` files, removed
 /// stale bytecode); the files of zipped distributions then live in `site-packages.zip`.
 pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &Progress) -> Result<PackOutcome> {
-    let PackRequest { layer_dir, python_minor, build_python, out_zip, source_date_epoch, zip_position } =
+    let PackRequest { layer_dir, python_minor, build_python, out_zip, source_date_epoch, zip_position, bytecode_plan } =
         request.clone();
     let lib_dir = layer_dir.join("python").join(python_minor.stdlib_dir());
     let site_packages = lib_dir.join("site-packages");
@@ -412,7 +422,8 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         bytecode::set_mode(&sitecustomize, 0o644)?;
     }
 
-    // Bytecode: drop what must not ship, then compile every .py under lib/python3.X.
+    // Bytecode: drop what must not ship, then compile the .py files the plan selects (every one
+    // without an import profile) under lib/python3.X.
     let removed = bytecode::remove_stale_bytecode(&lib_dir)?;
     let removed_in_site_packages: BTreeSet<&str> =
         removed.iter().filter_map(|r| r.strip_prefix("site-packages/")).collect();
@@ -422,20 +433,37 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
     let zipped_files: BTreeSet<String> = zipped.iter().flat_map(|&i| dists[i].files.iter().cloned()).collect();
     let lib_prefix = crate::lambda::pythonpath(python_minor);
     let mut jobs = Vec::new();
+    let mut sourceless_jobs = BTreeSet::new();
+    let mut source_only = 0usize;
     for entry in walkdir::WalkDir::new(&lib_dir).sort_by_file_name() {
         let entry = entry.with_context(|| format!("listing {}", lib_dir.display()))?;
         if !entry.file_type().is_file() || entry.path().extension().is_none_or(|e| e != "py") {
             continue;
         }
         let relative = bytecode::relative_posix(&lib_dir, entry.path())?;
+        if !bytecode_plan.compiles(&relative) {
+            source_only += 1;
+            continue;
+        }
         let in_zip = relative.strip_prefix("site-packages/").filter(|rel| zipped_files.contains(*rel));
+        let drops_source = bytecode_plan.drops_source(&relative);
+        // A sourceless module's .pyc must sit where its .py was: the path finder and zipimport
+        // only load a .pyc without source from there (PEP 3147, "Case 4").
         let (pyc, co_filename) = match in_zip {
             Some(rel) => (bytecode::legacy_pyc_path(&relative), format!("{lib_prefix}/site-packages.zip/{rel}")),
+            None if drops_source => (bytecode::legacy_pyc_path(&relative), format!("{lib_prefix}/{relative}")),
             None => (bytecode::pycache_path(&relative, &tag), format!("{lib_prefix}/{relative}")),
         };
+        if drops_source {
+            sourceless_jobs.insert(entry.path().to_path_buf());
+        }
         jobs.push(CompileJob { source: entry.path().to_path_buf(), pyc: lib_dir.join(pyc), co_filename });
     }
-    let compiled = bytecode::compile(build_python, &jobs)?;
+    let cache = match &bytecode_plan.cache_dir {
+        Some(dir) => Some(bytecode::BytecodeCache::open(dir, build_python)?),
+        None => None,
+    };
+    let compiled = bytecode::compile_cached(build_python, &jobs, cache.as_ref())?;
     for skipped in &compiled.skipped {
         progress.warn(format!(
             "skipped byte-compiling {} ({}); importing it fails on Lambda too",
@@ -443,11 +471,32 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
             skipped.error
         ));
     }
+    progress.note(format!(
+        "bytecode: {} .pyc ({} from the bytecode cache), {} modules left as .py only{}",
+        compiled.compiled,
+        compiled.from_cache,
+        source_only,
+        if sourceless_jobs.is_empty() {
+            String::new()
+        } else {
+            format!(", {} shipped without source", sourceless_jobs.len())
+        }
+    ));
     let skipped_sources: BTreeSet<&Path> = compiled.skipped.iter().map(|s| s.source.as_path()).collect();
+    let compiled_sources: BTreeSet<&Path> =
+        jobs.iter().map(|j| j.source.as_path()).filter(|s| !skipped_sources.contains(s)).collect();
     for (i, dist) in dists.iter_mut().enumerate() {
         let mut added = Vec::new();
+        let mut dropped = BTreeSet::new();
         for file in dist.files.iter().filter(|f| f.ends_with(".py")) {
-            if skipped_sources.contains(site_packages.join(file).as_path()) {
+            let source = site_packages.join(file);
+            if !compiled_sources.contains(source.as_path()) {
+                continue;
+            }
+            if sourceless_jobs.contains(&source) {
+                fs::remove_file(&source)?;
+                dropped.insert(file.clone());
+                added.push(bytecode::legacy_pyc_path(file));
                 continue;
             }
             added.push(match placements[i].placement {
@@ -455,6 +504,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
                 Placement::Dir => bytecode::pycache_path(file, &tag),
             });
         }
+        dist.files.retain(|f| !dropped.contains(f));
         dist.files.extend(added);
         dist.files.sort();
         dist.files.dedup();
@@ -505,6 +555,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         placements,
         removed_stale_bytecode: removed.len(),
         compiled: compiled.compiled,
+        from_cache: compiled.from_cache,
         skipped: compiled.skipped,
     })
 }

@@ -33,6 +33,8 @@ pub struct VerifyReport {
     pub import_litellm_ms: Vec<f64>,
     /// Wall time of each whole timed process (start-up included), in milliseconds.
     pub process_ms: Vec<f64>,
+    /// The modules the workload loaded from `.py`/`.pyc` files (the import profile's source).
+    pub loaded_modules: Option<crate::verify::profile::LoadedModules>,
 }
 
 impl VerifyReport {
@@ -96,6 +98,8 @@ pub(crate) fn check_results(run: &PythonRun, timeout: Duration) -> Vec<CheckResu
             "token_counter" => "token_counter offline (gpt-3.5-turbo)".to_string(),
             "completion" => "completion".to_string(),
             "stream" => "streaming completion".to_string(),
+            "async" => "async completion and streaming (acompletion)".to_string(),
+            "extensions" => "every extension module loads (dlopen, PyInit_<name>)".to_string(),
             "network" => "no network beyond 127.0.0.1".to_string(),
             _ => continue,
         };
@@ -220,6 +224,7 @@ mod tests {
             ],
             import_litellm_ms: vec![],
             process_ms: vec![],
+            loaded_modules: None,
         };
         let text = report.render();
         assert!(text.contains("ok   import litellm  /opt/x.py\n"), "{text}");
