@@ -1,7 +1,8 @@
 //! `cargo xtask layer`: build `layer-build-<arch>/` step by step.
 //!
 //! Steps, one module each: runtime (`crate::runtime`) → install → prune → bytecode → pack →
-//! report; then the SBOM (`crate::sbom`) and the serverless.yml patch (`crate::serverless`).
+//! report; then the SBOM (`crate::sbom`, whose subject is the zip) and the wiring serverless.yml
+//! reads (`crate::serverless::LayerWiring`, beside the zip; the tracked service file is not edited).
 //!
 //! The build goes into a staging directory beside the output (`.layer-build-<arch>.staging-*`)
 //! and is swapped into place only when every step succeeded, so a failed build leaves the
@@ -81,12 +82,13 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
         })?),
         None => None,
     };
+    if built.is_some() {
+        // serverless.yml reads this file; the tracked service file is never edited by a build.
+        crate::serverless::LayerWiring::new(&spec, arch, &runtime.minor, &out_dir).write(staging.path())?;
+    }
     let staged_at = staging.path().to_path_buf();
     staging.commit()?;
     runtime.relocate(&staged_at, &out_dir);
-    if built.is_some() && !args.no_patch {
-        crate::serverless::patch_after_build(&spec, arch, args.allow_public_layer, false, &progress)?;
-    }
 
     println!("built the {} for {arch} in {}", if built.is_some() { "layer" } else { "runtime" }, out_dir.display());
     println!(
@@ -197,6 +199,8 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         zip_position: ZipPosition::default(),
     };
     let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
+    // The SBOM's subject is the zip: deploy checks the uploaded artifact against this hash.
+    crate::sbom::subject::record(&staging.join(crate::sbom::sbom_file_name(arch)), &out_zip)?;
 
     let mut savings: Vec<RuleSavings> = runtime
         .prune

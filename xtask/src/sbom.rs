@@ -38,6 +38,8 @@ use crate::http::redact_url;
 use crate::layer::dist::InstalledDist;
 use crate::lock::pylock::{LockedPackage, Pylock};
 
+pub mod subject;
+
 /// Prefix of this tool's CycloneDX property names
 /// (<https://cyclonedx.org/docs/1.5/json/#properties> recommends a namespace).
 const PROPERTY_PREFIX: &str = "litellm-layer";
