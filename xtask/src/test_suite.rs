@@ -12,6 +12,8 @@ use xshell::{Shell, cmd};
 use crate::flags::{GlobalArgs, TestArgs};
 use crate::progress::Progress;
 
+pub mod node22;
+
 /// Every suite, in the order they run.
 pub const SUITES: &[&str] = &["lint", "rust", "node"];
 
@@ -28,6 +30,13 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let progress = Progress::new();
     let started = Instant::now();
+    // Every suite runs Node (npm ci, the Serverless Framework, node --test): Node 22 as on Lambda.
+    let cache = crate::cache::Cache::locate(global.cache_dir.as_deref())?;
+    let node_bin = progress.step("node 22", || node22::ensure_node22(&cache, &progress))?;
+    let _path = match &node_bin {
+        Some(bin) => Some(sh.push_env("PATH", node22::path_with(bin)?)),
+        None => None,
+    };
     for suite in selected {
         progress.step(format!("{suite} tests"), || match suite {
             "lint" => {
@@ -59,7 +68,7 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
 fn run_npm_tests(sh: &Shell, dir: &str, what: &str) -> Result<()> {
     let project = crate::project_root().join(dir);
     let _dir = sh.push_dir(&project);
-    cmd!(sh, "node --version").quiet().run().context("node is not installed: install Node.js 20 or newer")?;
+    cmd!(sh, "node --version").quiet().run().context("node does not run (cargo xtask test provides Node 22)")?;
     if !project.join("node_modules").exists() {
         cmd!(sh, "npm ci --no-audit --no-fund")
             .run()
