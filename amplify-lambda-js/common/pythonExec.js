@@ -1,12 +1,16 @@
 //! Finds the Python interpreter of the LiteLLM layer and runs one-shot Python scripts with it.
 //!
 //! Interpreter choice, first match wins:
-//!   1. on Lambda (`LAMBDA_TASK_ROOT` or `AWS_EXECUTION_ENV` set): `/opt/python/bin/python3.11`,
+//!   1. `LITELLM_PYTHON`, used as given (also under serverless-offline, which sets
+//!      `LAMBDA_TASK_ROOT` on a machine without /opt/python);
+//!   2. on Lambda (`LAMBDA_TASK_ROOT` or `AWS_EXECUTION_ENV` set): `/opt/python/bin/python3.11`,
 //!      the layer unpacked under /opt, with `PYTHONHOME=/opt/python`;
-//!   2. `LITELLM_PYTHON`, used as given;
 //!   3. a layer built on this machine: `../layer-build-<host arch>/layer/python/bin/python3.11`
 //!      next to this package (`cargo xtask layer --arch x86_64`);
 //!   4. `python3` from PATH.
+//! Off the layer, an inherited `PYTHONHOME` (and a `PYTHONPATH` into /opt/python, as
+//! serverless.yml sets them for Lambda) is removed from the child's environment: it would point
+//! any other interpreter at the wrong standard library.
 
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -47,6 +51,15 @@ function layerEnvironment(pythonHome) {
  */
 export function resolvePython({ env = process.env, packageRoot = PACKAGE_ROOT, nodeArch = process.arch } = {}) {
   const common = { LITELLM_LOCAL_MODEL_COST_MAP: env.LITELLM_LOCAL_MODEL_COST_MAP || "True" };
+  // `undefined` removes a variable from a child's environment (child_process skips such entries).
+  const unlayered = { ...common };
+  if (env.PYTHONHOME !== undefined) unlayered.PYTHONHOME = undefined;
+  if (typeof env.PYTHONPATH === "string" && env.PYTHONPATH.split(":").some((entry) => entry.startsWith(LAMBDA_PYTHON_HOME))) {
+    unlayered.PYTHONPATH = undefined;
+  }
+  if (env.LITELLM_PYTHON) {
+    return { executable: env.LITELLM_PYTHON, source: "LITELLM_PYTHON", env: unlayered };
+  }
   if (onLambda(env)) {
     const home = LAMBDA_PYTHON_HOME;
     return {
@@ -54,9 +67,6 @@ export function resolvePython({ env = process.env, packageRoot = PACKAGE_ROOT, n
       source: "lambda",
       env: { ...layerEnvironment(home), ...common },
     };
-  }
-  if (env.LITELLM_PYTHON) {
-    return { executable: env.LITELLM_PYTHON, source: "LITELLM_PYTHON", env: common };
   }
   const arch = hostLambdaArch(nodeArch);
   if (arch) {
@@ -66,7 +76,7 @@ export function resolvePython({ env = process.env, packageRoot = PACKAGE_ROOT, n
       return { executable, source: "layer-build", env: { ...layerEnvironment(home), ...common } };
     }
   }
-  return { executable: "python3", source: "PATH", env: common };
+  return { executable: "python3", source: "PATH", env: unlayered };
 }
 
 /** The hint every "interpreter not found" message ends with. */

@@ -1,187 +1,254 @@
-//! The LiteLLM client and the real bridge, against a local OpenAI-compatible server.
+//! The LiteLLM client and the real bridge (litellm/bridge.py with litellm/openai_endpoint.py and
+//! LiteLLM itself), against local OpenAI-compatible servers on 127.0.0.1.
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-import { BridgeError, LiteLLMClient, LiteLLMTimeoutError, ProviderError } from "../litellm/litellmClient.js";
+import { BridgeError, LiteLLMClient, LiteLLMTimeoutError, ProviderError, ReplyTooLargeError } from "../litellm/litellmClient.js";
 import { recordingLogger } from "./support/logger.mjs";
 import { bigContent, startOpenAIServer } from "./support/openaiServer.mjs";
 import { testPython } from "./support/python.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const FAKE_KEY = "sk-test-0123456789abcdef";
+// Not in a well-known key shape: only the configured-secret redaction can catch it.
+const FAKE_KEY = "plain-provider-credential-7f3a9c";
+const KEY_ENV = "TEST_UPSTREAM_CREDENTIAL";
 
 let server;
 let python;
+let configDir;
 const clients = [];
 
-function newClient(options = {}) {
+/** A model config serving each `[name, upstream model]` pair from `baseUrl`. */
+function writeConfig(name, baseUrl, models, extra = "") {
+  const lines = ["model_list:"];
+  for (const [modelName, upstreamModel] of models) {
+    lines.push(`  - model_name: ${JSON.stringify(modelName)}`, "    litellm_params:", `      model: ${JSON.stringify(`openai/${upstreamModel}`)}`);
+    lines.push(`      api_base: ${JSON.stringify(baseUrl)}`, `      api_key: os.environ/${KEY_ENV}`);
+  }
+  const file = path.join(configDir, `${name}.yaml`);
+  writeFileSync(file, `${lines.join("\n")}\n${extra}`);
+  return file;
+}
+
+function newClient({ config, env = {}, ...options } = {}) {
   const logger = options.logger ?? recordingLogger();
-  const client = new LiteLLMClient({ python, logger, ...options });
+  const client = new LiteLLMClient({ python, logger, env: { MODELS_CONFIG: config, [KEY_ENV]: FAKE_KEY, ...env }, ...options });
   clients.push(client);
   return { client, logger };
 }
 
-function request(model, content = "hello", extra = {}) {
-  return {
-    model: `openai/${model}`,
-    messages: [{ role: "user", content }],
-    api_base: server.baseUrl,
-    api_key: FAKE_KEY,
-    max_retries: 0,
-    ...extra,
-  };
-}
-
+const chat = (model, content = "hello", extra = {}) => ({ model, messages: [{ role: "user", content }], ...extra });
 const sha256 = (text) => createHash("sha256").update(text).digest("hex");
 
 before(async () => {
   ({ python } = await testPython());
   server = await startOpenAIServer();
+  configDir = mkdtempSync(path.join(os.tmpdir(), "bridge-test-"));
 });
 
 after(async () => {
   await Promise.all(clients.map((client) => client.shutdown()));
   await server?.close();
+  if (configDir) rmSync(configDir, { recursive: true, force: true });
 });
 
-describe("completion through the real bridge", () => {
+describe("the real bridge", () => {
   // One child serves the whole suite, as one child serves a whole Lambda container.
   let shared;
-  before(() => {
-    shared = newClient();
+  before(async () => {
+    const config = writeConfig("main", server.baseUrl, [
+      ["echo", "echo"],
+      ["slow", "echo?delay=3000"],
+      ["unauthorized", `echo?status=401&message=${encodeURIComponent(`Incorrect API key provided: ${FAKE_KEY}`)}`],
+      ["big-buffered", `big?size=${7 * 1024 * 1024}`],
+      ["big-ok", `big?size=${5 * 1024 * 1024}`],
+      ...Array.from({ length: 5 }, (_, index) => [`delay-${index}`, `echo?delay=${index * 40}`]),
+    ]);
+    shared = newClient({ config });
+    assert.equal(await shared.client.waitReady(60_000), true, "the bridge became ready");
   });
-  test("answers an OpenAI-compatible completion and passes the api key", async () => {
-    const { client } = shared;
-    const response = await client.completion(request("echo", "hello bridge"));
+
+  test("ready reports the import and warm-up, and that the GC was frozen", () => {
+    const info = shared.client.readyInfo;
+    assert.equal(info.type, "ready");
+    assert.ok(info.frozen_objects > 10_000, `gc.freeze() moved ${info.frozen_objects} objects`);
+    assert.ok(info.import_ms > 0 && info.warm_ms >= 0 && info.cpu_ms > 0, JSON.stringify(info));
+    assert.deepEqual(info.models.slice(0, 3), ["echo", "slow", "unauthorized"]);
+    assert.deepEqual(info.secret_env_names, [KEY_ENV]);
+  });
+
+  test("answers a chat completion through the configured model, with the configured key", async () => {
+    const response = await shared.client.chat(chat("echo", "hello bridge"), { requestId: "req-chat" });
     assert.equal(response.object, "chat.completion");
-    assert.equal(response.choices[0].message.role, "assistant");
     assert.equal(response.choices[0].message.content, "echo: hello bridge");
-    assert.deepEqual([response.usage.prompt_tokens, response.usage.completion_tokens], [5, 3]);
     assert.equal(server.requests.at(-1).authorization, `Bearer ${FAKE_KEY}`);
   });
 
   test("health reports the interpreter and litellm versions", async () => {
-    const { client } = shared;
-    const health = await client.health();
+    const health = await shared.client.health();
     const { report } = await testPython();
     assert.equal(health.litellm, report.litellm);
     assert.equal(health.python, report.python);
-    assert.equal(health.pid, client.pid);
+    assert.equal(health.pid, shared.client.pid);
   });
 
-  test("streams chunks as an async iterator", async () => {
-    const { client } = shared;
+  test("streams chunks as an async iterator; leaving early cancels and the child keeps serving", async () => {
     const chunks = [];
-    for await (const chunk of client.stream(request("echo", "one two three"))) chunks.push(chunk);
-    assert.ok(chunks.length >= 4, `expected a chunk per word, got ${chunks.length}`);
-    assert.ok(chunks.every((chunk) => chunk.object === "chat.completion.chunk"));
-    const text = chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? "").join("");
-    assert.equal(text, "echo: one two three");
-    assert.equal(chunks.at(-1).choices[0].finish_reason, "stop");
-    assert.equal(server.requests.at(-1).stream, true);
-  });
-
-  test("leaving a stream early cancels it and the client keeps working", async () => {
-    const { client } = shared;
-    const stream = client.stream(request("echo", "a b c d e f g h"));
-    for await (const chunk of stream) {
+    for await (const chunk of shared.client.stream(chat("echo", "one two three"))) chunks.push(chunk);
+    assert.equal(chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? "").join(""), "echo: one two three");
+    for await (const chunk of shared.client.stream(chat("echo", "a b c d e f g h"))) {
       assert.equal(chunk.object, "chat.completion.chunk");
       break;
     }
-    assert.equal(client.inFlight, 0);
-    const response = await client.completion(request("echo", "still here"));
-    assert.equal(response.choices[0].message.content, "echo: still here");
+    assert.equal(shared.client.inFlight, 0);
+    assert.equal((await shared.client.chat(chat("echo", "still here"))).choices[0].message.content, "echo: still here");
   });
 
-  test("50 concurrent requests are each answered with their own reply", async () => {
-    const { client } = shared;
-    await client.health();
-    const pid = client.pid;
-    const replies = await Promise.all(
-      Array.from({ length: 50 }, (_, index) =>
-        // Varying delays make the server answer out of order.
-        client.completion(request(`echo?delay=${(index * 37) % 200}`, `request number ${index}`)),
-      ),
-    );
+  test("concurrent requests are each answered with their own reply by one child", async () => {
+    const pid = shared.client.pid;
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, index) => shared.client.chat(chat(`delay-${index % 5}`, `request number ${index}`))));
     replies.forEach((reply, index) => assert.equal(reply.choices[0].message.content, `echo: request number ${index}`));
-    assert.equal(client.pid, pid, "all 50 requests were served by one child");
-    assert.equal(client.inFlight, 0);
+    assert.equal(shared.client.pid, pid);
   });
 
-  test("a provider error is rejected with the provider status, without the api key", async () => {
-    const { client } = shared;
-    const message = encodeURIComponent(`Incorrect API key provided: ${FAKE_KEY}`);
-    await assert.rejects(client.completion(request(`echo?status=401&message=${message}`)), (error) => {
+  test("a provider error keeps the provider's status; the configured key never comes back", async () => {
+    await assert.rejects(shared.client.chat(chat("unauthorized")), (error) => {
       assert.ok(error instanceof ProviderError, `expected ProviderError, got ${error}`);
       assert.equal(error.status, 401);
-      assert.equal(error.provider, "openai");
-      assert.equal(error.type, "AuthenticationError");
       assert.match(error.message, /Incorrect API key provided/);
       assert.ok(!error.message.includes(FAKE_KEY), `key leaked: ${error.message}`);
       return true;
     });
   });
 
-  test("a 10 MB response arrives whole", async () => {
-    const { client } = shared;
-    const size = 10 * 1024 * 1024;
-    const response = await client.completion(request(`big?size=${size}`));
-    const content = response.choices[0].message.content;
-    assert.equal(content.length, size);
-    assert.equal(sha256(content), sha256(bigContent(size)));
+  test("a reply over Lambda's 6 MB buffered limit fails at once; the child stays", async () => {
+    const pid = shared.client.pid;
+    await assert.rejects(shared.client.chat(chat("big-buffered")), (error) => {
+      assert.ok(error instanceof ReplyTooLargeError, `expected ReplyTooLargeError, got ${error}`);
+      assert.match(error.message, /^the reply is \d+ bytes, over Lambda's limit of 6291456 bytes for a buffered response; ask for fewer tokens \(max_tokens\) or stream it$/);
+      return true;
+    });
+    assert.equal(shared.client.pid, pid);
+    const content = (await shared.client.chat(chat("big-ok"))).choices[0].message.content;
+    assert.equal(sha256(content), sha256(bigContent(5 * 1024 * 1024)));
+  });
+
+  test("the same 7 MB reply streamed stays under the 20 MB streamed limit and arrives whole", async () => {
+    let text = "";
+    for await (const chunk of shared.client.stream(chat("big-buffered"))) text += chunk.choices[0]?.delta?.content ?? "";
+    assert.equal(text.length, 7 * 1024 * 1024);
+    assert.equal(sha256(text), sha256(bigContent(7 * 1024 * 1024)));
+  });
+
+  test("a request past its deadline is rejected; one missed deadline does not replace the child", async () => {
+    const pid = shared.client.pid;
+    await assert.rejects(shared.client.chat(chat("slow"), { timeoutMs: 300 }), LiteLLMTimeoutError);
+    assert.equal((await shared.client.chat(chat("echo", "next one"))).choices[0].message.content, "echo: next one");
+    assert.equal(shared.client.pid, pid);
+  });
+
+  test("every bridge log line arrives as a record: no plain text from the bridge itself", async () => {
+    const bridgeLines = shared.logger.lines.filter((line) => line.fields?.source === "bridge");
+    assert.ok(bridgeLines.some((line) => /^ready in \d+ ms/.test(line.message)), shared.logger.text());
+    // Plain (non-JSON) stderr lines are logged without a `logger` field and only come from native code.
+    const ready = bridgeLines.find((line) => /^ready in/.test(line.message));
+    assert.equal(typeof ready.fields.child_pid, "number");
   });
 });
 
-describe("failures", () => {
-  test("a child killed mid-request rejects every request in flight at once; the next request starts a new child", async () => {
-    // The deadline is long: a rejection caused by the timeout would be a LiteLLMTimeoutError.
-    const { client, logger } = newClient({ timeoutMs: 120_000 });
-    await client.health();
-    const firstPid = client.pid;
-    const arrived = server.expectRequests(3);
-    const inFlight = [1, 2, 3].map((n) => client.completion(request("slow?delay=60000", `slow ${n}`)));
-    await arrived;
-    assert.equal(client.inFlight, 3);
-    process.kill(firstPid, "SIGKILL");
-    const results = await Promise.allSettled(inFlight);
-    for (const result of results) {
-      assert.equal(result.status, "rejected");
-      assert.ok(result.reason instanceof BridgeError, `expected BridgeError, got ${result.reason}`);
-      assert.match(result.reason.message, new RegExp(`litellm bridge \\(pid ${firstPid}\\) was killed by SIGKILL`));
-    }
-    assert.equal(client.inFlight, 0);
-    assert.match(logger.text(), /3 request\(s\) in flight rejected/);
-
-    const response = await client.completion(request("echo", "after the crash"));
-    assert.equal(response.choices[0].message.content, "echo: after the crash");
-    assert.notEqual(client.pid, firstPid);
+describe("thaw: one retry for connection-level failures, none for provider replies", () => {
+  let upstream;
+  let calls;
+  before(async () => {
+    calls = { reset: 0, bad: 0 };
+    upstream = http.createServer((req, res) => {
+      const parts = [];
+      req.on("data", (part) => parts.push(part));
+      req.on("end", () => {
+        const body = JSON.parse(Buffer.concat(parts).toString("utf8"));
+        if (body.model === "reset-once") {
+          calls.reset += 1;
+          // The first request finds its connection reset, as an idle connection closed while the
+          // Lambda was frozen would be.
+          if (calls.reset === 1) return req.socket.resetAndDestroy();
+        } else if (body.model === "bad-request") {
+          calls.bad += 1;
+          res.writeHead(400, { "content-type": "application/json" });
+          return res.end(JSON.stringify({ error: { message: "messages[0] is malformed", type: "invalid_request_error", param: "messages", code: null } }));
+        }
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            id: "chatcmpl-thaw",
+            object: "chat.completion",
+            created: 1,
+            model: body.model,
+            choices: [{ index: 0, message: { role: "assistant", content: "after the reset" }, finish_reason: "stop" }],
+            usage: { prompt_tokens: 1, completion_tokens: 3, total_tokens: 4 },
+          }),
+        );
+      });
+    });
+    await new Promise((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+  });
+  after(() => {
+    upstream?.closeAllConnections();
+    upstream?.close();
   });
 
-  test("a request past its deadline is rejected; the bridge drops it and keeps serving", async () => {
-    const { client } = newClient({ timeoutMs: 120_000 });
-    await client.health();
-    const pid = client.pid;
-    await assert.rejects(client.completion(request("slow?delay=3000", "too slow"), { timeoutMs: 300 }), (error) => {
-      assert.ok(error instanceof LiteLLMTimeoutError, `expected LiteLLMTimeoutError, got ${error}`);
-      assert.match(error.message, /timed out after 300 ms/);
+  test("a connection reset is retried once and succeeds; a provider 400 is sent once", async () => {
+    const baseUrl = `http://127.0.0.1:${upstream.address().port}/v1`;
+    const config = writeConfig("thaw", baseUrl, [
+      ["reset-once", "reset-once"],
+      ["bad-request", "bad-request"],
+    ]);
+    const { client } = newClient({ config });
+    const response = await client.chat(chat("reset-once"));
+    assert.equal(response.choices[0].message.content, "after the reset");
+    assert.equal(calls.reset, 2, "one failed attempt and one retry");
+    await assert.rejects(client.chat(chat("bad-request")), (error) => {
+      assert.ok(error instanceof ProviderError, `expected ProviderError, got ${error}`);
+      assert.equal(error.status, 400);
+      assert.equal(error.message, "messages[0] is malformed");
       return true;
     });
-    assert.equal(client.inFlight, 0);
-    const response = await client.completion(request("echo", "next one"));
-    assert.equal(response.choices[0].message.content, "echo: next one");
-    assert.equal(client.pid, pid, "a timeout does not restart the child");
+    assert.equal(calls.bad, 1, "a provider's 400 is not retried");
+  });
+});
+
+describe("logs", () => {
+  test("with LiteLLM's verbose logging on, prompts and replies stay out of the logs unless LOG_MESSAGE_CONTENTS=1", async () => {
+    const config = writeConfig("verbose", server.baseUrl, [["echo", "echo"]]);
+    const prompt = "the secret plan is to ship on friday";
+    const run = async (env) => {
+      const { client, logger } = newClient({ config, env: { LITELLM_LOG: "DEBUG", ...env } });
+      const reply = await client.chat(chat("echo", prompt), { requestId: "req-verbose" });
+      assert.equal(reply.choices[0].message.content, `echo: ${prompt}`);
+      await client.shutdown();
+      return logger;
+    };
+    const quiet = await run({});
+    assert.ok(quiet.lines.length > 0);
+    assert.doesNotMatch(quiet.text(), /secret plan/);
+    // The same run with contents enabled shows the check above can fail.
+    const loud = await run({ LOG_MESSAGE_CONTENTS: "1" });
+    assert.match(loud.text(), /secret plan/);
+    assert.ok(loud.lines.some((line) => line.fields?.request_id === "req-verbose"), "bridge lines carry the request id");
   });
 
-  test("a library printing to stdout during a request cannot corrupt the protocol", async () => {
+  test("a library printing to stdout cannot corrupt the protocol; its lines become log records", async () => {
+    const config = writeConfig("noisy", server.baseUrl, [["echo", "echo"]]);
     const noisyDir = path.join(HERE, "fixtures", "noisy");
     const pythonPath = [noisyDir, python.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
-    const { client, logger } = newClient({ env: { PYTHONPATH: pythonPath, LITELLM_BRIDGE_IMPORTS: "noisy_stdout" } });
-    // Request "1" of this client is the one the noise pretends to answer.
-    const response = await client.completion(request("echo", "through the noise"));
+    const { client, logger } = newClient({ config, env: { PYTHONPATH: pythonPath, LITELLM_BRIDGE_IMPORTS: "noisy_stdout" } });
+    const response = await client.chat(chat("echo", "through the noise"));
     assert.equal(response.choices?.[0]?.message?.content, "echo: through the noise");
     assert.equal(response.forged, undefined);
     await logger.waitFor(/fd 1 during request/);
@@ -189,62 +256,47 @@ describe("failures", () => {
     assert.match(logs, /noisy_stdout: imported/);
     assert.match(logs, /noisy_stdout: print during request/);
     assert.match(logs, /noisy_stdout: sys.__stdout__ during request/);
-    assert.match(logs, /noisy_stdout: fd 1 during request/);
+  });
+});
+
+describe("startup failures", () => {
+  test("a bad model config is a clear error naming the file; callers get no details", async () => {
+    const config = path.join(configDir, "bad.yaml");
+    writeFileSync(config, "model_list:\n  - model_name: broken\n");
+    const { client, logger } = newClient({ config });
+    assert.equal(await client.waitReady(30_000), false);
+    await assert.rejects(client.chat(chat("broken")), (error) => {
+      assert.ok(error instanceof BridgeError, `expected BridgeError, got ${error}`);
+      assert.equal(error.message, "the LiteLLM bridge could not start (config error); the function's logs say why");
+      assert.equal(error.code, "bridge_start_failed");
+      assert.doesNotMatch(error.message, /bad\.yaml/);
+      return true;
+    });
+    assert.match(logger.text(), new RegExp(`the model config cannot be used: ${config.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: model_list\\[0\\] \\(broken\\): litellm_params must be a mapping`));
   });
 
-  test("a missing interpreter gives a clear error and no unhandled rejection", async () => {
+  test("a missing interpreter gives a clear error in the logs and no unhandled rejection", async () => {
     const unhandled = [];
     const onUnhandled = (reason) => unhandled.push(reason);
     process.on("unhandledRejection", onUnhandled);
     try {
-      const { client } = newClient({ python: { executable: "/nonexistent/python3.11", source: "LITELLM_PYTHON", env: {} } });
-      for (const attempt of [1, 2]) {
-        await assert.rejects(client.completion(request("echo", `attempt ${attempt}`)), (error) => {
-          assert.ok(error instanceof BridgeError, `expected BridgeError, got ${error}`);
-          assert.equal(
-            error.message,
-            'python interpreter "/nonexistent/python3.11" (chosen from LITELLM_PYTHON) could not be started (ENOENT): ' +
-              "set LITELLM_PYTHON to a Python 3.11 that has litellm installed, or build the layer with `cargo xtask layer --arch x86_64`",
-          );
-          return true;
-        });
-      }
+      const { client, logger } = newClient({ python: { executable: "/nonexistent/python3.11", source: "LITELLM_PYTHON", env: {} } });
+      await assert.rejects(client.chat(chat("echo")), (error) => {
+        assert.ok(error instanceof BridgeError, `expected BridgeError, got ${error}`);
+        assert.equal(error.message, "the LiteLLM bridge could not start: its Python interpreter is missing or not executable");
+        assert.equal(
+          error.detail,
+          'python interpreter "/nonexistent/python3.11" (chosen from LITELLM_PYTHON) could not be started (ENOENT): ' +
+            "set LITELLM_PYTHON to a Python 3.11 that has litellm installed, or build the layer with `cargo xtask layer --arch x86_64`",
+        );
+        return true;
+      });
+      assert.match(logger.text(), /could not be started \(ENOENT\)/);
       await client.shutdown();
       await new Promise((resolve) => setTimeout(resolve, 50));
       assert.deepEqual(unhandled, []);
     } finally {
       process.off("unhandledRejection", onUnhandled);
     }
-  });
-
-  test("a bridge that cannot start reports why", async () => {
-    const { client } = newClient({ env: { LITELLM_BRIDGE_IMPORTS: "no_such_module_for_the_bridge" } });
-    await assert.rejects(client.completion(request("echo")), (error) => {
-      assert.ok(error instanceof BridgeError, `expected BridgeError, got ${error}`);
-      assert.match(error.message, /exited with status 1: the bridge could not start: ModuleNotFoundError: No module named 'no_such_module_for_the_bridge'/);
-      return true;
-    });
-  });
-
-  test("shutdown rejects requests in flight and stops the child", async () => {
-    const { client } = newClient();
-    await client.health();
-    const pid = client.pid;
-    const arrived = server.expectRequests(1);
-    const rejected = assert.rejects(client.completion(request("slow?delay=60000")), /shut down with this request in flight/);
-    await arrived;
-    await client.shutdown();
-    await rejected;
-    assert.equal(client.pid, null);
-    assert.throws(() => process.kill(pid, 0), { code: "ESRCH" });
-  });
-
-  test("the bridge exits by itself when its stdin closes, as when the Node process goes away", async () => {
-    const { client } = newClient();
-    await client.health();
-    const { proc } = client.child;
-    const exited = new Promise((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })));
-    proc.stdin.end();
-    assert.deepEqual(await exited, { code: 0, signal: null });
   });
 });

@@ -23,14 +23,26 @@ function fakeRepo(arch) {
   return { repo, packageRoot };
 }
 
-test("on Lambda the layer under /opt/python is used, whatever else is set", () => {
-  for (const env of [{ LAMBDA_TASK_ROOT: "/var/task" }, { AWS_EXECUTION_ENV: "AWS_Lambda_nodejs22.x", LITELLM_PYTHON: "/usr/bin/python3" }]) {
+test("on Lambda the layer under /opt/python is used unless LITELLM_PYTHON is set", () => {
+  for (const env of [{ LAMBDA_TASK_ROOT: "/var/task" }, { AWS_EXECUTION_ENV: "AWS_Lambda_nodejs22.x", PYTHONHOME: "/elsewhere" }]) {
     assert.deepEqual(resolvePython({ env }), {
       executable: "/opt/python/bin/python3.11",
       source: "lambda",
       env: { PYTHONHOME: "/opt/python", PYTHONPATH: "/opt/python/lib/python3.11", LITELLM_LOCAL_MODEL_COST_MAP: "True" },
     });
   }
+});
+
+test("LITELLM_PYTHON wins over Lambda detection, and the layer's PYTHONHOME and PYTHONPATH are removed", () => {
+  // serverless-offline sets LAMBDA_TASK_ROOT; serverless.yml's environment sets the layer's paths.
+  const env = { LITELLM_PYTHON: "/venv/bin/python", LAMBDA_TASK_ROOT: "/tmp/x", PYTHONHOME: "/opt/python", PYTHONPATH: "/opt/python/lib/python3.11" };
+  assert.deepEqual(resolvePython({ env }), {
+    executable: "/venv/bin/python",
+    source: "LITELLM_PYTHON",
+    env: { LITELLM_LOCAL_MODEL_COST_MAP: "True", PYTHONHOME: undefined, PYTHONPATH: undefined },
+  });
+  // A PYTHONPATH of the user's own is kept.
+  assert.equal("PYTHONPATH" in resolvePython({ env: { LITELLM_PYTHON: "p", PYTHONPATH: "/home/me/lib" } }).env, false);
 });
 
 test("LITELLM_PYTHON wins over a built layer", () => {

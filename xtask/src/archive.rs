@@ -498,6 +498,12 @@ fn prepare_parents(root: &Path, components: &[String]) -> Result<PathBuf, Prepar
     Ok(path)
 }
 
+/// The byte-level tar writer of the tests, shared with the integration tests outside `src/`.
+#[cfg(test)]
+#[path = "../tests/it/support/tar_bytes.rs"]
+#[allow(dead_code)]
+mod tar_bytes;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,7 +534,7 @@ mod tests {
         assert_eq!(check_symlink_target(&link, b"a\0b"), Err(Refusal::NulByte));
     }
 
-    use crate::testing::pbs_fixture::{RawEntry, gzip, gzip_bomb, raw_tar, tiny_python_entries, zstd};
+    use super::tar_bytes::{RawEntry, gzip, gzip_bomb, raw_tar, tiny_python_entries, zstd};
 
     /// Write `bytes` as an archive file and extract it to `<dir>/out`, with `limits`.
     fn extract_bytes(bytes: &[u8], limits: &Limits) -> (tempfile::TempDir, Result<Extracted>) {

@@ -6,6 +6,7 @@
 pub mod import_time;
 pub mod install;
 pub mod lock;
+pub mod node;
 
 use std::fmt::Write as _;
 
@@ -14,12 +15,12 @@ use anyhow::{Context, Result, bail};
 use crate::arch::Arch;
 use crate::flags::{BenchArgs, GlobalArgs};
 use crate::layer::bytecode::BuildPython;
-use crate::lock::pylock::Pylock;
+use crate::packaging::pylock::Pylock;
 use crate::progress::Progress;
 use crate::spec::LayerSpec;
 
 /// The benchmarks, in the order they run.
-pub const BENCHMARKS: &[&str] = &["lock", "install", "rebuild", "import"];
+pub const BENCHMARKS: &[&str] = &["lock", "install", "rebuild", "import", "cold-start", "import-gc", "warm-overhead"];
 
 pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
     for name in &args.only {
@@ -77,6 +78,21 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
             Ok(report.to_string())
         })?;
         let _ = write!(out, "\n## import litellm\n\n{report}\n");
+    }
+    let node_selected: Vec<_> = node::NODE_BENCHMARKS.iter().filter(|(name, _, _)| selected(name)).collect();
+    if !node_selected.is_empty() {
+        let python = match std::env::var_os("LITELLM_PYTHON") {
+            Some(python) => std::path::PathBuf::from(python),
+            None => crate::test_suite::prepare_node_python(global, &progress)?,
+        };
+        for (name, script, default_runs) in node_selected {
+            // `--runs` (default 5) scales each Node benchmark's own default number of runs.
+            let runs = (default_runs * args.runs / 5).max(1);
+            let section = progress.step(format!("bench: {name} (node bench/{script})"), || {
+                node::run_script(&root, script, runs, &python)
+            })?;
+            let _ = write!(out, "\n## {name}\n\n{section}\n");
+        }
     }
     let output = root.join(&args.output);
     if let Some(parent) = output.parent() {

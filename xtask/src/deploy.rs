@@ -1,7 +1,7 @@
 //! `cargo xtask deploy`: deploy exactly the layer zip that was built (and described by its SBOM).
 //!
 //! Steps, in order:
-//! 1. layer: hash the layer's inputs ([`stamp::layer_inputs_digest`]) and compare them with the
+//! 1. layer: hash the layer's inputs ([`crate::layer::freshness::layer_inputs_digest`]) and compare them with the
 //!    stamp of `layer-build-<arch>/`; rebuild with `crate::layer::run` when stale (never with
 //!    `--dry-run` or `--no-build`: those stop and say what to run).
 //! 2. artifact: the zip's sha256 must be the SBOM's subject, and the build's
@@ -21,7 +21,6 @@
 //! printed); its output is streamed to stderr so that stdout holds only the plan.
 
 pub mod offline;
-pub mod stamp;
 pub mod template;
 
 use std::path::{Path, PathBuf};
@@ -34,11 +33,10 @@ use serde_json::Value;
 use crate::arch::Arch;
 use crate::cache::Sha256Hex;
 use crate::flags::{DeployArgs, GlobalArgs, LayerArgs};
+use crate::layer::freshness::{Freshness, layer_freshness, layer_inputs_digest};
 use crate::progress::{Progress, human_bytes};
 use crate::serverless::{ARCH_VARIABLE, LAYER_NAME, LayerWiring, WIRING_FILE};
 use crate::spec::LayerSpec;
-
-pub use stamp::{Freshness, StaleReason, layer_freshness, layer_inputs_digest, write_stamp};
 
 /// Where `serverless package` writes its artifacts, relative to the service directory.
 const PACKAGE_DIR: &str = ".serverless";
@@ -171,9 +169,9 @@ impl BuiltLayer {
     /// Step 2: the zip in `out_dir` is the SBOM's subject, and the wiring serverless.yml reads names it.
     pub fn check(out_dir: &Path, arch: Arch, service_dir: &Path) -> Result<BuiltLayer> {
         let zip = out_dir.join(arch.layer_zip_name());
-        let sbom = out_dir.join(crate::sbom::sbom_file_name(arch));
+        let sbom = out_dir.join(crate::layer::sbom::sbom_file_name(arch));
         let sha256 = crate::cache::sha256_file(&zip).context("hashing the built layer zip")?;
-        let subject = crate::sbom::subject::read(&sbom)?;
+        let subject = crate::layer::sbom::subject::read(&sbom)?;
         if subject != sha256 {
             bail!(
                 "{}: sha256 {sha256} is not the subject of the SBOM {} (sha256 {subject}); the zip changed after \
@@ -501,7 +499,7 @@ mod tests {
         fs_err::write(&zip, b"the layer").unwrap();
         let sbom = out.join("python-litellm-arm64.cdx.json");
         fs_err::write(&sbom, MINIMAL_SBOM).unwrap();
-        crate::sbom::subject::record(&sbom, &zip).unwrap();
+        crate::layer::sbom::subject::record(&sbom, &zip).unwrap();
         let wiring = LayerWiring {
             architecture: "arm64".into(),
             artifact: "../layer-build-arm64/python-litellm-arm64.zip".into(),

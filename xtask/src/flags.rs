@@ -189,7 +189,8 @@ pub struct BenchArgs {
     /// Where to write the Markdown tables (relative to the repository root).
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
-    /// Run only these benchmarks (repeatable): lock, install, rebuild, import.
+    /// Run only these benchmarks (repeatable): lock, install, rebuild, import, and the chat
+    /// service's cold-start, import-gc, warm-overhead.
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
     /// Scratch directory for venvs, caches and layouts (kept between runs).

@@ -1,20 +1,25 @@
 //! `cargo xtask layer`: build `layer-build-<arch>/` step by step.
 //!
-//! Steps, one module each: runtime (`crate::runtime`) → install → prune → bytecode → pack →
-//! report; then the SBOM (`crate::sbom`, whose subject is the zip) and the wiring serverless.yml
-//! reads (`crate::serverless::LayerWiring`, beside the zip; the tracked service file is not edited).
+//! Steps, one module each, in pipeline order: interpreter → install → prune → SBOM → bytecode →
+//! pack (then the SBOM's subject: the zip's sha256) → size report → freshness stamp; then the
+//! wiring serverless.yml reads (`crate::serverless::LayerWiring`, `serverless-layer.json` beside
+//! the zip; no tracked file is edited). `dist` (an installed distribution) and `wheel` (unpacking
+//! one wheel) serve the install step.
 //!
 //! The build goes into a staging directory beside the output (`.layer-build-<arch>.staging-*`)
 //! and is swapped into place only when every step succeeded, so a failed build leaves the
 //! previous output exactly as it was.
 
 pub mod bytecode;
-pub mod dist;
+pub mod freshness;
 pub mod install;
+pub mod interpreter;
 pub mod pack;
 pub mod prune;
-pub mod record;
 pub mod report;
+pub mod sbom;
+
+pub mod dist;
 pub mod wheel;
 
 use std::path::{Path, PathBuf};
@@ -28,12 +33,11 @@ use crate::archive::Limits;
 use crate::cache::Cache;
 use crate::flags::{GlobalArgs, LayerArgs};
 use crate::http::Http;
+use crate::layer::interpreter::{RuntimeOutput, RuntimeRequest};
 use crate::layer::pack::{PackRequest, ZipPosition};
 use crate::layer::report::{RuleSavings, SizeReport};
-use crate::lock::pylock::Pylock;
+use crate::packaging::pylock::Pylock;
 use crate::progress::{Progress, human_bytes};
-use crate::runtime::RuntimeOutput;
-use crate::runtime::{self, RuntimeRequest};
 use crate::spec::{LayerSpec, Upload};
 
 /// A file in every build directory, so `layer` only ever replaces a directory it made itself.
@@ -66,7 +70,7 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
         previous_out_dir: previous.as_deref(),
         limits: Limits::default(),
     };
-    let mut runtime = runtime::build(&request, &progress)?;
+    let mut runtime = interpreter::build(&request, &progress)?;
     let built = match &lock {
         Some(lock) => Some(build_packages(&BuildContext {
             spec: &spec,
@@ -116,7 +120,7 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
             "  {} distributions: {} in site-packages.zip, {} in site-packages/",
             built.distributions, built.zipped_distributions, built.directory_distributions
         );
-        println!("  SBOM: {}", out_dir.join(crate::sbom::sbom_file_name(arch)).display());
+        println!("  SBOM: {}", out_dir.join(sbom::sbom_file_name(arch)).display());
         println!("  size report: {}", out_dir.join("size-report.md").display());
     }
     println!("  steps: {} (total {:.1}s)", progress.timing_summary(), started.elapsed().as_secs_f64());
@@ -165,29 +169,29 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let pruned = progress.step("prune", || prune::prune(&site_packages, &mut dists, &spec.prune, progress))?;
 
     // The SBOM describes what ships after pruning; written while every METADATA is still on disk.
-    let cpython = crate::sbom::CpythonInfo {
+    let cpython = sbom::CpythonInfo {
         version: runtime.version.clone(),
         url: runtime.source.clone(),
         sha256: runtime.sha256.clone(),
     };
     let dropped: Vec<String> =
-        spec.prune.drop_packages.iter().map(|name| crate::lock::wheel_name::normalize_name(name)).collect();
+        spec.prune.drop_packages.iter().map(|name| crate::packaging::wheel_name::normalize_name(name)).collect();
     let site_packages_dirs = [site_packages.clone()];
     progress.step("sbom", || {
-        crate::sbom::write_sbom(
-            &crate::sbom::SbomInput {
+        sbom::write_sbom(
+            &sbom::SbomInput {
                 arch,
                 cpython: &cpython,
                 lock,
                 dists: &dists,
-                metadata: crate::sbom::MetadataSource::SitePackages(&site_packages_dirs),
+                metadata: sbom::MetadataSource::SitePackages(&site_packages_dirs),
                 dropped: &dropped,
             },
-            &staging.join(crate::sbom::sbom_file_name(arch)),
+            &staging.join(sbom::sbom_file_name(arch)),
         )
     })?;
 
-    let build_python = runtime::build_python(spec, arch, runtime, &cx.args.python, cache, http, progress)?;
+    let build_python = interpreter::build_python(spec, arch, runtime, &cx.args.python, cache, http, progress)?;
     let layer_dir = staging.join("layer");
     let out_zip = staging.join(arch.layer_zip_name());
     let pack_request = PackRequest {
@@ -200,7 +204,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     };
     let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
     // The SBOM's subject is the zip: deploy checks the uploaded artifact against this hash.
-    crate::sbom::subject::record(&staging.join(crate::sbom::sbom_file_name(arch)), &out_zip)?;
+    crate::layer::sbom::subject::record(&staging.join(crate::layer::sbom::sbom_file_name(arch)), &out_zip)?;
 
     let mut savings: Vec<RuleSavings> = runtime
         .prune
@@ -224,10 +228,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         )?;
         Ok(report)
     })?;
-    crate::deploy::write_stamp(
-        staging,
-        &crate::deploy::layer_inputs_digest(&crate::project_root(), cx.spec_path, arch)?,
-    )?;
+    freshness::write_stamp(staging, &freshness::layer_inputs_digest(&crate::project_root(), cx.spec_path, arch)?)?;
     let zipped_distributions = packed.placements.iter().filter(|p| p.placement == pack::Placement::Zip).count();
     Ok(Built {
         report,

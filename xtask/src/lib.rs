@@ -21,13 +21,11 @@ pub mod http;
 pub mod layer;
 pub mod lock;
 pub mod manifest;
+pub mod packaging;
 pub mod progress;
-pub mod runtime;
-pub mod sbom;
 pub mod serverless;
 pub mod spec;
 pub mod test_suite;
-pub mod testing;
 pub mod verify;
 
 /// The repository root, found at run time and remembered for the rest of the process.

@@ -14,11 +14,8 @@ pub mod candidates;
 pub mod fetch;
 pub mod index;
 pub mod metadata;
-pub mod pylock;
 pub mod render;
 pub mod resolve;
-pub mod tags;
-pub mod wheel_name;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -37,10 +34,10 @@ use crate::lock::candidates::{Selector, compromised};
 use crate::lock::fetch::Sources;
 use crate::lock::index::{IndexClient, strip_credentials};
 use crate::lock::metadata::MetadataReader;
-use crate::lock::pylock::{Hashes, LockInputs, LockTool, LockedPackage, LockedWheel, PackageRef, Pylock};
 use crate::lock::resolve::{ArchRequest, ResolvedDist, exact_pins, resolve_arch};
-use crate::lock::wheel_name::normalize_name;
 use crate::manifest::Manifest;
+use crate::packaging::pylock::{Hashes, LockInputs, LockTool, LockedPackage, LockedWheel, PackageRef, Pylock};
+use crate::packaging::wheel_name::normalize_name;
 use crate::progress::Progress;
 use crate::spec::LayerSpec;
 

@@ -80,11 +80,11 @@ fn run_npm_tests(sh: &Shell, dir: &str, what: &str) -> Result<()> {
 /// The Python the Node tests run the bridge on: the host's CPython 3.11 with exactly the locked
 /// packages for the host arch, installed by our own installer into
 /// `target/test-fixtures/node-python/site-packages`, behind a small wrapper script.
-fn prepare_node_python(global: &GlobalArgs, progress: &Progress) -> Result<std::path::PathBuf> {
+pub(crate) fn prepare_node_python(global: &GlobalArgs, progress: &Progress) -> Result<std::path::PathBuf> {
     use crate::layer::install::install_lock;
     let arch = crate::arch::Arch::host().context("the Node tests need an x86_64 or arm64 host")?;
     let spec = crate::spec::LayerSpec::load(&global.spec_path())?;
-    let lock = crate::lock::pylock::Pylock::load(&crate::lock::default_lock_path(&spec.path))?;
+    let lock = crate::packaging::pylock::Pylock::load(&crate::lock::default_lock_path(&spec.path))?;
     let host_python = std::process::Command::new("python3")
         .args(["-c", "import sys; print(sys.executable); print('%d.%d' % sys.version_info[:2])"])
         .output()

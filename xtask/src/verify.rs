@@ -17,6 +17,8 @@
 //! (see `verify/sysroot.rs`).
 
 pub mod elf;
+pub mod loopback;
+pub mod openai_server;
 pub mod sandbox;
 pub mod sysroot;
 
@@ -34,7 +36,7 @@ use crate::cache::Cache;
 use crate::flags::{GlobalArgs, VerifyArgs};
 use crate::progress::{Progress, human_bytes};
 use crate::spec::LayerSpec;
-use crate::testing::openai_server::{OpenAiServer, echo_text};
+use crate::verify::openai_server::{OpenAiServer, echo_text};
 pub use sandbox::Isolation;
 use sandbox::Mount;
 

@@ -2,7 +2,7 @@
 
 export function recordingLogger() {
   const lines = [];
-  const record = (level) => (message) => lines.push({ level, message: String(message) });
+  const record = (level) => (message, fields = {}) => lines.push({ level, message: String(message), fields });
   return {
     lines,
     info: record("info"),

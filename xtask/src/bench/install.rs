@@ -15,8 +15,8 @@ use crate::arch::Arch;
 use crate::cache::{Cache, sha256_file};
 use crate::http::Http;
 use crate::layer::install::{Target, install_lock, select_wheels};
-use crate::lock::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
-use crate::lock::wheel_name::WheelFilename;
+use crate::packaging::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
+use crate::packaging::wheel_name::WheelFilename;
 use crate::progress::Progress;
 use crate::spec::LayerSpec;
 

@@ -20,9 +20,9 @@ use crate::cache::{Cache, Fetched, Sha256Hex, Source};
 use crate::http::{Http, redact_url};
 use crate::layer::dist::InstalledDist;
 use crate::layer::wheel::{self, WheelPlan};
-use crate::lock::pylock::{LockedPackage, LockedWheel, Pylock};
-use crate::lock::tags::TargetTags;
-use crate::lock::wheel_name::{WheelFilename, normalize_name};
+use crate::packaging::pylock::{LockedPackage, LockedWheel, Pylock};
+use crate::packaging::tags::TargetTags;
+use crate::packaging::wheel_name::{WheelFilename, normalize_name};
 use crate::progress::{Progress, human_bytes};
 use crate::spec::LayerSpec;
 
@@ -149,7 +149,7 @@ pub fn select_wheels<'a>(lock: &'a Pylock, target: &Target) -> Result<Vec<Select
                 package.version,
                 target.arch,
                 target.python_minor,
-                crate::lock::tags::TARGET_GLIBC_MINOR,
+                crate::packaging::tags::TARGET_GLIBC_MINOR,
                 target.arch.manylinux_name(),
                 package.wheels.iter().map(|w| w.name.as_str()).collect::<Vec<_>>().join(", ")
             );

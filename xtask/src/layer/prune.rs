@@ -16,7 +16,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::layer::dist::InstalledDist;
-use crate::lock::wheel_name::normalize_name;
+use crate::packaging::wheel_name::normalize_name;
 use crate::progress::{Progress, human_bytes};
 use crate::spec::PruneSpec;
 

@@ -15,8 +15,8 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::layer::record::{Record, is_record_or_signature, record_hash};
-use crate::lock::wheel_name::{WheelFilename, normalize_name};
+use crate::packaging::record::{Record, is_record_or_signature, record_hash};
+use crate::packaging::wheel_name::{WheelFilename, normalize_name};
 
 /// The `Wheel-Version` this installer implements.
 const SUPPORTED_WHEEL_VERSION: (u64, u64) = (1, 0);

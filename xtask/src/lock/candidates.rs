@@ -15,8 +15,8 @@ use pep440_rs::{Version, VersionSpecifiers};
 
 use crate::arch::Arch;
 use crate::lock::index::{ProjectFile, ProjectPage};
-use crate::lock::tags::TargetTags;
-use crate::lock::wheel_name::WheelFilename;
+use crate::packaging::tags::TargetTags;
+use crate::packaging::wheel_name::WheelFilename;
 
 /// Releases that are never chosen, and why. LiteLLM 1.82.7 and 1.82.8 were published from a
 /// hijacked maintainer account; 1.82.8 shipped a `.pth` file that stole credentials at startup.

@@ -14,7 +14,8 @@ use pep440_rs::Version;
 
 use crate::lock::candidates::Selector;
 use crate::lock::index::{IndexClient, ProjectFile, ProjectPage};
-use crate::lock::metadata::{CoreMetadata, MetadataReader, MetadataSource};
+use crate::lock::metadata::{MetadataReader, MetadataSource};
+use crate::packaging::core_metadata::CoreMetadata;
 
 /// How many requests run at once.
 pub const WORKERS: usize = 12;

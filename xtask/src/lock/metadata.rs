@@ -10,7 +10,6 @@
 //! Zip layout: <https://pkware.cachefly.net/webdocs/casestudies/APPNOTE.TXT> (sections 4.3.7,
 //! 4.3.12, 4.3.14-16). Every offset and size read from the archive is bounds-checked: the wheel
 //! is treated as hostile until its hash has been checked, and a range read never trusts it.
-//! Core metadata fields: <https://packaging.python.org/en/latest/specifications/core-metadata/>.
 
 use std::io::{Cursor, Read};
 use std::path::PathBuf;
@@ -18,12 +17,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
-use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, Sha256Hex, sha256_bytes};
 use crate::http::{Http, HttpError, read_body_checked, redact_url};
 use crate::lock::index::ProjectFile;
-use crate::lock::wheel_name::normalize_name;
+use crate::packaging::core_metadata::{CoreMetadata, parse_metadata};
 
 /// How much of the wheel's tail the first range request asks for: enough for the central
 /// directory of most wheels, so a second request is rarely needed.
@@ -34,19 +32,6 @@ const MAX_CENTRAL_DIRECTORY: u64 = 64 * 1024 * 1024;
 const MAX_METADATA: u64 = 16 * 1024 * 1024;
 /// The largest wheel downloaded whole when the server does not answer range requests.
 const MAX_WHOLE_WHEEL: u64 = 1024 * 1024 * 1024;
-
-/// The fields of core metadata the resolver needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CoreMetadata {
-    pub name: String,
-    pub version: String,
-    #[serde(default)]
-    pub requires_dist: Vec<String>,
-    #[serde(default)]
-    pub requires_python: Option<String>,
-    #[serde(default)]
-    pub provides_extra: Vec<String>,
-}
 
 /// Where a metadata read was answered from (counted for the summary and checked by tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,50 +404,6 @@ pub fn metadata_from_whole_wheel(bytes: &[u8]) -> Result<String> {
     Ok(text)
 }
 
-/// The header fields of core metadata
-/// (<https://packaging.python.org/en/latest/specifications/core-metadata/>): RFC 822 style
-/// `Name: value` lines, names as written; a continuation line (starting with whitespace) is
-/// appended to its field after a `\n`; the first empty line ends the headers (setuptools folds
-/// blank lines inside a field, such as a license text, into lines of spaces).
-pub fn header_fields(text: &str) -> Vec<(String, String)> {
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = fields.last_mut() {
-                value.push('\n');
-                value.push_str(line.trim());
-            }
-            continue;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            fields.push((name.trim().to_string(), value.trim().to_string()));
-        }
-    }
-    fields
-}
-
-/// Parse core metadata (an email-header block; the body, if any, is the description).
-pub fn parse_metadata(text: &str) -> Result<CoreMetadata> {
-    let fields: Vec<(String, String)> = header_fields(text)
-        .into_iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.replace('\n', " ")))
-        .collect();
-    let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let all = |key: &str| fields.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect::<Vec<_>>();
-    let name = get("name").context("METADATA has no Name field")?;
-    let version = get("version").context("METADATA has no Version field")?;
-    Ok(CoreMetadata {
-        name: normalize_name(&name),
-        version,
-        requires_dist: all("requires-dist"),
-        requires_python: get("requires-python").filter(|s| !s.is_empty()),
-        provides_extra: all("provides-extra").iter().map(|e| normalize_name(e)).collect(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,25 +423,12 @@ mod tests {
     }
 
     #[test]
-    fn parses_core_metadata_fields() {
-        let text = "Metadata-Version: 2.1\nName: Demo_Pkg\nVersion: 1.0\nRequires-Python: >=3.8\n\
-                    Requires-Dist: httpx>=0.23\nRequires-Dist: h2<5,>=3; extra == \"http2\"\nProvides-Extra: HTTP2\n\
-                    Summary: a\n  continued\n\nRequires-Dist: not-a-header\n";
-        let metadata = parse_metadata(text).unwrap();
-        assert_eq!(metadata.name, "demo-pkg");
-        assert_eq!(metadata.requires_dist, ["httpx>=0.23", "h2<5,>=3; extra == \"http2\""]);
-        assert_eq!(metadata.requires_python.as_deref(), Some(">=3.8"));
-        assert_eq!(metadata.provides_extra, ["http2"]);
-        assert!(parse_metadata("Version: 1\n").unwrap_err().to_string().contains("no Name"));
-    }
-
-    #[test]
     fn reads_metadata_through_range_requests_stored_and_deflated() {
         let metadata = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: idna\n";
         for deflate in [false, true] {
             let bytes = wheel_bytes(metadata, deflate);
-            let server = crate::testing::TestServer::start(move |request| {
-                crate::testing::Reply::file(request, "application/octet-stream", &bytes)
+            let server = crate::verify::loopback::TestServer::start(move |request| {
+                crate::verify::loopback::Reply::file(request, "application/octet-stream", &bytes)
             });
             let http = Http::new().unwrap();
             let url = server.url("/demo-1.0-py3-none-any.whl");

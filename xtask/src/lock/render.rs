@@ -5,7 +5,7 @@
 
 use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value, value};
 
-use crate::lock::pylock::{LockedPackage, Pylock};
+use crate::packaging::pylock::{LockedPackage, Pylock};
 
 /// The lock as TOML text.
 pub fn render(lock: &Pylock) -> String {
@@ -100,7 +100,7 @@ fn multiline(values: impl Iterator<Item = Value>) -> Array {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::pylock::{Hashes, LockInputs, LockTool, LockedWheel, PackageRef};
+    use crate::packaging::pylock::{Hashes, LockInputs, LockTool, LockedWheel, PackageRef};
 
     #[test]
     fn rendered_lock_parses_back_identically() {

@@ -30,7 +30,7 @@ use crate::arch::Arch;
 use crate::lock::candidates::{ArchCandidates, compromised};
 use crate::lock::fetch::Sources;
 use crate::lock::index::{IndexError, ProjectFile};
-use crate::lock::wheel_name::normalize_name;
+use crate::packaging::wheel_name::normalize_name;
 
 /// A node of the resolution graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

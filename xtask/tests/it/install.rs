@@ -1,0 +1,819 @@
+//! End-to-end tests of the install and prune steps on small wheels built here with the zip crate,
+//! served from 127.0.0.1 or read from `file://` URLs. Error messages are part of the tests.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::support::TestServer;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use xtask::arch::Arch;
+use xtask::cache::{Cache, sha256_file};
+use xtask::http::Http;
+use xtask::layer::dist::InstalledDist;
+use xtask::layer::install::install_lock;
+use xtask::layer::prune::{PruneOutcome, prune};
+use xtask::packaging::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
+use xtask::progress::Progress;
+use xtask::spec::LayerSpec;
+
+const SPEC: &str = r#"
+[python]
+version = "3.11"
+release = "20260127"
+
+[packages]
+requirements = ["litellm==1.78.7"]
+"#;
+
+fn spec(extra: &str) -> LayerSpec {
+    LayerSpec::parse(&format!("{SPEC}{extra}"), Path::new("layer.toml")).unwrap()
+}
+
+/// A wheel to build: files (path, content), plus knobs to break it.
+#[derive(Clone)]
+struct WheelFixture {
+    name: String,
+    version: String,
+    tag: String,
+    files: Vec<(String, Vec<u8>)>,
+    wheel_version: String,
+    /// Files present in the wheel but left out of RECORD.
+    unrecorded: Vec<String>,
+    /// RECORD lines added as they are.
+    extra_record_lines: Vec<String>,
+    /// (path, wrong content hashed into RECORD instead of the real one)
+    wrong_hash: Vec<(String, Vec<u8>)>,
+    /// Symlink members (name, target).
+    symlinks: Vec<(String, String)>,
+}
+
+impl WheelFixture {
+    fn new(name: &str, version: &str) -> WheelFixture {
+        WheelFixture {
+            name: name.into(),
+            version: version.into(),
+            tag: "py3-none-any".into(),
+            files: vec![(format!("{name}/__init__.py"), format!("NAME = {name:?}\n").into_bytes())],
+            wheel_version: "1.0".into(),
+            unrecorded: Vec::new(),
+            extra_record_lines: Vec::new(),
+            wrong_hash: Vec::new(),
+            symlinks: Vec::new(),
+        }
+    }
+
+    fn file(mut self, path: &str, content: &str) -> Self {
+        self.files.push((path.into(), content.as_bytes().to_vec()));
+        self
+    }
+
+    fn dist_info(&self) -> String {
+        format!("{}-{}.dist-info", self.name, self.version)
+    }
+
+    fn file_name(&self) -> String {
+        format!("{}-{}-{}.whl", self.name, self.version, self.tag)
+    }
+
+    /// Write the wheel into `dir`; returns its path.
+    fn build(&self, dir: &Path) -> PathBuf {
+        let dist_info = self.dist_info();
+        let mut files = self.files.clone();
+        files.push((
+            format!("{dist_info}/METADATA"),
+            format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.name, self.version).into_bytes(),
+        ));
+        files.push((
+            format!("{dist_info}/WHEEL"),
+            format!(
+                "Wheel-Version: {}\nGenerator: test\nRoot-Is-Purelib: true\nTag: {}\n",
+                self.wheel_version, self.tag
+            )
+            .into_bytes(),
+        ));
+        let mut record = String::new();
+        for (path, content) in &files {
+            if self.unrecorded.contains(path) {
+                continue;
+            }
+            let hashed = self.wrong_hash.iter().find(|(p, _)| p == path).map_or(content.as_slice(), |(_, c)| c);
+            record.push_str(&format!("{path},{},{}\n", record_hash(hashed), content.len()));
+        }
+        for line in &self.extra_record_lines {
+            record.push_str(line);
+            record.push('\n');
+        }
+        record.push_str(&format!("{dist_info}/RECORD,,\n"));
+        files.push((format!("{dist_info}/RECORD"), record.into_bytes()));
+
+        let path = dir.join(self.file_name());
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(0o644);
+        for (name, content) in &files {
+            zip.start_file(name.as_str(), options).unwrap();
+            zip.write_all(content).unwrap();
+        }
+        for (name, target) in &self.symlinks {
+            zip.add_symlink(name.as_str(), target.as_str(), options).unwrap();
+        }
+        zip.finish().unwrap();
+        path
+    }
+}
+
+fn record_hash(content: &[u8]) -> String {
+    format!("sha256={}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(content)))
+}
+
+fn locked_wheel(path: &Path, url: String) -> LockedWheel {
+    LockedWheel {
+        name: path.file_name().unwrap().to_str().unwrap().to_string(),
+        url,
+        size: Some(std::fs::metadata(path).unwrap().len()),
+        upload_time: None,
+        hashes: Hashes { sha256: sha256_file(path).unwrap().to_string() },
+    }
+}
+
+fn package(name: &str, version: &str, marker: Option<&str>, wheels: Vec<LockedWheel>) -> LockedPackage {
+    LockedPackage {
+        name: name.into(),
+        version: version.into(),
+        marker: marker.map(str::to_string),
+        requires_python: None,
+        dependencies: Vec::new(),
+        index: None,
+        wheels,
+    }
+}
+
+fn lock(packages: Vec<LockedPackage>) -> Pylock {
+    Pylock::of_packages("test", packages)
+}
+
+/// A scratch directory with wheels, a cache and a site-packages path.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("wheels")).unwrap();
+        Scratch { dir }
+    }
+
+    fn wheels(&self) -> PathBuf {
+        self.dir.path().join("wheels")
+    }
+
+    fn site_packages(&self) -> PathBuf {
+        self.dir.path().join("build/site-packages")
+    }
+
+    /// Build the fixtures and lock them with `file://` URLs, one package each.
+    fn lock(&self, fixtures: &[WheelFixture]) -> Pylock {
+        lock(
+            fixtures
+                .iter()
+                .map(|f| {
+                    let path = f.build(&self.wheels());
+                    let url = format!("file://{}", path.display());
+                    package(&f.name, &f.version, None, vec![locked_wheel(&path, url)])
+                })
+                .collect(),
+        )
+    }
+
+    fn install(&self, lock: &Pylock, spec: &LayerSpec, arch: Arch) -> anyhow::Result<Vec<InstalledDist>> {
+        let cache = Cache::at(self.dir.path().join("cache"));
+        install_lock(lock, arch, spec, &cache, &Http::new().unwrap(), &self.site_packages(), &Progress::new())
+    }
+
+    fn install_err(&self, fixtures: &[WheelFixture]) -> String {
+        let lock = self.lock(fixtures);
+        let err = self.install(&lock, &spec(""), Arch::X86_64).unwrap_err();
+        let msg = format!("{err:#}");
+        self.assert_nothing_left();
+        msg
+    }
+
+    /// No site-packages and no staging directory after a refused install.
+    fn assert_nothing_left(&self) {
+        assert!(!self.site_packages().exists(), "site-packages was created");
+        let build = self.dir.path().join("build");
+        if build.exists() {
+            let leftovers: Vec<_> = std::fs::read_dir(&build).unwrap().map(|e| e.unwrap().path()).collect();
+            assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+        }
+    }
+}
+
+fn tree(root: &Path) -> Vec<String> {
+    let mut files: Vec<String> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(root).unwrap().to_str().unwrap().to_string())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn installs_exactly_the_lock_over_http_with_data_dirs_spread() {
+    let scratch = Scratch::new();
+    let demo = WheelFixture::new("demo", "1.0")
+        .file("demo-1.0.data/purelib/demo_extra/__init__.py", "X = 1\n")
+        .file("demo-1.0.data/platlib/demo_native.py", "Y = 2\n")
+        .file("demo-1.0.data/scripts/demo-cli", "#!python\n")
+        .file("demo-1.0.data/headers/demo.h", "int x;\n")
+        .file("demo-1.0.data/data/share/demo.txt", "doc\n")
+        .file("demo-1.0.dist-info/entry_points.txt", "[console_scripts]\ndemo = demo:main\n");
+    let other = WheelFixture::new("other_pkg", "2.0");
+    let paths = [demo.build(&scratch.wheels()), other.build(&scratch.wheels())];
+    let server = TestServer::serve_dir(&scratch.wheels());
+    let lock = lock(vec![
+        package("demo", "1.0", None, vec![locked_wheel(&paths[0], server.url("/demo-1.0-py3-none-any.whl"))]),
+        package("other-pkg", "2.0", None, vec![locked_wheel(&paths[1], server.url("/other_pkg-2.0-py3-none-any.whl"))]),
+    ]);
+    let dists = scratch.install(&lock, &spec(""), Arch::X86_64).unwrap();
+
+    let site = scratch.site_packages();
+    assert_eq!(
+        tree(&site),
+        [
+            "demo-1.0.dist-info/METADATA",
+            "demo-1.0.dist-info/RECORD",
+            "demo-1.0.dist-info/WHEEL",
+            "demo-1.0.dist-info/entry_points.txt",
+            "demo/__init__.py",
+            "demo_extra/__init__.py",
+            "demo_native.py",
+            "other_pkg-2.0.dist-info/METADATA",
+            "other_pkg-2.0.dist-info/RECORD",
+            "other_pkg-2.0.dist-info/WHEEL",
+            "other_pkg/__init__.py",
+        ]
+    );
+    assert_eq!(dists.len(), 2);
+    let demo = &dists[0];
+    assert_eq!((demo.name.as_str(), demo.version.as_str()), ("demo", "1.0"));
+    assert_eq!(demo.wheel_name, "demo-1.0-py3-none-any.whl");
+    assert_eq!(demo.wheel_sha256, sha256_file(&paths[0]).unwrap().to_string());
+    assert_eq!(demo.wheel_url, server.url("/demo-1.0-py3-none-any.whl"));
+    assert_eq!(demo.dist_info, "demo-1.0.dist-info");
+    assert_eq!(demo.files, tree(&site).into_iter().filter(|f| f.starts_with("demo")).collect::<Vec<_>>());
+    assert_eq!(dists[1].name, "other-pkg");
+    let requests = server.requests().len();
+    assert_eq!(requests, 2);
+
+    // A second install reuses the cache (no request) and replaces site-packages as a whole.
+    std::fs::write(site.join("stale.py"), "").unwrap();
+    scratch.install(&lock, &spec(""), Arch::X86_64).unwrap();
+    assert_eq!(server.requests().len(), requests);
+    assert!(!site.join("stale.py").exists());
+}
+
+#[test]
+fn wheel_hash_differing_from_the_lock_is_refused() {
+    let scratch = Scratch::new();
+    let mut lock = scratch.lock(&[WheelFixture::new("demo", "1.0")]);
+    let real = lock.packages[0].wheels[0].hashes.sha256.clone();
+    lock.packages[0].wheels[0].hashes.sha256 = "ab".repeat(32);
+    let msg = format!("{:#}", scratch.install(&lock, &spec(""), Arch::X86_64).unwrap_err());
+    assert!(msg.contains("fetching demo 1.0 (demo-1.0-py3-none-any.whl)"), "{msg}");
+    assert!(msg.contains(&format!("expected {}", "ab".repeat(32))), "{msg}");
+    assert!(msg.contains(&format!("computed {real}")), "{msg}");
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn record_missing_a_file_is_refused() {
+    let mut fixture = WheelFixture::new("demo", "1.0").file("demo/extra.py", "");
+    fixture.unrecorded.push("demo/extra.py".into());
+    let msg = Scratch::new().install_err(&[fixture]);
+    assert!(msg.contains("demo-1.0-py3-none-any.whl: \"demo/extra.py\" is in the wheel but not in RECORD"), "{msg}");
+}
+
+#[test]
+fn record_with_a_wrong_hash_is_refused() {
+    let mut fixture = WheelFixture::new("demo", "1.0").file("demo/extra.py", "real = 1\n");
+    fixture.wrong_hash.push(("demo/extra.py".into(), b"fake = 1\n".to_vec()));
+    let msg = Scratch::new().install_err(&[fixture]);
+    assert!(msg.contains("demo-1.0-py3-none-any.whl: \"demo/extra.py\" does not match RECORD"), "{msg}");
+    assert!(msg.contains(&format!("expected {}", record_hash(b"fake = 1\n"))), "{msg}");
+    assert!(msg.contains(&format!("computed {}", record_hash(b"real = 1\n"))), "{msg}");
+}
+
+#[test]
+fn record_naming_a_path_outside_the_wheel_is_refused() {
+    let mut fixture = WheelFixture::new("demo", "1.0");
+    fixture.extra_record_lines.push(format!("../x,{},0", record_hash(b"")));
+    let msg = Scratch::new().install_err(&[fixture]);
+    assert!(
+        msg.contains(
+            "demo-1.0-py3-none-any.whl: RECORD entry \"../x\" is not a relative path inside the wheel ('..' component)"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn record_listing_a_file_missing_from_the_wheel_is_refused() {
+    let mut fixture = WheelFixture::new("demo", "1.0");
+    fixture.extra_record_lines.push(format!("demo/gone.py,{},0", record_hash(b"")));
+    let msg = Scratch::new().install_err(&[fixture]);
+    assert!(msg.contains("RECORD lists \"demo/gone.py\", which is not in the wheel"), "{msg}");
+}
+
+#[test]
+fn zip_entry_escaping_the_root_is_refused() {
+    for (name, why) in
+        [("../evil.py", "'..' component"), ("/tmp/evil.py", "absolute path"), ("demo\\evil.py", "backslash")]
+    {
+        let fixture = WheelFixture::new("demo", "1.0").file(name, "boom\n");
+        let msg = Scratch::new().install_err(&[fixture]);
+        assert!(
+            msg.contains(&format!("demo-1.0-py3-none-any.whl: member {name:?} escapes the install root ({why}")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn symlink_entry_is_refused() {
+    let mut fixture = WheelFixture::new("demo", "1.0");
+    fixture.symlinks.push(("demo/link".into(), "/etc/passwd".into()));
+    let msg = Scratch::new().install_err(&[fixture]);
+    assert!(
+        msg.contains(
+            "demo-1.0-py3-none-any.whl: member \"demo/link\" is a symbolic link; wheels may only contain regular files"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn duplicate_zip_member_is_refused() {
+    let scratch = Scratch::new();
+    let fixture = WheelFixture::new("demo", "1.0").file("demo/aa.py", "a\n").file("demo/ab.py", "b\n");
+    let path = fixture.build(&scratch.wheels());
+    // Rename the second member onto the first, in both its local header and the central directory.
+    let bytes = std::fs::read(&path).unwrap();
+    let patched = replace_all(&bytes, b"demo/ab.py", b"demo/aa.py");
+    std::fs::write(&path, patched).unwrap();
+    let lock =
+        lock(vec![package("demo", "1.0", None, vec![locked_wheel(&path, format!("file://{}", path.display()))])]);
+    let msg = format!("{:#}", scratch.install(&lock, &spec(""), Arch::X86_64).unwrap_err());
+    assert!(msg.contains("demo-1.0-py3-none-any.whl: the zip lists the same member name twice"), "{msg}");
+    scratch.assert_nothing_left();
+}
+
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = haystack.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn pth_file_is_refused_then_allowed_by_name() {
+    let scratch = Scratch::new();
+    let fixture = WheelFixture::new("evil_pkg", "1.82.8").file("evil_pkg-1.82.8.data/purelib/evil.pth", "import os\n");
+    let lock = scratch.lock(&[fixture]);
+    let msg = format!("{:#}", scratch.install(&lock, &spec(""), Arch::X86_64).unwrap_err());
+    assert!(msg.contains("evil_pkg-1.82.8-py3-none-any.whl: refusing to install evil.pth"), "{msg}");
+    assert!(msg.contains("LiteLLM 1.82.8 shipped a credential-stealing .pth"), "{msg}");
+    assert!(msg.contains("add \"evil-pkg\" to packages.allow-startup-hooks in layer.toml"), "{msg}");
+    scratch.assert_nothing_left();
+
+    let allowed = spec("allow-startup-hooks = [\"Evil_Pkg\"]\n");
+    let dists = scratch.install(&lock, &allowed, Arch::X86_64).unwrap();
+    assert!(dists[0].files.contains(&"evil.pth".to_string()));
+    assert!(scratch.site_packages().join("evil.pth").is_file());
+}
+
+#[test]
+fn sitecustomize_and_usercustomize_are_refused() {
+    for hook in ["sitecustomize.py", "usercustomize.py"] {
+        let fixture = WheelFixture::new("demo", "1.0").file(hook, "import os\n");
+        let msg = Scratch::new().install_err(&[fixture]);
+        assert!(msg.contains(&format!("refusing to install {hook}")), "{msg}");
+    }
+}
+
+#[test]
+fn same_path_from_two_wheels_names_both() {
+    let a = WheelFixture::new("alpha", "1.0").file("shared/x.py", "a\n");
+    let b = WheelFixture::new("beta", "1.0").file("shared/x.py", "b\n");
+    let msg = Scratch::new().install_err(&[a, b]);
+    assert!(
+        msg.contains("alpha-1.0-py3-none-any.whl and beta-1.0-py3-none-any.whl both install \"shared/x.py\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wheel_version_2_is_refused() {
+    let mut fixture = WheelFixture::new("demo", "1.0");
+    fixture.wheel_version = "2.0".into();
+    let msg = Scratch::new().install_err(&[fixture]);
+    assert!(msg.contains("demo-1.0-py3-none-any.whl: Wheel-Version 2.0 is not supported"), "{msg}");
+}
+
+#[test]
+fn markers_and_tags_select_per_arch() {
+    let scratch = Scratch::new();
+    let mut arm_only = WheelFixture::new("armonly", "1.0");
+    arm_only.tag = "cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64".into();
+    let mut native_x86 = WheelFixture::new("native", "1.0");
+    native_x86.tag = "cp311-cp311-manylinux_2_17_x86_64".into();
+    native_x86.files.push(("native/_x86.py".into(), b"".to_vec()));
+    let mut native_arm = WheelFixture::new("native", "1.0");
+    native_arm.tag = "cp311-cp311-manylinux_2_28_aarch64".into();
+    native_arm.files.push(("native/_arm.py".into(), b"".to_vec()));
+    let file = |fixture: &WheelFixture| {
+        let path = fixture.build(&scratch.wheels());
+        locked_wheel(&path, format!("file://{}", path.display()))
+    };
+    let lock = lock(vec![
+        package(
+            "armonly",
+            "1.0",
+            Some("platform_machine == 'aarch64' and sys_platform == 'linux'"),
+            vec![file(&arm_only)],
+        ),
+        package("native", "1.0", None, vec![file(&native_x86), file(&native_arm)]),
+        package("winonly", "1.0", Some("sys_platform == 'win32'"), vec![file(&WheelFixture::new("winonly", "1.0"))]),
+    ]);
+    let names = |dists: &[InstalledDist]| dists.iter().map(|d| d.wheel_name.clone()).collect::<Vec<_>>();
+    let x86 = scratch.install(&lock, &spec(""), Arch::X86_64).unwrap();
+    assert_eq!(names(&x86), ["native-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"]);
+    assert!(scratch.site_packages().join("native/_x86.py").exists());
+    let arm = scratch.install(&lock, &spec(""), Arch::Arm64).unwrap();
+    assert_eq!(
+        names(&arm),
+        [
+            "armonly-1.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+            "native-1.0-cp311-cp311-manylinux_2_28_aarch64.whl"
+        ]
+    );
+    assert!(scratch.site_packages().join("native/_arm.py").exists());
+    assert!(!scratch.site_packages().join("native/_x86.py").exists());
+}
+
+#[test]
+fn package_without_a_wheel_for_the_arch_is_named() {
+    let scratch = Scratch::new();
+    let mut fixture = WheelFixture::new("armonly", "1.0");
+    fixture.tag = "cp311-cp311-manylinux_2_17_aarch64".into();
+    let lock = scratch.lock(&[fixture]);
+    let msg = format!("{:#}", scratch.install(&lock, &spec(""), Arch::X86_64).unwrap_err());
+    assert!(msg.contains("no wheel of armonly 1.0 fits Lambda x86_64 (CPython 3.11, manylinux_2_34 x86_64)"), "{msg}");
+    assert!(msg.contains("armonly-1.0-cp311-cp311-manylinux_2_17_aarch64.whl"), "{msg}");
+}
+
+#[test]
+fn refused_wheel_leaves_previous_site_packages_untouched() {
+    let scratch = Scratch::new();
+    let good = scratch.lock(&[WheelFixture::new("demo", "1.0")]);
+    scratch.install(&good, &spec(""), Arch::X86_64).unwrap();
+    let before = tree(&scratch.site_packages());
+    // The bad wheel sorts last, so the good ones are already unpacked into staging when it fails.
+    let mut bad = WheelFixture::new("zzz", "1.0").file("zzz/x.py", "real\n");
+    bad.wrong_hash.push(("zzz/x.py".into(), b"other\n".to_vec()));
+    let lock = scratch.lock(&[WheelFixture::new("demo", "1.0"), WheelFixture::new("other", "1.0"), bad]);
+    let msg = format!("{:#}", scratch.install(&lock, &spec(""), Arch::X86_64).unwrap_err());
+    assert!(msg.contains("zzz-1.0-py3-none-any.whl: \"zzz/x.py\" does not match RECORD"), "{msg}");
+    assert_eq!(tree(&scratch.site_packages()), before);
+    let siblings: Vec<_> =
+        std::fs::read_dir(scratch.dir.path().join("build")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(siblings, ["site-packages"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prune.
+
+/// A site-packages tree with one file per rule, and the dists describing it.
+fn prune_fixture(root: &Path) -> Vec<InstalledDist> {
+    let layout: &[(&str, &[&str])] = &[
+        (
+            "pkg",
+            &[
+                "pkg-1.0.dist-info/METADATA",
+                "pkg-1.0.dist-info/RECORD",
+                "pkg-1.0.dist-info/WHEEL",
+                "pkg-1.0.dist-info/entry_points.txt",
+                "pkg-1.0.dist-info/licenses/LICENSE.md",
+                "pkg/__init__.py",
+                "pkg/__init__.pyi",
+                "pkg/py.typed",
+                "pkg/testing.py",
+                "pkg/test_utils.py",
+                "pkg/tests/__init__.py",
+                "pkg/tests/test_x.py",
+                "pkg/sub/test/conftest.py",
+                "pkg/docs/index.rst",
+                "pkg/README.md",
+                "pkg/examples/demo.py",
+                "pkg/_speedups.c",
+                "pkg/_speedups.pyx",
+                "pkg/include/pkg.h",
+                "pkg/_speedups.cpython-311-x86_64-linux-gnu.so",
+                "pkg/data/schema.json",
+                "bin/pkg-cli",
+            ],
+        ),
+        ("pip", &["pip-24.0.dist-info/METADATA", "pip/__init__.py"]),
+        (
+            "setuptools",
+            &[
+                "setuptools-70.0.dist-info/METADATA",
+                "setuptools/__init__.py",
+                "_distutils_hack/__init__.py",
+                "distutils-precedence.pth",
+            ],
+        ),
+        ("boto3", &["boto3-1.0.dist-info/METADATA", "boto3/__init__.py"]),
+    ];
+    let mut dists = Vec::new();
+    for (name, files) in layout {
+        for file in *files {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("content of {file}\n")).unwrap();
+        }
+        let dist_info = files.iter().find(|f| f.contains(".dist-info/")).unwrap().split('/').next().unwrap();
+        let mut files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        files.sort();
+        dists.push(InstalledDist {
+            name: name.to_string(),
+            version: "1.0".into(),
+            wheel_name: format!("{name}-1.0-py3-none-any.whl"),
+            wheel_sha256: "0".repeat(64),
+            wheel_url: format!("https://files.example/{name}.whl"),
+            dist_info: dist_info.to_string(),
+            files,
+        });
+    }
+    dists
+}
+
+fn run_rule(rule_toml: &str) -> (tempfile::TempDir, Vec<InstalledDist>, Vec<PruneOutcome>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dists = prune_fixture(dir.path());
+    let spec = spec(rule_toml);
+    let outcomes = prune(dir.path(), &mut dists, &spec.prune, &Progress::new()).unwrap();
+    // Every dist's file list matches the tree, and METADATA / entry_points.txt survive.
+    let mut listed: Vec<String> = dists.iter().flat_map(|d| d.files.clone()).collect();
+    listed.sort();
+    assert_eq!(listed, tree(dir.path()), "file lists out of date after {rule_toml}");
+    for dist in &dists {
+        assert!(dist.files.contains(&format!("{}/METADATA", dist.dist_info)), "{} lost METADATA", dist.name);
+    }
+    (dir, dists, outcomes)
+}
+
+fn removed(rule: &str) -> Vec<String> {
+    let (dir, _, outcomes) = run_rule(&format!("\n[prune]\nsafe = [\"{rule}\"]\n"));
+    let all: Vec<String> = {
+        let other = tempfile::tempdir().unwrap();
+        prune_fixture(other.path()).into_iter().flat_map(|d| d.files).collect()
+    };
+    let left = tree(dir.path());
+    let mut gone: Vec<String> = all.into_iter().filter(|f| !left.contains(f)).collect();
+    gone.sort();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].rule, rule);
+    assert_eq!(outcomes[0].files as usize, gone.len(), "{rule}");
+    let bytes: u64 = gone.iter().map(|f| format!("content of {f}\n").len() as u64).sum();
+    assert_eq!(outcomes[0].bytes, bytes, "{rule}");
+    gone
+}
+
+#[test]
+fn prune_safe_rules_each_remove_only_their_files() {
+    assert_eq!(removed("tests"), ["pkg/sub/test/conftest.py", "pkg/tests/__init__.py", "pkg/tests/test_x.py"]);
+    assert_eq!(removed("docs"), ["pkg/README.md", "pkg/docs/index.rst"]);
+    assert_eq!(removed("examples"), ["pkg/examples/demo.py"]);
+    assert_eq!(removed("type-stubs"), ["pkg/__init__.pyi"]);
+    assert_eq!(removed("c-sources"), ["pkg/_speedups.c", "pkg/_speedups.pyx", "pkg/include/pkg.h"]);
+    assert_eq!(
+        removed("build-tools"),
+        [
+            "_distutils_hack/__init__.py",
+            "distutils-precedence.pth",
+            "pip-24.0.dist-info/METADATA",
+            "pip/__init__.py",
+            "setuptools-70.0.dist-info/METADATA",
+            "setuptools/__init__.py",
+        ]
+    );
+    assert_eq!(removed("console-scripts"), ["bin/pkg-cli"]);
+    assert_eq!(removed("record"), ["pkg-1.0.dist-info/RECORD"]);
+}
+
+#[test]
+fn prune_keeps_metadata_entry_points_licenses_and_modules_named_like_tests() {
+    let (dir, dists, outcomes) = run_rule("");
+    let names: Vec<&str> = outcomes.iter().map(|o| o.rule.as_str()).collect();
+    assert_eq!(names, xtask::spec::SAFE_PRUNE_RULES);
+    let left = tree(dir.path());
+    for kept in [
+        "pkg-1.0.dist-info/METADATA",
+        "pkg-1.0.dist-info/WHEEL",
+        "pkg-1.0.dist-info/entry_points.txt",
+        "pkg-1.0.dist-info/licenses/LICENSE.md",
+        "pkg/testing.py",
+        "pkg/test_utils.py",
+        "pkg/py.typed",
+        "pkg/data/schema.json",
+        "pkg/_speedups.cpython-311-x86_64-linux-gnu.so",
+        "boto3/__init__.py",
+    ] {
+        assert!(left.contains(&kept.to_string()), "{kept} was pruned");
+    }
+    assert!(!dir.path().join("pkg/tests").exists(), "empty directories are removed");
+    assert!(dists.iter().all(|d| d.name != "pip" && d.name != "setuptools"), "build tools are dropped from the list");
+}
+
+#[test]
+fn prune_drop_packages_removes_whole_distributions() {
+    let (dir, dists, outcomes) = run_rule("\n[prune]\nsafe = []\ndrop-packages = [\"Boto3\"]\n");
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!((outcomes[0].rule.as_str(), outcomes[0].files), ("drop-packages", 2));
+    assert!(!dir.path().join("boto3").exists());
+    assert!(dists.iter().all(|d| d.name != "boto3"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut dists = prune_fixture(dir.path());
+    let spec = spec("\n[prune]\ndrop-packages = [\"botocore\"]\n");
+    let err = prune(dir.path(), &mut dists, &spec.prune, &Progress::new()).unwrap_err();
+    assert!(format!("{err:#}").contains("prune.drop-packages: \"botocore\" is not installed"), "{err:#}");
+}
+
+/// A litellm-shaped tree for the opt-in rules.
+fn litellm_fixture(root: &Path) -> Vec<InstalledDist> {
+    let files = [
+        "litellm-1.78.7.dist-info/METADATA",
+        "litellm-1.78.7.dist-info/entry_points.txt",
+        "litellm/__init__.py",
+        "litellm/llms/base.py",
+        "litellm/llms/openai/openai.py",
+        "litellm/llms/anthropic/chat/handler.py",
+        "litellm/llms/tavily/search/transformation.py",
+        "litellm/llms/recraft/image_generation/transformation.py",
+        "litellm/proxy/__init__.py",
+        "litellm/proxy/_types.py",
+        "litellm/proxy/types_utils/utils.py",
+        "litellm/proxy/_experimental/out/index.html",
+        "litellm/proxy/swagger/swagger-ui.js",
+    ];
+    for file in files {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("content of {file}\n")).unwrap();
+    }
+    let mut files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+    files.sort();
+    vec![InstalledDist {
+        name: "litellm".into(),
+        version: "1.78.7".into(),
+        wheel_name: "litellm-1.78.7-py3-none-any.whl".into(),
+        wheel_sha256: "0".repeat(64),
+        wheel_url: "https://files.example/litellm.whl".into(),
+        dist_info: "litellm-1.78.7.dist-info".into(),
+        files,
+    }]
+}
+
+fn prune_litellm(rules: &str) -> anyhow::Result<(Vec<String>, Vec<PruneOutcome>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dists = litellm_fixture(dir.path());
+    let spec = spec(&format!("\n[prune]\nsafe = []\n{rules}"));
+    let outcomes = prune(dir.path(), &mut dists, &spec.prune, &Progress::new())?;
+    assert_eq!(dists[0].files, tree(dir.path()));
+    Ok((tree(dir.path()), outcomes))
+}
+
+#[test]
+fn prune_keep_litellm_providers_keeps_import_time_providers() {
+    let (left, outcomes) = prune_litellm("keep-litellm-providers = [\"openai\"]\n").unwrap();
+    assert_eq!(outcomes[0].rule, "keep-litellm-providers");
+    assert_eq!(outcomes[0].files, 2);
+    assert_eq!(outcomes[0].by_dist[0].name, "litellm");
+    assert!(left.contains(&"litellm/llms/openai/openai.py".to_string()));
+    assert!(left.contains(&"litellm/llms/anthropic/chat/handler.py".to_string()), "imported by `import litellm`");
+    assert!(left.contains(&"litellm/llms/base.py".to_string()));
+    assert!(!left.iter().any(|f| f.contains("tavily") || f.contains("recraft")));
+
+    let err = prune_litellm("keep-litellm-providers = [\"opneai\"]\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("prune.keep-litellm-providers: \"opneai\" is not a directory of litellm/llms/"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn prune_litellm_proxy_paths_refuses_import_time_modules() {
+    let (left, outcomes) = prune_litellm("litellm-proxy-paths = [\"_experimental\", \"swagger\"]\n").unwrap();
+    assert_eq!((outcomes[0].rule.as_str(), outcomes[0].files), ("litellm-proxy-paths", 2));
+    assert!(left.contains(&"litellm/proxy/_types.py".to_string()));
+    assert!(!left.iter().any(|f| f.contains("_experimental") || f.contains("swagger")));
+
+    let err = prune_litellm("litellm-proxy-paths = [\"types_utils\"]\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains(
+            "prune.litellm-proxy-paths: \"types_utils\" would delete litellm/proxy/types_utils/__init__.py, which `import litellm` loads"
+        ),
+        "{err:#}"
+    );
+    let err = prune_litellm("litellm-proxy-paths = [\"nope\"]\n").unwrap_err();
+    assert!(format!("{err:#}").contains("\"nope\" matches nothing under litellm/proxy/"), "{err:#}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real wheels (ignored by default: they need a directory of downloaded wheels or the network).
+
+/// Install and prune the real litellm closure from a directory of wheels, e.g.
+/// `pip download --only-binary :all: --platform manylinux_2_34_x86_64 --platform manylinux2014_x86_64
+/// --python-version 3.11 litellm==1.78.7 -d DIR`, then check `import litellm` with the host
+/// python3 (when the arch is the host's). Or `XTASK_REAL_LOCK=pylock.toml` (`XTASK_REAL_ARCH=arm64`
+/// for the other arch). `XTASK_REAL_WHEELS=DIR cargo test -p xtask --test install real_ -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn real_litellm_closure_installs_prunes_and_imports() {
+    let lock = match (std::env::var_os("XTASK_REAL_LOCK"), std::env::var_os("XTASK_REAL_WHEELS")) {
+        (Some(lock), _) => Pylock::load(Path::new(&lock)).unwrap(),
+        (None, Some(wheels)) => xtask::bench::install::pylock_from_wheel_dir(Path::new(&wheels)).unwrap(),
+        (None, None) => panic!("set XTASK_REAL_LOCK to a pylock.toml or XTASK_REAL_WHEELS to a directory of wheels"),
+    };
+    let arch = match std::env::var("XTASK_REAL_ARCH").as_deref() {
+        Ok("arm64") => Arch::Arm64,
+        _ => Arch::X86_64,
+    };
+    let scratch = Scratch::new();
+    let mut dists = scratch.install(&lock, &spec(""), arch).unwrap();
+    let site = scratch.site_packages();
+    let before: u64 = tree(&site).iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).sum();
+    let outcomes = prune(&site, &mut dists, &spec("").prune, &Progress::new()).unwrap();
+    let after: u64 = tree(&site).iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).sum();
+    for outcome in &outcomes {
+        eprintln!("{:>16} {:>6} files {:>10} bytes", outcome.rule, outcome.files, outcome.bytes);
+    }
+    eprintln!("site-packages: {before} bytes before prune, {after} after");
+    let mut listed: Vec<String> = dists.iter().flat_map(|d| d.files.clone()).collect();
+    listed.sort();
+    assert_eq!(listed, tree(&site));
+    assert_eq!(before - after, outcomes.iter().map(|o| o.bytes).sum::<u64>());
+    if Arch::host() != Some(arch) {
+        return;
+    }
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import litellm, openai, tiktoken, tokenizers, pydantic, httpx, aiohttp, jinja2, jsonschema; print(litellm.token_counter(model='gpt-3.5-turbo', text='hello world'))"])
+        .env("PYTHONPATH", &site)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "import failed: {}", String::from_utf8_lossy(&output.stderr));
+    eprintln!("token_counter: {}", String::from_utf8_lossy(&output.stdout).trim());
+    if let Some(keep) = std::env::var_os("XTASK_KEEP_TREE") {
+        let keep = PathBuf::from(keep);
+        let _ = std::fs::remove_dir_all(&keep);
+        std::fs::rename(&site, &keep).unwrap();
+    }
+}
+
+/// The install benchmark: `XTASK_BENCH_LOCK=pylock.toml` (or `XTASK_BENCH_PIP_REPORT=report.json`),
+/// `XTASK_BENCH_RUNS=5`, `XTASK_BENCH_DIR=/tmp/bench-install`, `XTASK_BENCH_TOOLS=xtask,uv,uv-copy,pip`;
+/// `cargo test -p xtask --release --test install bench_ -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_install_against_uv_and_pip() {
+    let lock = match (std::env::var_os("XTASK_BENCH_LOCK"), std::env::var_os("XTASK_BENCH_PIP_REPORT")) {
+        (Some(path), _) => Pylock::load(Path::new(&path)).unwrap(),
+        (None, Some(report)) => xtask::bench::install::pylock_from_pip_report(Path::new(&report)).unwrap(),
+        (None, None) => panic!("set XTASK_BENCH_LOCK or XTASK_BENCH_PIP_REPORT"),
+    };
+    let runs = std::env::var("XTASK_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let dir =
+        std::env::var_os("XTASK_BENCH_DIR").map_or_else(|| std::env::temp_dir().join("bench-install"), PathBuf::from);
+    let tools = std::env::var("XTASK_BENCH_TOOLS").unwrap_or_else(|_| "xtask,uv,uv-copy,pip".into());
+    let tools: Vec<&str> = tools.split(',').collect();
+    let table =
+        xtask::bench::install::bench_install(&lock, &spec(""), Arch::X86_64, runs, &tools, &dir, &Progress::new())
+            .unwrap();
+    println!("{table}");
+}

@@ -1,0 +1,263 @@
+//! End-to-end tests of `cargo xtask layer`: the committed lock installed from the real package
+//! index into a layer around the PBS-shaped test interpreter, run the way Lambda runs it
+//! (read-only `/opt`, Lambda environment, local OpenAI-compatible server), rebuilt byte for byte,
+//! and refused with a clear message when over budget or when the lock is stale.
+//!
+//! The downloads go through one content-addressed cache under `target/test-fixtures/` (every read
+//! re-checks the hash, so sharing it between tests is safe).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::support::pbs_fixture::{PbsFixture, pbs_install_only};
+use xtask::arch::Arch;
+use xtask::archive::Compression;
+use xtask::cache::sha256_file;
+use xtask::packaging::pylock::Pylock;
+use xtask::progress::Progress;
+use xtask::verify::{self, Runner, VerifyOptions};
+
+fn repo_root() -> PathBuf {
+    xtask::project_root()
+}
+
+fn download_cache() -> PathBuf {
+    repo_root().join("target/test-fixtures/download-cache")
+}
+
+fn fixture() -> PbsFixture {
+    pbs_install_only(Compression::Gzip).expect("building the PBS-shaped fixture from the host CPython")
+}
+
+/// `cargo xtask layer --arch <arch> --no-patch` into `out_dir` with the given spec.
+fn layer(spec: &Path, arch: Arch, out_dir: &Path, python: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--cache-dir")
+        .arg(download_cache())
+        .arg("--spec")
+        .arg(spec)
+        .args(["layer", "--arch", arch.lambda_name(), "--no-patch", "--out-dir"])
+        .arg(out_dir)
+        .args(python)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("running xtask")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn committed_spec() -> PathBuf {
+    repo_root().join("litellm-layer/layer.toml")
+}
+
+/// Build the x86_64 layer from the committed spec and lock with the fixture interpreter.
+fn build_x86_64(out_dir: &Path) -> Output {
+    let fixture = fixture();
+    let python = ["--python-dist", fixture.path.to_str().unwrap(), "--python-sha256", fixture.sha256.as_str()];
+    layer(&committed_spec(), Arch::X86_64, out_dir, &python)
+}
+
+fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn x86_64_layer_runs_read_only_like_lambda_and_answers() {
+    if Arch::host() != Some(Arch::X86_64) {
+        eprintln!("skipped: this end-to-end test runs the x86_64 layer natively");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("layer-build-x86_64");
+    let output = build_x86_64(&out_dir);
+    assert_success(&output, "layer");
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("built the layer for x86_64"), "{stdout}");
+
+    // The layout of DESIGN.md.
+    let python = out_dir.join("layer/python");
+    for path in [
+        "bin/python3.11",
+        "lib/python3.11/sitecustomize.py",
+        "lib/python3.11/site-packages.zip",
+        "lib/python3.11/site-packages/litellm/__init__.py",
+    ] {
+        assert!(python.join(path).exists(), "{path} is missing from the layer");
+    }
+    assert!(out_dir.join("python-litellm-x86_64.zip").is_file());
+    // The SBOM's subject is the zip, and serverless.yml's wiring names it (nothing tracked is edited).
+    assert_eq!(
+        xtask::layer::sbom::subject::read(&out_dir.join("python-litellm-x86_64.cdx.json")).unwrap(),
+        xtask::cache::sha256_file(&out_dir.join("python-litellm-x86_64.zip")).unwrap()
+    );
+    let wiring = xtask::serverless::LayerWiring::load(&out_dir, Arch::X86_64).unwrap();
+    assert_eq!(wiring.python_path, "/opt/python/lib/python3.11");
+    assert!(wiring.artifact.ends_with("/python-litellm-x86_64.zip"), "{}", wiring.artifact);
+    assert!(out_dir.join("size-report.md").is_file());
+    assert!(!python.join("lib/python3.11/site-packages/hf_xet").exists(), "excluded hf-xet was installed");
+
+    // Every shipped distribution in the SBOM carries the lock's sha256 for its wheel.
+    let lock = Pylock::load(&repo_root().join("litellm-layer/pylock.toml")).unwrap();
+    let sbom: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(out_dir.join("python-litellm-x86_64.cdx.json")).unwrap()).unwrap();
+    let components = sbom["components"].as_array().unwrap();
+    let mut pypi = 0;
+    for component in components {
+        let Some(purl) = component["purl"].as_str().filter(|p| p.starts_with("pkg:pypi/")) else { continue };
+        pypi += 1;
+        let name = purl.trim_start_matches("pkg:pypi/").split('@').next().unwrap();
+        let hash = component["hashes"][0]["content"].as_str().unwrap();
+        let locked = lock.packages.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{purl} not in the lock"));
+        assert!(locked.wheels.iter().any(|w| w.hashes.sha256 == hash), "{purl}: sha256 {hash} is not the lock's");
+    }
+    assert!(pypi >= 40, "only {pypi} pypi components");
+
+    // Run it as Lambda would: a read-only /opt, the Lambda environment, a local server.
+    let options = VerifyOptions {
+        arch: Arch::X86_64,
+        layer_dir: out_dir.join("layer"),
+        imports: vec!["litellm".into(), "openai".into(), "tiktoken".into()],
+        runs: 1,
+        runner: Runner::Native,
+        size_report: Some(out_dir.join("size-report.json")),
+        timeout: Duration::from_secs(300),
+        isolation: None,
+    };
+    let report = verify::verify_layer(&options, &Progress::new()).unwrap();
+    assert!(report.passed(), "{}", report.render());
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    for wanted in ["import litellm", "completion", "streaming completion", "no file written into the layer tree"] {
+        assert!(names.contains(&wanted), "no {wanted:?} check in {names:?}");
+    }
+}
+
+#[test]
+fn two_builds_are_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("one/layer-build-x86_64");
+    let second = dir.path().join("two/layer-build-x86_64");
+    assert_success(&build_x86_64(&first), "first build");
+    assert_success(&build_x86_64(&second), "second build");
+    for file in ["python-litellm-x86_64.zip", "python-litellm-x86_64.cdx.json"] {
+        assert_eq!(
+            sha256_file(&first.join(file)).unwrap(),
+            sha256_file(&second.join(file)).unwrap(),
+            "{file} differs between two builds of the same inputs"
+        );
+    }
+    // A rebuild over the previous output reuses the interpreter and the downloads.
+    let again = build_x86_64(&first);
+    assert_success(&again, "rebuild");
+    let stderr = text(&again.stderr);
+    assert!(stderr.contains("reused"), "{stderr}");
+    assert!(stderr.contains("51 wheels") || stderr.contains("from cache"), "{stderr}");
+}
+
+#[test]
+fn over_budget_fails_with_the_breakdown_and_keeps_the_previous_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_dir = dir.path().join("spec");
+    fs_err::create_dir_all(&spec_dir).unwrap();
+    let spec = fs_err::read_to_string(committed_spec()).unwrap().replace("zipped-mb = 70", "zipped-mb = 5");
+    fs_err::write(spec_dir.join("layer.toml"), spec).unwrap();
+    fs_err::copy(repo_root().join("litellm-layer/pylock.toml"), spec_dir.join("pylock.toml")).unwrap();
+    let out_dir = dir.path().join("layer-build-x86_64");
+    fs_err::create_dir_all(&out_dir).unwrap();
+    fs_err::write(out_dir.join(".xtask-layer-build"), "previous build\n").unwrap();
+    fs_err::write(out_dir.join("python-litellm-x86_64.zip"), "previous zip").unwrap();
+
+    let fixture = fixture();
+    let python = ["--python-dist", fixture.path.to_str().unwrap(), "--python-sha256", fixture.sha256.as_str()];
+    let output = layer(&spec_dir.join("layer.toml"), Arch::X86_64, &out_dir, &python);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("the layer is too big: zipped"), "{stderr}");
+    assert!(stderr.contains("is over 5 MB (layer.toml [budget] zipped-mb = 5)"), "{stderr}");
+    assert!(stderr.contains("top contributors (zipped):") && stderr.contains("litellm 1.78.7"), "{stderr}");
+    assert_eq!(fs_err::read_to_string(out_dir.join("python-litellm-x86_64.zip")).unwrap(), "previous zip");
+    let leftovers: Vec<_> = fs_err::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+}
+
+#[test]
+fn a_lock_made_from_other_inputs_is_refused_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = fs_err::read_to_string(committed_spec()).unwrap().replace("litellm==1.78.7", "litellm==1.78.6");
+    fs_err::write(dir.path().join("layer.toml"), spec).unwrap();
+    fs_err::copy(repo_root().join("litellm-layer/pylock.toml"), dir.path().join("pylock.toml")).unwrap();
+    let out_dir = dir.path().join("layer-build-x86_64");
+    let output = layer(&dir.path().join("layer.toml"), Arch::X86_64, &out_dir, &[]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("the layer installs exactly the lock; run `cargo xtask lock`"), "{stderr}");
+    assert!(stderr.contains("packages.requirements"), "{stderr}");
+    assert!(!out_dir.exists(), "a refused build created {}", out_dir.display());
+}
+
+/// Issue 7: the whole pipeline for arm64 on this x86_64 host — the real lock's aarch64 wheels
+/// around an arm64 PBS-shaped interpreter (Debian's, test-only), byte-compiled by the host
+/// interpreter, then verified under qemu with the layer at /opt.
+#[test]
+fn arm64_layer_from_the_real_lock_passes_verify_under_qemu() {
+    if Arch::host() != Some(Arch::X86_64) {
+        eprintln!("skipped: cross-arch test for x86_64 hosts");
+        return;
+    }
+    let Some(qemu) = crate::support::arm64_sysroot::qemu() else {
+        panic!("qemu-aarch64-static is not installed: apt-get install qemu-user-static (.ci/run does)");
+    };
+    let arm64 = crate::support::arm64_sysroot::arm64_fixture().expect("building the arm64 fixture");
+    // Name the archive as python-build-standalone does, so the layer knows its CPython version.
+    let (ok, version) = crate::support::arm64_sysroot::run_under_qemu(
+        &qemu,
+        &arm64.sysroot,
+        "import platform; print(platform.python_version())",
+    )
+    .unwrap();
+    assert!(ok, "{version}");
+    let dir = tempfile::tempdir().unwrap();
+    let archive =
+        dir.path().join(format!("cpython-{}+debian12-aarch64-unknown-linux-gnu-install_only.tar.gz", version.trim()));
+    fs_err::copy(&arm64.archive, &archive).unwrap();
+    let arm64_sha = sha256_file(&archive).unwrap();
+    let host = fixture();
+    let out_dir = dir.path().join("layer-build-arm64");
+    let python = [
+        "--python-dist",
+        archive.to_str().unwrap(),
+        "--python-sha256",
+        arm64_sha.as_str(),
+        "--build-python-dist",
+        host.path.to_str().unwrap(),
+        "--build-python-sha256",
+        host.sha256.as_str(),
+    ];
+    let output = layer(&committed_spec(), Arch::Arm64, &out_dir, &python);
+    assert_success(&output, "arm64 layer");
+    assert!(text(&output.stderr).contains("byte-compiling only"), "{}", text(&output.stderr));
+
+    let options = VerifyOptions {
+        arch: Arch::Arm64,
+        layer_dir: out_dir.join("layer"),
+        imports: vec!["litellm".into()],
+        runs: 1,
+        runner: Runner::Qemu { qemu, sysroot: arm64.sysroot.clone() },
+        size_report: None,
+        timeout: Duration::from_secs(900),
+        isolation: None,
+    };
+    let report = verify::verify_layer(&options, &Progress::new()).unwrap();
+    assert!(report.passed(), "{}", report.render());
+}
