@@ -107,7 +107,9 @@ pub struct LockArgs {
     /// Ignore the versions in the existing lock and pick the newest allowed ones.
     #[arg(long)]
     pub upgrade: bool,
-    /// Let only this package move to its newest allowed version (repeatable).
+    /// Let only this package move to its newest allowed version (repeatable). `NAME==VERSION`
+    /// rewrites an exact pin of a top-level requirement in layer.toml (comments kept); an unknown
+    /// name is an error.
     #[arg(long, value_name = "NAME")]
     pub upgrade_package: Vec<String>,
     /// Where to write the lock. Default: `pylock.toml` beside the spec.
