@@ -12,6 +12,7 @@ use xshell::{Shell, cmd};
 use crate::flags::{GlobalArgs, TestArgs};
 use crate::progress::Progress;
 
+pub mod actionlint;
 pub mod node22;
 
 /// Every suite, in the order they run.
@@ -46,7 +47,8 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
                 cmd!(sh, "{cargo} clippy --workspace --all-targets -- -D warnings")
                     .run()
                     .context("clippy found problems (see above)")?;
-                run_npm_tests(&sh, ".github/lint", "workflow lint")
+                let binary = actionlint::actionlint(&cache, &progress)?;
+                actionlint::lint(&binary, &crate::project_root().join(".github/workflows"))
             }
             "rust" => {
                 cmd!(sh, "{cargo} test --workspace --no-fail-fast").run().context("Rust tests failed (see above)")
