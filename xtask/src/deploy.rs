@@ -1,19 +1,26 @@
-//! `cargo xtask deploy`: rebuild the layer if stale, patch serverless.yml, run serverless deploy.
+//! `cargo xtask deploy`: deploy exactly the layer zip that was built (and described by its SBOM).
 //!
 //! Steps, in order:
 //! 1. layer: hash the layer's inputs ([`crate::layer::freshness::layer_inputs_digest`]) and compare them with the
-//!    stamp of `layer-build-<arch>/`; rebuild with `crate::layer::run` when stale.
-//! 2. serverless.yml: bring it in line with the architecture and the layer path.
-//! 3. npm: `npm ci` in the service when `node_modules/.bin/serverless` is missing.
-//! 4. package: the pinned Serverless Framework v3 (`serverless package --stage <stage>`), then check
-//!    the CloudFormation template it wrote ([`template::check_template`]). Nothing is deployed from a
-//!    template that fails a check.
-//! 5. deploy: `serverless deploy --stage <stage> --package .serverless` deploys exactly the checked
-//!    artifacts. `--dry-run` stops after step 4 and prints the plan (JSON with `--json`).
+//!    stamp of `layer-build-<arch>/`; rebuild with `crate::layer::run` when stale (never with
+//!    `--dry-run` or `--no-build`: those stop and say what to run).
+//! 2. artifact: the zip's sha256 must be the SBOM's subject, and the build's
+//!    `serverless-layer.json` must name that zip.
+//! 3. serverless.yml: must read the build through Serverless variables
+//!    ([`crate::serverless::check_service_file`]; read-only, `cargo xtask patch` fixes it).
+//! 4. npm: `npm ci` in the service when `node_modules/.bin/serverless` is missing (a dry run
+//!    installs nothing and stops instead).
+//! 5. package: the pinned Serverless Framework v3 (`serverless package --stage <stage>`, with
+//!    `LAYER_ARCH` set), then check the CloudFormation template it wrote ([`template::check_template`])
+//!    and that the layer artifact it recorded is, byte for byte, the built zip. Nothing is deployed
+//!    from a package that fails a check. A dry run packages offline ([`offline`]).
+//! 6. deploy: `serverless deploy --stage <stage> --package .serverless` deploys exactly the checked
+//!    artifacts. `--dry-run` stops after step 5 and prints the plan (JSON with `--json`).
 //!
 //! Serverless runs with the inherited environment (AWS credentials come from there and are never
 //! printed); its output is streamed to stderr so that stdout holds only the plan.
 
+pub(crate) mod offline;
 pub(crate) mod template;
 
 use std::path::{Path, PathBuf};
@@ -24,42 +31,65 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::arch::Arch;
+use crate::cache::Sha256Hex;
 use crate::flags::{DeployArgs, GlobalArgs};
 use crate::layer::freshness::{Freshness, layer_freshness, layer_inputs_digest};
 use crate::progress::{Progress, human_bytes};
-use crate::python_version::PythonVersion;
+use crate::serverless::{ARCH_VARIABLE, LAYER_NAME, LayerWiring, WIRING_FILE};
 use crate::spec::LayerSpec;
 
 /// Where `serverless package` writes its artifacts, relative to the service directory.
 const PACKAGE_DIR: &str = ".serverless";
 /// The template `package` writes for an update of the stack (the one `deploy` submits).
 const TEMPLATE_FILE: &str = "cloudformation-template-update-stack.json";
+/// The service as `package` resolved it (the layer's artifact path among it).
+const STATE_FILE: &str = "serverless-state.json";
 
 pub fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<()> {
     let root = crate::project_root();
     let progress = Progress::new();
-    let spec_path = root.join(&global.spec);
-    let spec = LayerSpec::load(&spec_path)?;
-    let service_file = root.join(&spec.serverless.file);
-    let service_dir = service_file
-        .parent()
-        .with_context(|| format!("serverless.file = {:?} has no parent directory", spec.serverless.file))?
-        .to_path_buf();
+    let spec = LayerSpec::load(&global.spec_path())?;
+    let service_dir = crate::serverless::service_dir(&spec);
     let layer_out_dir = root.join(args.arch.build_dir_name());
 
     progress.step(format!("layer ({})", args.arch), || {
         ensure_layer_fresh(&root, global, args, &layer_out_dir, &progress)
     })?;
-    crate::serverless::patch_after_build(&spec, args.arch, false, false, &progress)?;
-    check_service_file(&service_file, args.arch, &spec, &progress)?;
-    progress.step("npm dependencies", || ensure_node_modules(&service_dir, &progress))?;
+    let built = progress.step("layer artifact", || BuiltLayer::check(&layer_out_dir, args.arch, &service_dir))?;
+    progress.note(format!("{}: sha256 {} (the SBOM's subject)", built.zip.display(), built.sha256));
+    crate::serverless::check_service_file(&spec, &progress)?;
+    if args.dry_run {
+        if !serverless_bin_path(&service_dir).exists() {
+            bail!(
+                "{} is missing and a dry run installs nothing: run `npm ci` in {} first",
+                serverless_bin_path(&service_dir).display(),
+                service_dir.display()
+            );
+        }
+    } else {
+        progress.step("npm dependencies", || ensure_node_modules(&service_dir, &progress))?;
+    }
     let serverless = serverless_bin(&service_dir)?;
+    let package_dir = service_dir.join(PACKAGE_DIR);
 
-    let summary = progress.step(format!("serverless package --stage {}", args.stage), || {
-        run_serverless(&serverless, &service_dir, &["package", "--stage", &args.stage])?;
-        check_packaged_template(&service_dir.join(PACKAGE_DIR), args.arch, spec.python.version)
+    let (summary, answered) = progress.step(format!("serverless package --stage {}", args.stage), || {
+        let answered = if args.dry_run {
+            let stand_in = offline::StandInCloudFormation::start()?;
+            progress.note(format!("dry run: AWS calls go to a stand-in CloudFormation at {}", stand_in.endpoint()));
+            let mut command = serverless_command(&serverless.bin, &service_dir, args.arch);
+            stand_in.configure(&mut command, &serverless.package_dir);
+            run_serverless(command, &["package", "--stage", &args.stage], &service_dir)?;
+            stand_in.actions()
+        } else {
+            let command = serverless_command(&serverless.bin, &service_dir, args.arch);
+            run_serverless(command, &["package", "--stage", &args.stage], &service_dir)?;
+            Vec::new()
+        };
+        let expected = template::Expected::from_wiring(args.arch, &built.wiring);
+        anyhow::Ok((check_packaged_template(&package_dir, &expected)?, answered))
     })?;
-    let plan = Plan::new(args, &service_dir, &layer_out_dir, &summary)?;
+    let packaged = progress.step("packaged layer artifact", || built.check_packaged(&package_dir, &service_dir))?;
+    let plan = Plan::new(args, &package_dir, &built, packaged, &summary, answered)?;
     if args.dry_run {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&plan).context("serialising the plan")?);
@@ -71,13 +101,14 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<()> {
     }
     eprint!("{}", plan.text());
     progress.step(format!("serverless deploy --stage {}", args.stage), || {
-        run_serverless(&serverless, &service_dir, &["deploy", "--stage", &args.stage, "--package", PACKAGE_DIR])
+        let command = serverless_command(&serverless.bin, &service_dir, args.arch);
+        run_serverless(command, &["deploy", "--stage", &args.stage, "--package", PACKAGE_DIR], &service_dir)
     })?;
     progress.note(format!("deployed stage {} to {} ({})", plan.stage, plan.region, progress.timing_summary()));
     Ok(())
 }
 
-/// Step 1: rebuild the layer when its stamp does not match its inputs.
+/// Step 1: rebuild the layer when its stamp does not match its inputs (unless building is off).
 fn ensure_layer_fresh(
     root: &Path,
     global: &GlobalArgs,
@@ -86,19 +117,32 @@ fn ensure_layer_fresh(
     progress: &Progress,
 ) -> Result<()> {
     let digest = layer_inputs_digest(root, &global.spec, args.arch)?;
-    match layer_freshness(out_dir, args.arch, &digest) {
+    let reason = match layer_freshness(out_dir, args.arch, &digest) {
         Freshness::Fresh => {
             progress.note(format!("layer is up to date: {}", out_dir.display()));
             return Ok(());
         }
-        Freshness::Stale(reason) => progress.note(format!("rebuilding the layer: {reason}")),
+        Freshness::Stale(reason) => reason,
+    };
+    let no_build = if args.dry_run {
+        Some("a dry run builds nothing")
+    } else if args.no_build {
+        Some("--no-build builds nothing")
+    } else {
+        None
+    };
+    if let Some(why) = no_build {
+        bail!(
+            "the {} layer in {} does not match the current inputs ({reason}); {why}: run `cargo xtask layer --arch {}` first",
+            args.arch,
+            out_dir.display(),
+            args.arch
+        );
     }
+    progress.note(format!("rebuilding the layer: {reason}"));
     let options = crate::layer::BuildOptions {
         arch: args.arch,
         python: args.python.clone(),
-        // The next step brings serverless.yml in line; one writer is enough.
-        patch_serverless: false,
-        allow_public_layer: false,
         runtime_only: false,
         out_dir: Some(out_dir.to_path_buf()),
     };
@@ -111,51 +155,122 @@ fn ensure_layer_fresh(
     }
 }
 
-/// Step 2 (after `crate::serverless` patched the file): re-parse serverless.yml and refuse to go on
-/// unless it matches the target: `provider.architecture` is the target and some layer's `path` (or
-/// `package.artifact`) is the spec's `serverless.layer-path` for the target and exists.
-fn check_service_file(file: &Path, arch: Arch, spec: &LayerSpec, progress: &Progress) -> Result<()> {
-    let text = fs_err::read_to_string(file).context("reading the Serverless service definition")?;
-    let documents = yaml_rust2::YamlLoader::load_from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not valid YAML: {e}", file.display()))?;
-    let Some(service) = documents.first() else { bail!("{}: the file is empty", file.display()) };
-    let fix = format!("run `cargo xtask patch --arch {arch}` (or `cargo xtask layer --arch {arch}`, which patches it)");
-    let architecture = &service["provider"]["architecture"];
-    match architecture.as_str() {
-        Some(found) if found == arch.lambda_name() => {}
-        Some(found) => bail!("{}: provider.architecture is {found}, expected {arch}; {fix}", file.display()),
-        None => bail!(
-            "{}: provider.architecture is missing (Lambda would default to x86_64), expected {arch}; {fix}",
-            file.display()
-        ),
+/// The built layer: its zip, the zip's sha256 (checked against the SBOM) and the build's wiring.
+#[derive(Debug, Clone)]
+pub struct BuiltLayer {
+    pub zip: PathBuf,
+    pub sha256: Sha256Hex,
+    pub sbom: PathBuf,
+    pub wiring: LayerWiring,
+}
+
+impl BuiltLayer {
+    /// Step 2: the zip in `out_dir` is the SBOM's subject, and the wiring serverless.yml reads names it.
+    pub fn check(out_dir: &Path, arch: Arch, service_dir: &Path) -> Result<BuiltLayer> {
+        let zip = out_dir.join(arch.layer_zip_name());
+        let sbom = out_dir.join(crate::layer::sbom::sbom_file_name(arch));
+        let sha256 = crate::cache::sha256_file(&zip).context("hashing the built layer zip")?;
+        let subject = crate::layer::sbom::subject::read(&sbom)?;
+        if subject != sha256 {
+            bail!(
+                "{}: sha256 {sha256} is not the subject of the SBOM {} (sha256 {subject}); the zip changed after \
+                 the build: rebuild with `cargo xtask layer --arch {arch}` (or take both files from the same CI run). \
+                 Nothing was deployed",
+                zip.display(),
+                sbom.display()
+            );
+        }
+        let wiring = LayerWiring::load(out_dir, arch)?;
+        let named = wiring.artifact_path(service_dir);
+        if !same_file(&named, &zip) {
+            bail!(
+                "{}: artifact {} (from {}) is not the built zip {}; run `cargo xtask layer --arch {arch}` again",
+                out_dir.join(WIRING_FILE).display(),
+                wiring.artifact,
+                service_dir.display(),
+                zip.display()
+            );
+        }
+        Ok(BuiltLayer { zip, sha256, sbom, wiring })
     }
-    let layer_path = spec.serverless.layer_path.replace("{arch}", arch.lambda_name());
-    // A layer is either a directory Serverless zips (`path`) or a ready zip (`package.artifact`).
-    let paths: Vec<&str> = match service["layers"].as_hash() {
-        Some(layers) => layers
-            .values()
-            .flat_map(|layer| [layer["path"].as_str(), layer["package"]["artifact"].as_str()])
-            .flatten()
-            .collect(),
-        None => Vec::new(),
-    };
-    if !paths.contains(&layer_path.as_str()) {
-        bail!(
-            "{}: no entry under layers: has path (or package.artifact) {layer_path} (found: {}); {fix}",
-            file.display(),
-            if paths.is_empty() { "none".to_string() } else { paths.join(", ") }
-        );
+
+    /// Step 5: the layer artifact `serverless package` recorded is this zip, byte for byte.
+    pub fn check_packaged(&self, package_dir: &Path, service_dir: &Path) -> Result<PackagedLayer> {
+        let state_path = package_dir.join(STATE_FILE);
+        let state: Value = serde_json::from_str(
+            &fs_err::read_to_string(&state_path).context("reading the state `serverless package` wrote")?,
+        )
+        .with_context(|| format!("{}: not valid JSON", state_path.display()))?;
+        let layers = follow_refs(&state, &state["service"]["layers"]);
+        let layer = follow_refs(&state, &layers[LAYER_NAME]);
+        let package = follow_refs(&state, &layer["package"]);
+        let Some(artifact) = follow_refs(&state, &package["artifact"]).as_str() else {
+            bail!(
+                "{}: service.layers.{LAYER_NAME}.package.artifact is missing: Serverless packaged the layer from a \
+                 directory, not the built zip; run `cargo xtask patch` and package again. Nothing was deployed",
+                state_path.display()
+            );
+        };
+        let path = service_dir.join(artifact);
+        let sha256 = crate::cache::sha256_file(&path).context("hashing the packaged layer artifact")?;
+        if sha256 != self.sha256 {
+            bail!(
+                "the packaged layer artifact {} has sha256 {sha256}, but the built zip {} (the SBOM's subject) has \
+                 {}; nothing was deployed",
+                path.display(),
+                self.zip.display(),
+                self.sha256
+            );
+        }
+        let bytes = fs_err::metadata(&path)?.len();
+        Ok(PackagedLayer { artifact: artifact.to_string(), path, bytes, sha256: sha256.to_string() })
     }
-    let layer_source = file.parent().unwrap_or(Path::new(".")).join(&layer_path);
-    if !layer_source.exists() {
-        bail!(
-            "{}: the layer {layer_path} does not exist ({}); run `cargo xtask layer --arch {arch}`",
-            file.display(),
-            layer_source.display()
-        );
+}
+
+/// `value`, or what its `{"$ref": "$[\"a\"][\"b\"]"}` names: Serverless writes its state with
+/// shared objects replaced by such references (the JSONPath-like form of `json-cycle`). An
+/// unreadable or dangling reference gives `null`.
+fn follow_refs<'a>(root: &'a Value, mut value: &'a Value) -> &'a Value {
+    // A reference names a place in the document, so a chain longer than the document is a cycle.
+    for _ in 0..64 {
+        let Some(reference) = value.get("$ref").and_then(Value::as_str) else { return value };
+        let Some(mut rest) = reference.strip_prefix('$') else { return &Value::Null };
+        let mut target = root;
+        while !rest.is_empty() {
+            let Some(inner) = rest.strip_prefix('[') else { return &Value::Null };
+            let Some(end) = inner.find(']') else { return &Value::Null };
+            let (key, after) = (&inner[..end], &inner[end + 1..]);
+            target = match serde_json::from_str::<Value>(key) {
+                Ok(Value::String(name)) => &target[name.as_str()],
+                Ok(Value::Number(index)) => match index.as_u64() {
+                    Some(index) => &target[index as usize],
+                    None => return &Value::Null,
+                },
+                _ => return &Value::Null,
+            };
+            rest = after;
+        }
+        value = target;
     }
-    progress.note(format!("{}: architecture {arch}, layer path {layer_path}", file.display()));
-    Ok(())
+    &Value::Null
+}
+
+/// Whether two paths name the same file (after resolving symbolic links and `..`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs_err::canonicalize(a), fs_err::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The layer artifact as `serverless package` recorded it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackagedLayer {
+    /// `package.artifact` as written in the packaged state (relative to the service directory).
+    pub artifact: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// The Serverless Framework binary npm installs for the service.
@@ -205,9 +320,15 @@ pub fn install_node_modules(service_dir: &Path, progress: &Progress) -> Result<(
     Ok(())
 }
 
+/// The installed Serverless Framework: its launcher and its package directory.
+struct Serverless {
+    bin: PathBuf,
+    package_dir: PathBuf,
+}
+
 /// The installed Serverless Framework, refused unless it is major version 3 (v4 needs a login and
 /// downloads a binary, docs/architecture.md §9).
-fn serverless_bin(service_dir: &Path) -> Result<PathBuf> {
+fn serverless_bin(service_dir: &Path) -> Result<Serverless> {
     let bin = serverless_bin_path(service_dir);
     let target = fs_err::canonicalize(&bin).context("resolving the Serverless Framework binary")?;
     let package_json = target
@@ -228,18 +349,24 @@ fn serverless_bin(service_dir: &Path) -> Result<PathBuf> {
             service_dir.display()
         );
     }
-    Ok(bin)
+    let package_dir = package_json.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Serverless { bin, package_dir })
 }
 
-/// Run the Serverless Framework from the service directory; its stdout and stderr go to our stderr.
-fn run_serverless(bin: &Path, service_dir: &Path, args: &[&str]) -> Result<()> {
-    let status = Command::new(bin)
-        .args(args)
+/// The Serverless Framework run from the service directory for `arch`'s build; its stdout and
+/// stderr go to our stderr.
+fn serverless_command(bin: &Path, service_dir: &Path, arch: Arch) -> Command {
+    let mut command = Command::new(bin);
+    command
         .current_dir(service_dir)
+        .env(ARCH_VARIABLE, arch.lambda_name())
         .stdin(Stdio::null())
-        .stdout(std::io::stderr())
-        .status()
-        .with_context(|| format!("running {}", bin.display()))?;
+        .stdout(std::io::stderr());
+    command
+}
+
+fn run_serverless(mut command: Command, args: &[&str], service_dir: &Path) -> Result<()> {
+    let status = command.args(args).status().with_context(|| format!("running {:?}", command.get_program()))?;
     if !status.success() {
         bail!("`serverless {}` failed in {} ({status}); see its output above", args.join(" "), service_dir.display());
     }
@@ -247,11 +374,11 @@ fn run_serverless(bin: &Path, service_dir: &Path, args: &[&str]) -> Result<()> {
 }
 
 /// Read the template `package` wrote and check it.
-fn check_packaged_template(package_dir: &Path, arch: Arch, python: PythonVersion) -> Result<template::TemplateSummary> {
+fn check_packaged_template(package_dir: &Path, expected: &template::Expected) -> Result<template::TemplateSummary> {
     let path = package_dir.join(TEMPLATE_FILE);
     let text = fs_err::read_to_string(&path).context("reading the template `serverless package` wrote")?;
     let template: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
-    template::check_template(&template, arch, python).map_err(|failures| {
+    template::check_template(&template, expected).map_err(|failures| {
         let lines: Vec<String> = failures.iter().map(|failure| format!("  - {failure}")).collect();
         anyhow::anyhow!(
             "{}: {} check(s) failed, nothing was deployed:\n{}",
@@ -268,37 +395,36 @@ pub struct Plan {
     pub stage: String,
     pub region: String,
     pub arch: String,
-    /// The layer artifact `cargo xtask layer` built.
+    /// The layer zip `cargo xtask layer` built.
     pub layer_zip: Artifact,
-    /// The layer zip `serverless package` made from `layer-build-<arch>/layer` (what is uploaded).
-    pub packaged_layer_zip: Artifact,
+    /// The SBOM whose subject is the layer zip.
+    pub sbom: PathBuf,
+    /// The layer artifact `serverless package` recorded (what is uploaded): the same bytes.
+    pub packaged_layer: PackagedLayer,
     pub layer_resources: Vec<String>,
     pub functions: Vec<String>,
     pub checks_passed: Vec<String>,
+    /// AWS calls a dry run answered from the stand-in on 127.0.0.1 (empty for a deploy).
+    pub aws_calls_answered_offline: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Artifact {
     pub path: PathBuf,
     pub bytes: u64,
-}
-
-impl Artifact {
-    fn of(path: PathBuf) -> Result<Artifact> {
-        let bytes = fs_err::metadata(&path).context("reading the size of a layer zip")?.len();
-        Ok(Artifact { path, bytes })
-    }
+    pub sha256: String,
 }
 
 impl Plan {
     fn new(
         args: &DeployArgs,
-        service_dir: &Path,
-        layer_out_dir: &Path,
+        package_dir: &Path,
+        built: &BuiltLayer,
+        packaged: PackagedLayer,
         summary: &template::TemplateSummary,
+        answered: Vec<String>,
     ) -> Result<Plan> {
-        let package_dir = service_dir.join(PACKAGE_DIR);
-        let state_path = package_dir.join("serverless-state.json");
+        let state_path = package_dir.join(STATE_FILE);
         let state: Value = serde_json::from_str(
             &fs_err::read_to_string(&state_path).context("reading the state `serverless package` wrote")?,
         )
@@ -307,36 +433,14 @@ impl Plan {
             .as_str()
             .with_context(|| format!("{}: service.provider.region is missing", state_path.display()))?
             .to_string();
-        // The packaged zip is named like the object key the template uploads it to.
-        let packaged_name = summary
-            .layers
-            .first()
-            .and_then(|layer| layer.s3_key.as_deref())
-            .and_then(|key| key.rsplit('/').next())
-            .context("the layer resource has no plain Content.S3Key naming its packaged zip")?;
-        if packaged_name.is_empty() || packaged_name.contains("..") {
-            bail!("the layer resource's Content.S3Key ends in {packaged_name:?}, not a file name");
-        }
-        // Serverless zips a layer `path` into the package directory; a `package.artifact` (the
-        // zip `cargo xtask layer` built) is uploaded as it is.
-        let built_zip = layer_out_dir.join(args.arch.layer_zip_name());
-        let packaged_zip = if package_dir.join(packaged_name).is_file() {
-            package_dir.join(packaged_name)
-        } else if args.arch.layer_zip_name() == packaged_name {
-            built_zip.clone()
-        } else {
-            bail!(
-                "the template uploads the layer as {packaged_name}, which is neither in {} nor the built {}",
-                package_dir.display(),
-                built_zip.display()
-            );
-        };
+        let bytes = fs_err::metadata(&built.zip).context("reading the size of the layer zip")?.len();
         Ok(Plan {
             stage: args.stage.clone(),
             region,
             arch: args.arch.lambda_name().to_string(),
-            layer_zip: Artifact::of(built_zip.clone())?,
-            packaged_layer_zip: Artifact::of(packaged_zip)?,
+            layer_zip: Artifact { path: built.zip.clone(), bytes, sha256: built.sha256.to_string() },
+            sbom: built.sbom.clone(),
+            packaged_layer: packaged,
             layer_resources: summary.layers.iter().map(|layer| layer.logical_id.clone()).collect(),
             functions: summary
                 .functions
@@ -344,6 +448,7 @@ impl Plan {
                 .map(|function| function.function_name.clone().unwrap_or_else(|| function.logical_id.clone()))
                 .collect(),
             checks_passed: summary.checks.clone(),
+            aws_calls_answered_offline: answered,
         })
     }
 
@@ -356,13 +461,17 @@ impl Plan {
             self.layer_zip.path.display(),
             human_bytes(self.layer_zip.bytes)
         ));
-        out.push_str(&format!(
-            "  uploaded layer: {} ({})\n",
-            self.packaged_layer_zip.path.display(),
-            human_bytes(self.packaged_layer_zip.bytes)
-        ));
+        out.push_str(&format!("  sha256:         {}\n", self.layer_zip.sha256));
+        out.push_str(&format!("  SBOM subject:   {} (same sha256)\n", self.sbom.display()));
+        out.push_str(&format!("  uploaded layer: {} (package.artifact, same sha256)\n", self.packaged_layer.artifact));
         out.push_str(&format!("  layer resource: {}\n", self.layer_resources.join(", ")));
         out.push_str(&format!("  functions:      {}\n", self.functions.join(", ")));
+        if !self.aws_calls_answered_offline.is_empty() {
+            out.push_str(&format!(
+                "  offline:        answered {} from a stand-in on 127.0.0.1\n",
+                self.aws_calls_answered_offline.join(", ")
+            ));
+        }
         out.push_str("  checks passed:\n");
         for check in &self.checks_passed {
             out.push_str(&format!("    ok {check}\n"));
@@ -372,108 +481,4 @@ impl Plan {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SERVERLESS_YML: &str = include_str!("../../amplify-lambda-js/serverless.yml");
-
-    fn spec() -> LayerSpec {
-        LayerSpec::load(&crate::project_root().join("litellm-layer/layer.toml")).unwrap()
-    }
-
-    /// A service directory holding `text` as serverless.yml, beside a layer-build-arm64/layer dir.
-    fn service(text: &str) -> (tempfile::TempDir, PathBuf) {
-        let root = tempfile::tempdir().unwrap();
-        fs_err::create_dir_all(root.path().join("amplify-lambda-js")).unwrap();
-        fs_err::create_dir_all(root.path().join("layer-build-arm64/layer/python")).unwrap();
-        let file = root.path().join("amplify-lambda-js/serverless.yml");
-        fs_err::write(&file, text).unwrap();
-        (root, file)
-    }
-
-    #[test]
-    fn committed_serverless_yml_matches_arm64() {
-        let (_root, file) = service(SERVERLESS_YML);
-        check_service_file(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap();
-    }
-
-    #[test]
-    fn wrong_architecture_in_serverless_yml_is_refused() {
-        let (_root, file) = service(SERVERLESS_YML);
-        let err = check_service_file(&file, Arch::X86_64, &spec(), &Progress::new()).unwrap_err().to_string();
-        assert!(err.ends_with(
-            "serverless.yml: provider.architecture is arm64, expected x86_64; run `cargo xtask patch --arch x86_64` \
-             (or `cargo xtask layer --arch x86_64`, which patches it)"
-        ), "{err}");
-    }
-
-    #[test]
-    fn missing_architecture_and_wrong_layer_path_are_refused() {
-        let (_root, file) = service(&SERVERLESS_YML.replace("  architecture: arm64\n", ""));
-        let err = check_service_file(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
-        assert!(
-            err.contains("provider.architecture is missing (Lambda would default to x86_64), expected arm64"),
-            "{err}"
-        );
-
-        let (_root, file) = service(&SERVERLESS_YML.replace("../layer-build-arm64/layer", "../layer"));
-        let err = check_service_file(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
-        assert!(
-            err.contains(
-                "no entry under layers: has path (or package.artifact) ../layer-build-arm64/layer (found: ../layer); \
-                 run `cargo xtask patch"
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_layer_given_as_the_built_zip_is_accepted() {
-        let text = SERVERLESS_YML.replace(
-            "    path: ../layer-build-arm64/layer\n",
-            "    package:\n      artifact: ../layer-build-arm64/python-litellm-arm64.zip\n",
-        );
-        let (root, file) = service(&text);
-        let mut spec = spec();
-        spec.serverless.layer_path = "../layer-build-{arch}/python-litellm-{arch}.zip".into();
-        let err = check_service_file(&file, Arch::Arm64, &spec, &Progress::new()).unwrap_err().to_string();
-        assert!(err.contains("the layer ../layer-build-arm64/python-litellm-arm64.zip does not exist"), "{err}");
-        fs_err::write(root.path().join("layer-build-arm64/python-litellm-arm64.zip"), b"PK").unwrap();
-        check_service_file(&file, Arch::Arm64, &spec, &Progress::new()).unwrap();
-    }
-
-    #[test]
-    fn unbuilt_layer_directory_is_refused() {
-        let (root, file) = service(SERVERLESS_YML);
-        fs_err::remove_dir_all(root.path().join("layer-build-arm64")).unwrap();
-        let err = check_service_file(&file, Arch::Arm64, &spec(), &Progress::new()).unwrap_err().to_string();
-        assert!(err.contains("the layer ../layer-build-arm64/layer does not exist"), "{err}");
-        assert!(err.ends_with("run `cargo xtask layer --arch arm64`"), "{err}");
-    }
-
-    #[test]
-    fn missing_package_lock_says_what_to_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = ensure_node_modules(dir.path(), &Progress::new()).unwrap_err().to_string();
-        let expected = format!(
-            "package-lock.json is missing: run `npm install` in {} and commit package.json and package-lock.json",
-            dir.path().display()
-        );
-        assert!(err.ends_with(&expected), "{err}");
-    }
-
-    #[test]
-    fn serverless_v4_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let package = dir.path().join("node_modules/serverless");
-        fs_err::create_dir_all(package.join("bin")).unwrap();
-        fs_err::create_dir_all(dir.path().join("node_modules/.bin")).unwrap();
-        fs_err::write(package.join("package.json"), r#"{"name": "serverless", "version": "4.4.0"}"#).unwrap();
-        fs_err::write(package.join("bin/serverless.js"), "").unwrap();
-        std::os::unix::fs::symlink("../serverless/bin/serverless.js", dir.path().join("node_modules/.bin/serverless"))
-            .unwrap();
-        let err = serverless_bin(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("serverless 4.4.0 is installed, expected the Serverless Framework v3"), "{err}");
-        assert!(err.contains("run `npm install --save-dev osls@3`"), "{err}");
-    }
-}
+mod tests;

@@ -117,20 +117,32 @@ pub fn gather(global: &GlobalArgs, offline: bool) -> Vec<Check> {
             "check the network/proxy, or set [index] url / --index-url",
             &["lock"],
         ));
-        let manifest = Manifest::pinned();
-        let pbs_url = match manifest.find(spec.python.version, &spec.python.release, Arch::Arm64, spec.python.variant) {
-            Ok(artifact) => artifact.url_via(spec.pbs_mirror(global.pbs_mirror_override()).as_deref()),
-            Err(_) => "https://github.com/astral-sh/python-build-standalone/releases".into(),
-        };
-        checks.push(reachable(
-            "python-build-standalone host",
-            &pbs_url,
-            "set XTASK_PBS_MIRROR, or pass --python-dist PATH --python-sha256 HEX to `layer`",
-            &[],
-        ));
+        checks.push(pbs_check(global, spec));
     }
     checks.push(aws_credentials_check());
     checks
+}
+
+/// Whether `layer` can get the pinned interpreter: already in the download cache, or its host
+/// (the pinned URL's, or the mirror's) answers. Without either, `layer` is blocked.
+fn pbs_check(global: &GlobalArgs, spec: &LayerSpec) -> Check {
+    const NAME: &str = "python-build-standalone";
+    const FIX: &str = "set `[python] mirror` in layer.toml or XTASK_PBS_MIRROR, or download the archive elsewhere \
+                       and pass --python-dist PATH --python-sha256 HEX to `layer` (README: Building without GitHub)";
+    let needed_by: &'static [&'static str] = &["layer", "deploy"];
+    // `layer` builds arm64 by default.
+    let manifest = Manifest::pinned();
+    let artifact = match manifest.find(spec.python.version, &spec.python.release, Arch::Arm64, spec.python.variant) {
+        Ok(artifact) => artifact,
+        Err(e) => return Check { name: NAME, ok: false, detail: format!("{e:#}"), fix: FIX, needed_by },
+    };
+    let cached = crate::cache::Sha256Hex::parse(&artifact.sha256)
+        .ok()
+        .and_then(|sha256| Cache::locate(global.cache_dir.as_deref()).ok()?.get(&sha256).ok().flatten());
+    if let Some(path) = cached {
+        return Check { name: NAME, ok: true, detail: format!("{} (cached)", path.display()), fix: FIX, needed_by };
+    }
+    reachable(NAME, &artifact.url_via(spec.pbs_mirror(global.pbs_mirror_override()).as_deref()), FIX, needed_by)
 }
 
 /// Render the checks as aligned lines, marking the ones the command needs.

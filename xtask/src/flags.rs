@@ -74,9 +74,9 @@ pub enum Command {
     Lock(LockArgs),
     /// Run the built layer the way Lambda would (read-only /opt, target arch) and smoke-test LiteLLM.
     Verify(VerifyArgs),
-    /// Rebuild the layer if stale, patch serverless.yml and run `serverless deploy`.
+    /// Rebuild the layer if stale, check serverless.yml and the packaged template, run `serverless deploy`.
     Deploy(DeployArgs),
-    /// Patch `amplify-lambda-js/serverless.yml` for the layer (also done by `layer`).
+    /// Wire `amplify-lambda-js/serverless.yml` to the layer build (an explicit command: no build edits it).
     Patch(PatchArgs),
     /// Show what the workflow needs, what is missing, and the command that fixes each gap.
     Doctor(DoctorArgs),
@@ -113,12 +113,10 @@ pub struct LayerArgs {
     pub arch: Arch,
     #[command(flatten)]
     pub python: PythonDistArgs,
-    /// Do not patch `amplify-lambda-js/serverless.yml`.
-    #[arg(long)]
+    /// Accepted for older scripts and ignored: `layer` never edits serverless.yml (it writes
+    /// `serverless-layer.json` into the build directory instead).
+    #[arg(long, hide = true)]
     pub no_patch: bool,
-    /// Allow `allowedAccounts: ['*']` (a public layer) in serverless.yml.
-    #[arg(long)]
-    pub allow_public_layer: bool,
     /// Build only the interpreter step (download, extract, prune the stdlib).
     #[arg(long)]
     pub runtime_only: bool,
@@ -135,7 +133,9 @@ pub struct LockArgs {
     /// Ignore the versions in the existing lock and pick the newest allowed ones.
     #[arg(long)]
     pub upgrade: bool,
-    /// Let only this package move to its newest allowed version (repeatable).
+    /// Let only this package move to its newest allowed version (repeatable). `NAME==VERSION`
+    /// rewrites an exact pin of a top-level requirement in layer.toml (comments kept); an unknown
+    /// name is an error.
     #[arg(long, value_name = "NAME")]
     pub upgrade_package: Vec<String>,
     /// Where to write the lock. Default: `pylock.toml` beside the spec.
@@ -168,9 +168,14 @@ pub struct DeployArgs {
     /// Target Lambda architecture.
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
     pub arch: Arch,
-    /// Run `serverless package` instead of deploy, check the template and print the plan.
+    /// Package and check without deploying: offline (AWS calls made while packaging are answered by
+    /// a stub on 127.0.0.1), builds nothing, installs nothing, edits nothing; prints the plan.
     #[arg(long)]
     pub dry_run: bool,
+    /// Never build the layer: deploy the one in `layer-build-<arch>/` (for example CI's verified
+    /// artifact) and fail if it does not match the current inputs.
+    #[arg(long)]
+    pub no_build: bool,
     /// Print the plan as JSON (with `--dry-run`).
     #[arg(long, requires = "dry_run")]
     pub json: bool,
@@ -180,9 +185,6 @@ pub struct DeployArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct PatchArgs {
-    /// Target Lambda architecture.
-    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
-    pub arch: Arch,
     /// Fail if serverless.yml is out of date; write nothing.
     #[arg(long)]
     pub check: bool,

@@ -23,6 +23,9 @@ pub struct Http {
 pub enum HttpError {
     #[error("{url} answered {status}")]
     Status { url: String, status: StatusCode },
+    /// DNS found no address or the host refused the connection: retrying would not help.
+    #[error("{host} is unreachable ({reason}): {url}")]
+    Unreachable { url: String, host: String, reason: String },
     #[error("{url}: {source}")]
     Transport {
         url: String,
@@ -75,6 +78,13 @@ impl Http {
                     return Err(HttpError::Status { url: redacted, status });
                 }
                 Err(error) => {
+                    if let Some(reason) = unreachable_reason(&error) {
+                        let host = url::Url::parse(url)
+                            .ok()
+                            .and_then(|parsed| parsed.host_str().map(str::to_string))
+                            .unwrap_or_else(|| redacted.clone());
+                        return Err(HttpError::Unreachable { url: redacted, host, reason });
+                    }
                     if (error.is_connect() || error.is_timeout() || error.is_request()) && attempt < ATTEMPTS {
                         self.sleep_before_retry(attempt, &format!("{redacted}: {error}"));
                         continue;
@@ -90,6 +100,37 @@ impl Http {
         eprintln!("    retrying in {:.1}s ({why})", delay.as_secs_f64());
         thread::sleep(delay);
     }
+}
+
+/// Why a failed request can never succeed by retrying now: the name does not resolve, or nothing
+/// listens there. Read from the error's causes (hyper reports DNS failures as "dns error").
+fn unreachable_reason(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return Some("connection refused".to_string());
+        }
+        let text = current.to_string();
+        if text.starts_with("dns error") || text.contains("failed to lookup address") {
+            let detail = std::iter::successors(current.source(), |e| e.source()).last().map(|e| e.to_string());
+            return Some(match detail {
+                Some(detail) => format!("DNS lookup failed: {detail}"),
+                None => "DNS lookup failed".to_string(),
+            });
+        }
+        cause = current.source();
+    }
+    None
+}
+
+/// The host named by an [`HttpError::Unreachable`] anywhere in `error`'s chain.
+pub fn unreachable_host(error: &anyhow::Error) -> Option<String> {
+    error.chain().find_map(|cause| match cause.downcast_ref::<HttpError>() {
+        Some(HttpError::Unreachable { host, .. }) => Some(host.clone()),
+        _ => None,
+    })
 }
 
 fn is_transient_status(status: StatusCode) -> bool {
@@ -150,6 +191,32 @@ mod tests {
         assert_eq!(redact_url("https://token@example.com/simple/"), "https://***@example.com/simple/");
         assert_eq!(redact_url("https://pypi.org/simple/"), "https://pypi.org/simple/");
         assert!(!redact_url("weird://a:b@c d").contains("a:b"));
+    }
+
+    #[test]
+    fn a_refused_connection_is_not_retried_and_names_the_host() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let http = Http::new().unwrap();
+        let started = std::time::Instant::now();
+        let url = format!("http://127.0.0.1:{port}/cpython.tar.gz");
+        let error = http.get_with(&url, |r| r).unwrap_err();
+        assert_eq!(error.to_string(), format!("127.0.0.1 is unreachable (connection refused): {url}"));
+        // Three retries would sleep 0.25 + 0.5 + 1 s.
+        assert!(started.elapsed() < std::time::Duration::from_millis(700), "retried: {:?}", started.elapsed());
+        assert_eq!(unreachable_host(&anyhow::Error::new(error)).as_deref(), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_not_retried() {
+        // `.invalid` never resolves (RFC 2606); the resolver answers without the network.
+        let http = Http::new().unwrap();
+        let started = std::time::Instant::now();
+        let error = http.get_with("https://pbs.invalid/x.tar.gz", |r| r).unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("pbs.invalid is unreachable (DNS lookup failed"), "{text}");
+        assert!(text.ends_with("): https://pbs.invalid/x.tar.gz"), "{text}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(700) + std::time::Duration::from_secs(5));
     }
 
     #[test]

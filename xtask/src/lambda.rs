@@ -28,22 +28,12 @@ pub fn pythonpath(python: PythonVersion) -> String {
     format!("{PYTHON_HOME}/{}", python.stdlib_dir())
 }
 
-/// The environment every function needs to run the layer's Python: its home, its standard
-/// library on the path, and LiteLLM's bundled model cost map instead of a download at import.
-pub fn python_environment(python: PythonVersion) -> [(&'static str, String); 3] {
-    [
-        ("PYTHONHOME", PYTHON_HOME.to_string()),
-        ("PYTHONPATH", pythonpath(python)),
-        ("LITELLM_LOCAL_MODEL_COST_MAP", "True".to_string()),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn python_environment_follows_the_minor_version() {
+    fn the_layer_paths_follow_the_minor_version() {
         for (version, expected_pythonpath) in [
             ("3.11", "/opt/python/lib/python3.11"),
             ("3.12", "/opt/python/lib/python3.12"),
@@ -51,15 +41,7 @@ mod tests {
         ] {
             let python = version.parse().unwrap();
             assert_eq!(interpreter(python), format!("/opt/python/bin/python{version}"));
-            let environment = python_environment(python);
-            assert_eq!(
-                environment,
-                [
-                    ("PYTHONHOME", "/opt/python".to_string()),
-                    ("PYTHONPATH", expected_pythonpath.to_string()),
-                    ("LITELLM_LOCAL_MODEL_COST_MAP", "True".to_string()),
-                ]
-            );
+            assert_eq!(pythonpath(python), expected_pythonpath);
         }
     }
 }

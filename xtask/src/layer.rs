@@ -1,8 +1,10 @@
 //! `cargo xtask layer`: build `layer-build-<arch>/` step by step.
 //!
 //! Steps, one module each, in pipeline order: interpreter → install → prune → SBOM → bytecode →
-//! pack → size report → freshness stamp; then the serverless.yml patch (`crate::serverless`).
-//! `dist` (an installed distribution) and `wheel` (unpacking one wheel) serve the install step.
+//! pack (then the SBOM's subject: the zip's sha256) → size report → freshness stamp; then the
+//! wiring serverless.yml reads (`crate::serverless::LayerWiring`, `serverless-layer.json` beside
+//! the zip; no tracked file is edited). `dist` (an installed distribution) and `wheel` (unpacking
+//! one wheel) serve the install step.
 //!
 //! The build goes into a staging directory beside the output (`.layer-build-<arch>.staging-*`)
 //! and is swapped into place only when every step succeeded, so a failed build leaves the
@@ -17,7 +19,7 @@ pub mod profile;
 pub mod prune;
 pub mod report;
 pub(crate) mod resolved;
-pub(crate) mod sbom;
+pub mod sbom;
 pub(crate) mod strip;
 
 pub mod dist;
@@ -52,10 +54,6 @@ pub struct BuildOptions {
     pub arch: Arch,
     /// `--python-dist` and friends; all empty means the pinned interpreter.
     pub python: PythonDistArgs,
-    /// Bring serverless.yml in line with the build afterwards.
-    pub patch_serverless: bool,
-    /// Accept a public layer (`allowedAccounts: ['*']`) in serverless.yml.
-    pub allow_public_layer: bool,
     /// Build only the interpreter step.
     pub runtime_only: bool,
     /// Where the build goes; `None` is `layer-build-<arch>` at the repository root.
@@ -67,8 +65,6 @@ impl From<&LayerArgs> for BuildOptions {
         BuildOptions {
             arch: args.arch,
             python: args.python.clone(),
-            patch_serverless: !args.no_patch,
-            allow_public_layer: args.allow_public_layer,
             runtime_only: args.runtime_only,
             out_dir: args.out_dir.clone(),
         }
@@ -130,12 +126,13 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
         })?),
         None => None,
     };
+    if built.is_some() {
+        // serverless.yml reads this file; the tracked service file is never edited by a build.
+        crate::serverless::LayerWiring::new(&spec, arch, runtime.minor, &out_dir).write(staging.path())?;
+    }
     let staged_at = staging.path().to_path_buf();
     staging.commit()?;
     runtime.relocate(&staged_at, &out_dir);
-    if built.is_some() && options.patch_serverless {
-        crate::serverless::patch_after_build(&spec, arch, options.allow_public_layer, false, &progress)?;
-    }
 
     println!("built the {} for {arch} in {}", if built.is_some() { "layer" } else { "runtime" }, out_dir.display());
     println!(
@@ -273,6 +270,8 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         .context("estimated before byte-compiling (the exact size is checked after packing)")
     })?;
     let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
+    // The SBOM's subject is the zip: deploy checks the uploaded artifact against this hash.
+    crate::layer::sbom::subject::record(&staging.join(crate::layer::sbom::sbom_file_name(arch)), &out_zip)?;
 
     let mut savings: Vec<RuleSavings> = runtime
         .prune

@@ -16,6 +16,7 @@ pub(crate) mod index;
 pub(crate) mod metadata;
 pub(crate) mod render;
 pub(crate) mod resolve;
+pub(crate) mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,21 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
     } else {
         None
     };
+    // `--upgrade-package NAME==VERSION` rewrites an exact pin in layer.toml first (an unknown name
+    // is an error); the spec is then read again, so the lock records the new inputs.
+    let upgrade_requests: Vec<upgrade::UpgradeRequest> =
+        args.upgrade_package.iter().map(|text| text.parse()).collect::<Result<_>>()?;
+    let original_spec = fs_err::read_to_string(&spec.path)?;
+    let (spec, inputs, upgrade_packages) = if upgrade_requests.is_empty() {
+        (spec, inputs, BTreeSet::new())
+    } else {
+        let locked: BTreeSet<String> =
+            existing.iter().flat_map(|lock| lock.packages.iter().map(|p| normalize_name(&p.name))).collect();
+        let names = upgrade::apply(&upgrade_requests, &spec.path, &spec.packages.requirements, &locked)?;
+        let spec = LayerSpec::load(&global.spec_path())?;
+        let inputs = expected_inputs(&spec, &index_url)?;
+        (spec, inputs, names)
+    };
     let cache = Cache::locate(global.cache_dir.as_deref())?;
     let _cache_lock = cache.lock_for_run("`cargo xtask lock`", crate::cache::lock_timeout(), &progress)?;
     let request = LockRequest {
@@ -76,9 +92,17 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
         index_url,
         existing,
         upgrade: args.upgrade,
-        upgrade_packages: args.upgrade_package.iter().map(|n| normalize_name(n)).collect(),
+        upgrade_packages,
     };
-    let (lock, stats) = lock(&request, &cache, &progress)?;
+    let (lock, stats) = match lock(&request, &cache, &progress) {
+        Ok(locked) => locked,
+        Err(error) if !upgrade_requests.is_empty() => {
+            // The rewritten pin did not resolve: the spec goes back to what it was.
+            fs_err::write(&spec.path, &original_spec)?;
+            return Err(error.context(format!("{} was restored; nothing was changed", spec.path.display())));
+        }
+        Err(error) => return Err(error),
+    };
     progress.step(format!("writing {}", output.display()), || write_lock(&output, &lock))?;
     let wheels: usize = lock.packages.iter().map(|p| p.wheels.len()).sum();
     eprintln!(

@@ -79,36 +79,35 @@ fn verify_checks_the_versions_interpreter() {
 }
 
 #[test]
-fn the_patch_and_the_deploy_check_expect_the_versions_pythonpath() {
+fn the_build_wiring_and_the_deploy_check_expect_the_versions_pythonpath() {
     let template_text = include_str!("../test_data/deploy/template-arm64.json");
+    let out_dir = crate::project_root().join("layer-build-arm64");
     for version in VERSIONS {
         let spec = spec_for(version);
         let python = spec.python.version;
-        let plan = crate::serverless::PatchPlan::new(&spec, Arch::Arm64, false);
-        let yml = "service: demo\nprovider:\n  name: aws\n  runtime: nodejs22.x\n  architecture: arm64\n  environment:\n    \
-                   PYTHONHOME: /opt/python\n    PYTHONPATH: /opt/python/lib/python3.11\n    LITELLM_LOCAL_MODEL_COST_MAP: \"True\"\n\
-                   layers:\n  pythonLiteLLM:\n    path: ../layer-build-arm64/layer\n    compatibleRuntimes: [nodejs22.x]\n    \
-                   compatibleArchitectures: [arm64]\n";
-        let patched = crate::serverless::patch_text(yml, &plan, Path::new("serverless.yml")).unwrap();
-        let text = patched.new_text.expect("the 3.11 PYTHONPATH is patched");
-        assert!(text.contains(&format!("PYTHONPATH: /opt/python/lib/python{version}\n")), "{version}: {text}");
+        // serverless.yml reads PYTHONHOME and PYTHONPATH from the build's wiring file.
+        let wiring = crate::serverless::LayerWiring::new(&spec, Arch::Arm64, python, &out_dir);
+        assert_eq!(wiring.python_home, "/opt/python");
+        assert_eq!(wiring.python_path, format!("/opt/python/lib/python{version}"));
+        assert_eq!(wiring.description, format!("CPython {version} with LiteLLM (built by cargo xtask layer)"));
 
         // The template `serverless package` wrote for 3.11 fails the check for this version...
+        let expected = crate::deploy::template::Expected::from_wiring(Arch::Arm64, &wiring);
         let template: serde_json::Value = serde_json::from_str(template_text).unwrap();
-        let failures = crate::deploy::template::check_template(&template, Arch::Arm64, python).unwrap_err();
+        let failures = crate::deploy::template::check_template(&template, &expected).unwrap_err();
         let messages: Vec<String> = failures.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            messages,
-            [format!(
+        assert_eq!(messages.len(), 1, "{version}: {messages:?}");
+        assert!(
+            messages[0].starts_with(&format!(
                 "ChatLambdaFunction: Properties.Environment.Variables.PYTHONPATH is \"/opt/python/lib/python3.11\", \
-                 expected \"/opt/python/lib/python{version}\"; set `provider.environment.PYTHONPATH: \
-                 \"/opt/python/lib/python{version}\"` in serverless.yml (run `cargo xtask patch --arch arm64` and \
-                 package again)"
-            )]
+                 expected \"/opt/python/lib/python{version}\""
+            )),
+            "{version}: {}",
+            messages[0]
         );
         // ...and passes once the environment names the version's standard library.
         let fixed = template_text.replace("/opt/python/lib/python3.11", &crate::lambda::pythonpath(python));
         let fixed: serde_json::Value = serde_json::from_str(&fixed).unwrap();
-        crate::deploy::template::check_template(&fixed, Arch::Arm64, python).unwrap();
+        crate::deploy::template::check_template(&fixed, &expected).unwrap();
     }
 }

@@ -12,6 +12,9 @@ use xshell::{Shell, cmd};
 use crate::flags::{GlobalArgs, Suite, TestArgs};
 use crate::progress::Progress;
 
+pub(crate) mod actionlint;
+pub(crate) mod node22;
+
 pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
     let selected: Vec<Suite> =
         Suite::ALL.into_iter().filter(|s| args.only.is_empty() || args.only.contains(s)).collect();
@@ -20,6 +23,13 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let progress = Progress::new();
     let started = Instant::now();
+    // Every suite runs Node (npm ci, the Serverless Framework, node --test): Node 22 as on Lambda.
+    let cache = crate::cache::Cache::locate(global.cache_dir.as_deref())?;
+    let node_bin = progress.step("node 22", || node22::ensure_node22(&cache, &progress))?;
+    let _path = match &node_bin {
+        Some(bin) => Some(sh.push_env("PATH", node22::path_with(bin)?)),
+        None => None,
+    };
     for suite in selected {
         let name = match suite {
             Suite::Lint => "lint",
@@ -34,7 +44,8 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
                 cmd!(sh, "{cargo} clippy --workspace --all-targets -- -D warnings")
                     .run()
                     .context("clippy found problems (see above)")?;
-                run_npm_tests(&sh, ".github/lint", "workflow lint")
+                let binary = actionlint::actionlint(&cache, &progress)?;
+                actionlint::lint(&binary, &crate::project_root().join(".github/workflows"))
             }
             Suite::Rust => {
                 cmd!(sh, "{cargo} test --workspace --no-fail-fast").run().context("Rust tests failed (see above)")
@@ -55,7 +66,7 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
 fn run_npm_tests(sh: &Shell, dir: &str, what: &str) -> Result<()> {
     let project = crate::project_root().join(dir);
     let _dir = sh.push_dir(&project);
-    cmd!(sh, "node --version").quiet().run().context("node is not installed: install Node.js 20 or newer")?;
+    cmd!(sh, "node --version").quiet().run().context("node does not run (cargo xtask test provides Node 22)")?;
     if !project.join("node_modules").exists() {
         cmd!(sh, "npm ci --no-audit --no-fund")
             .run()

@@ -1,25 +1,61 @@
 //! Checks on the CloudFormation template `serverless package` writes, before anything is deployed.
 //!
-//! The layer resource must be built for the target architecture and the `nodejs22.x` runtime; every
-//! function must run `nodejs22.x` on that architecture, carry the Python environment (docs/architecture.md §9)
-//! and reference the layer. Each failure names the resource and the key, and says how to fix it.
+//! The layer resource must be built for the target architecture and the `nodejs22.x` runtime and
+//! upload the built zip; every function must run `nodejs22.x` on that architecture, carry the
+//! Python environment the build names (docs/architecture.md §9; `serverless-layer.json`) and reference the layer; the `chat`
+//! function must have a Function URL that streams (`InvokeMode: RESPONSE_STREAM`) with an explicit
+//! auth type (`AWS_IAM`, or `NONE` only with API keys configured). Each failure names the resource
+//! and the key, and says how to fix it.
 //!
 //! Resource and property names follow the CloudFormation reference:
 //! <https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-layerversion.html>,
-//! <https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-function.html>.
+//! <https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-function.html>,
+//! <https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-url.html>.
 
 use std::fmt;
 
 use serde_json::Value;
 
 use crate::arch::Arch;
-use crate::python_version::PythonVersion;
 
 /// The Lambda runtime of the service.
 pub const RUNTIME: &str = crate::lambda::NODE_RUNTIME;
 
 const LAYER_TYPE: &str = "AWS::Lambda::LayerVersion";
 const FUNCTION_TYPE: &str = "AWS::Lambda::Function";
+const URL_TYPE: &str = "AWS::Lambda::Url";
+
+/// The logical id Serverless gives the `chat` function.
+pub const CHAT_FUNCTION: &str = "ChatLambdaFunction";
+
+/// Environment variables that configure bearer API keys for the chat function; with one of them a
+/// Function URL may use `AuthType: NONE` (the function checks the keys itself).
+pub const API_KEY_VARIABLES: [&str; 2] = ["API_KEY_SHA256S", "API_KEY_SHA256S_SSM_PARAMETER"];
+
+/// What the template must hold besides the fixed facts: the build's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub arch: Arch,
+    /// The environment every function needs to run the layer's Python, from the build's wiring.
+    pub environment: Vec<(String, String)>,
+    /// The file name of the layer zip the template must upload (the end of `Content.S3Key`).
+    pub artifact_name: String,
+}
+
+impl Expected {
+    /// The expectations for a build described by `wiring`.
+    pub fn from_wiring(arch: Arch, wiring: &crate::serverless::LayerWiring) -> Expected {
+        Expected {
+            arch,
+            environment: vec![
+                ("PYTHONHOME".into(), wiring.python_home.clone()),
+                ("PYTHONPATH".into(), wiring.python_path.clone()),
+                ("LITELLM_LOCAL_MODEL_COST_MAP".into(), "True".into()),
+            ],
+            artifact_name: arch.layer_zip_name(),
+        }
+    }
+}
 
 /// One failed check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,12 +102,8 @@ pub struct FunctionResource {
 }
 
 /// Check a parsed template for `arch`. Returns every failure, not only the first.
-pub fn check_template(
-    template: &Value,
-    arch: Arch,
-    python: PythonVersion,
-) -> Result<TemplateSummary, Vec<CheckFailure>> {
-    let python_environment = crate::lambda::python_environment(python);
+pub fn check_template(template: &Value, expected: &Expected) -> Result<TemplateSummary, Vec<CheckFailure>> {
+    let arch = expected.arch;
     let mut failures = Vec::new();
     let mut checks = Vec::new();
     let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
@@ -87,7 +119,7 @@ pub fn check_template(
     };
     let arch_name = arch.lambda_name();
     let expected_arch = Value::Array(vec![Value::String(arch_name.to_string())]);
-    let patch_hint = format!("run `cargo xtask patch --arch {arch_name}` and package again");
+    let patch_hint = "run `cargo xtask patch` and package again".to_string();
 
     let layers = of_type(LAYER_TYPE);
     if layers.is_empty() {
@@ -95,9 +127,7 @@ pub fn check_template(
             resource: "Resources".into(),
             key: format!("(no {LAYER_TYPE})"),
             problem: "has no layer resource".into(),
-            fix: format!(
-                "add the layer under `layers:` in serverless.yml with path ../layer-build-{arch_name}/layer ({patch_hint})"
-            ),
+            fix: format!("add the layer under `layers:` in serverless.yml with `package.artifact` ({patch_hint})"),
         });
     }
     let mut layer_summaries = Vec::new();
@@ -123,6 +153,22 @@ pub fn check_template(
                 fix: format!("add {RUNTIME} to `compatibleRuntimes` of the layer in serverless.yml ({patch_hint})"),
             });
         }
+        let s3_key = property(layer, &["Content", "S3Key"]).and_then(Value::as_str);
+        if s3_key.and_then(|key| key.rsplit('/').next()) != Some(expected.artifact_name.as_str()) {
+            failures.push(CheckFailure {
+                resource: (*logical_id).clone(),
+                key: "Properties.Content.S3Key".into(),
+                problem: format!(
+                    "is {}, expected the built zip {}",
+                    shown(property(layer, &["Content", "S3Key"])),
+                    expected.artifact_name
+                ),
+                fix: format!(
+                    "the layer must be `package.artifact: ${{self:custom.layer.artifact}}`, not a directory \
+                     Serverless zips ({patch_hint})"
+                ),
+            });
+        }
         layer_summaries.push(LayerResource {
             logical_id: (*logical_id).clone(),
             s3_key: property(layer, &["Content", "S3Key"]).and_then(Value::as_str).map(String::from),
@@ -130,8 +176,9 @@ pub fn check_template(
     }
     if !layers.is_empty() {
         checks.push(format!(
-            "layer {}: CompatibleArchitectures [{arch_name}], CompatibleRuntimes has {RUNTIME}",
-            ids(&layers)
+            "layer {}: CompatibleArchitectures [{arch_name}], CompatibleRuntimes has {RUNTIME}, uploads {}",
+            ids(&layers),
+            expected.artifact_name
         ));
     }
 
@@ -165,9 +212,10 @@ pub fn check_template(
                 format!("set `provider.architecture: {arch_name}` in serverless.yml ({patch_hint})"),
             );
         }
-        for (name, expected) in &python_environment {
+        for (name, expected) in &expected.environment {
+            let (name, expected) = (name.as_str(), expected.as_str());
             let value = property(function, &["Environment", "Variables", name]);
-            if value.and_then(Value::as_str) != Some(expected.as_str()) {
+            if value.and_then(Value::as_str) != Some(expected) {
                 let problem = match value {
                     None => format!("is missing, expected \"{expected}\""),
                     Some(Value::Bool(_)) => {
@@ -206,15 +254,92 @@ pub fn check_template(
         checks.push(format!(
             "function {}: Environment {}",
             ids(&functions),
-            python_environment.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(", ")
+            expected.environment.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(", ")
         ));
         checks.push(format!("function {}: Layers references {}", ids(&functions), ids(&layers)));
+    }
+    match check_function_url(resources, &of_type(URL_TYPE)) {
+        Ok(check) => checks.push(check),
+        Err(failure) => failures.push(failure),
     }
 
     if failures.is_empty() {
         Ok(TemplateSummary { layers: layer_summaries, functions: function_summaries, checks })
     } else {
         Err(failures)
+    }
+}
+
+/// The chat function's Function URL: it streams and says who may call it.
+fn check_function_url(
+    resources: &serde_json::Map<String, Value>,
+    urls: &[(&String, &Value)],
+) -> Result<String, CheckFailure> {
+    let fail = |resource: &str, key: &str, problem: String, fix: &str| CheckFailure {
+        resource: resource.into(),
+        key: key.into(),
+        problem,
+        fix: fix.into(),
+    };
+    let add_url = "give the chat function `url: {authorizer: aws_iam, invokeMode: RESPONSE_STREAM}` in serverless.yml";
+    if !resources.contains_key(CHAT_FUNCTION) {
+        return Err(fail(
+            "Resources",
+            CHAT_FUNCTION,
+            "is missing".into(),
+            "define the `chat` function in serverless.yml",
+        ));
+    }
+    let targets_chat = |url: &&(&String, &Value)| {
+        let target = property(url.1, &["TargetFunctionArn"]);
+        let by_attribute = target
+            .and_then(|t| t.get("Fn::GetAtt"))
+            .and_then(Value::as_array)
+            .and_then(|parts| parts.first())
+            .and_then(Value::as_str);
+        let by_ref = target.and_then(|t| t.get("Ref")).and_then(Value::as_str);
+        by_attribute == Some(CHAT_FUNCTION) || by_ref.is_some_and(|r| r.starts_with(CHAT_FUNCTION))
+    };
+    let Some((url_id, url)) = urls.iter().find(targets_chat) else {
+        return Err(fail(CHAT_FUNCTION, "(no AWS::Lambda::Url)", "has no Function URL".into(), add_url));
+    };
+    let invoke_mode = property(url, &["InvokeMode"]);
+    if invoke_mode.and_then(Value::as_str) != Some("RESPONSE_STREAM") {
+        return Err(fail(
+            url_id,
+            "Properties.InvokeMode",
+            format!(
+                "is {}, expected \"RESPONSE_STREAM\" (a buffered URL delays every streamed chunk)",
+                shown(invoke_mode)
+            ),
+            "set `invokeMode: RESPONSE_STREAM` under the chat function's `url:` in serverless.yml",
+        ));
+    }
+    let auth_type = property(url, &["AuthType"]);
+    let environment = property(&resources[CHAT_FUNCTION], &["Environment", "Variables"]);
+    let api_keys = API_KEY_VARIABLES.iter().find(|name| environment.and_then(|vars| vars.get(**name)).is_some());
+    match (auth_type.and_then(Value::as_str), api_keys) {
+        (Some("AWS_IAM"), _) => {
+            Ok(format!("function {CHAT_FUNCTION}: Function URL {url_id} InvokeMode RESPONSE_STREAM, AuthType AWS_IAM"))
+        }
+        (Some("NONE"), Some(variable)) => Ok(format!(
+            "function {CHAT_FUNCTION}: Function URL {url_id} InvokeMode RESPONSE_STREAM, AuthType NONE with API keys ({variable})"
+        )),
+        (Some("NONE"), None) => Err(fail(
+            url_id,
+            "Properties.AuthType",
+            format!(
+                "is \"NONE\" and the function has neither {} nor {}: anyone could call it",
+                API_KEY_VARIABLES[0], API_KEY_VARIABLES[1]
+            ),
+            "set `authorizer: aws_iam` under the chat function's `url:` in serverless.yml, or configure API keys",
+        )),
+        _ => Err(fail(
+            url_id,
+            "Properties.AuthType",
+            format!("is {}, expected \"AWS_IAM\" (or \"NONE\" with API keys)", shown(auth_type)),
+            "set `authorizer: aws_iam` under the chat function's `url:` in serverless.yml",
+        )),
     }
 }
 
@@ -239,26 +364,44 @@ fn ids(resources: &[(&String, &Value)]) -> String {
 mod tests {
     use super::*;
 
-    /// A template written by `serverless package` (osls 3.77.1) for the committed serverless.yml.
+    /// A template written by `serverless package` (osls 3.77.1, offline through `deploy --dry-run`)
+    /// for the committed serverless.yml with the chat function's Function URL.
     const ARM64_TEMPLATE: &str = include_str!("../../test_data/deploy/template-arm64.json");
-    /// The same service with `architecture: x86_64`, `PYTHONPATH` removed and the layer unreferenced.
+    /// The same template with x86_64 architectures, `PYTHONPATH` removed and the layer unreferenced.
     const BROKEN_TEMPLATE: &str = include_str!("../../test_data/deploy/template-x86_64-broken.json");
 
     fn template(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
     }
 
+    /// What a layer built for `arch` with CPython 3.11 expects.
+    fn expected(arch: Arch) -> Expected {
+        Expected {
+            arch,
+            environment: vec![
+                ("PYTHONHOME".into(), "/opt/python".into()),
+                ("PYTHONPATH".into(), "/opt/python/lib/python3.11".into()),
+                ("LITELLM_LOCAL_MODEL_COST_MAP".into(), "True".into()),
+            ],
+            artifact_name: arch.layer_zip_name(),
+        }
+    }
+
     fn failures(template: &Value, arch: Arch) -> Vec<String> {
-        check_template(template, arch, "3.11".parse().unwrap()).unwrap_err().iter().map(ToString::to_string).collect()
+        check_template(template, &expected(arch)).unwrap_err().iter().map(ToString::to_string).collect()
     }
 
     #[test]
     fn the_packaged_template_passes() {
-        let summary = check_template(&template(ARM64_TEMPLATE), Arch::Arm64, "3.11".parse().unwrap()).unwrap();
+        let summary = check_template(&template(ARM64_TEMPLATE), &expected(Arch::Arm64)).unwrap();
         assert_eq!(summary.layers[0].logical_id, "PythonLiteLLMLambdaLayer");
-        assert!(summary.layers[0].s3_key.as_deref().unwrap().ends_with("/pythonLiteLLM.zip"));
+        assert!(summary.layers[0].s3_key.as_deref().unwrap().ends_with("/python-litellm-arm64.zip"));
         assert_eq!(summary.functions[0].function_name.as_deref(), Some("amplify-lambda-js-dev-chat"));
-        assert_eq!(summary.checks.len(), 4, "{:?}", summary.checks);
+        assert_eq!(summary.checks.len(), 5, "{:?}", summary.checks);
+        assert_eq!(
+            summary.checks[4],
+            "function ChatLambdaFunction: Function URL ChatLambdaFunctionUrl InvokeMode RESPONSE_STREAM, AuthType AWS_IAM"
+        );
     }
 
     #[test]
@@ -269,10 +412,14 @@ mod tests {
             [
                 "PythonLiteLLMLambdaLayer: Properties.CompatibleArchitectures is [\"arm64\"], expected [\"x86_64\"]; \
                  set `compatibleArchitectures: [x86_64]` on the layer in serverless.yml \
-                 (run `cargo xtask patch --arch x86_64` and package again)",
+                 (run `cargo xtask patch` and package again)",
+                "PythonLiteLLMLambdaLayer: Properties.Content.S3Key is \"serverless/amplify-lambda-js/dev/\
+                 1796106217379-2026-12-01T06:23:37.379Z/python-litellm-arm64.zip\", expected the built zip \
+                 python-litellm-x86_64.zip; the layer must be `package.artifact: ${self:custom.layer.artifact}`, not \
+                 a directory Serverless zips (run `cargo xtask patch` and package again)",
                 "ChatLambdaFunction: Properties.Architectures is [\"arm64\"], expected [\"x86_64\"]; \
                  set `provider.architecture: x86_64` in serverless.yml \
-                 (run `cargo xtask patch --arch x86_64` and package again)",
+                 (run `cargo xtask patch` and package again)",
             ]
         );
     }
@@ -317,20 +464,87 @@ mod tests {
             [
                 "PythonLiteLLMLambdaLayer: Properties.CompatibleRuntimes is [\"python3.11\"], expected it to contain \
                  \"nodejs22.x\"; add nodejs22.x to `compatibleRuntimes` of the layer in serverless.yml \
-                 (run `cargo xtask patch --arch arm64` and package again)",
+                 (run `cargo xtask patch` and package again)",
                 "ChatLambdaFunction: Properties.Runtime is \"nodejs20.x\", expected \"nodejs22.x\"; \
                  set `provider.runtime: nodejs22.x` in serverless.yml",
                 "ChatLambdaFunction: Properties.Environment.Variables.LITELLM_LOCAL_MODEL_COST_MAP is true, a YAML \
                  boolean; expected the string \"True\"; set `provider.environment.LITELLM_LOCAL_MODEL_COST_MAP: \"True\"` \
-                 in serverless.yml (run `cargo xtask patch --arch arm64` and package again)",
+                 in serverless.yml (run `cargo xtask patch` and package again)",
             ]
+        );
+    }
+
+    #[test]
+    fn a_layer_serverless_zipped_itself_is_caught() {
+        let mut value = template(ARM64_TEMPLATE);
+        value["Resources"]["PythonLiteLLMLambdaLayer"]["Properties"]["Content"]["S3Key"] =
+            Value::String("serverless/amplify-lambda-js/dev/1/pythonLiteLLM.zip".into());
+        assert_eq!(
+            failures(&value, Arch::Arm64),
+            [
+                "PythonLiteLLMLambdaLayer: Properties.Content.S3Key is \"serverless/amplify-lambda-js/dev/1/pythonLiteLLM.zip\", \
+                 expected the built zip python-litellm-arm64.zip; the layer must be `package.artifact: \
+                 ${self:custom.layer.artifact}`, not a directory Serverless zips (run `cargo xtask patch` and package again)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_chat_function_url_must_stream_and_name_its_auth_type() {
+        fn url(value: &mut Value) -> &mut Value {
+            &mut value["Resources"]["ChatLambdaFunctionUrl"]["Properties"]
+        }
+        let mut buffered = template(ARM64_TEMPLATE);
+        url(&mut buffered)["InvokeMode"] = Value::String("BUFFERED".into());
+        assert_eq!(
+            failures(&buffered, Arch::Arm64),
+            [
+                "ChatLambdaFunctionUrl: Properties.InvokeMode is \"BUFFERED\", expected \"RESPONSE_STREAM\" (a buffered URL \
+                 delays every streamed chunk); set `invokeMode: RESPONSE_STREAM` under the chat function's `url:` in \
+                 serverless.yml"
+            ]
+        );
+        let mut anonymous = template(ARM64_TEMPLATE);
+        url(&mut anonymous)["AuthType"] = Value::String("NONE".into());
+        assert_eq!(
+            failures(&anonymous, Arch::Arm64),
+            [
+                "ChatLambdaFunctionUrl: Properties.AuthType is \"NONE\" and the function has neither API_KEY_SHA256S nor \
+                 API_KEY_SHA256S_SSM_PARAMETER: anyone could call it; set `authorizer: aws_iam` under the chat \
+                 function's `url:` in serverless.yml, or configure API keys"
+            ]
+        );
+        anonymous["Resources"]["ChatLambdaFunction"]["Properties"]["Environment"]["Variables"]["API_KEY_SHA256S"] =
+            Value::String("${ssm:/keys}".into());
+        let summary = check_template(&anonymous, &expected(Arch::Arm64)).unwrap();
+        assert_eq!(
+            summary.checks[4],
+            "function ChatLambdaFunction: Function URL ChatLambdaFunctionUrl InvokeMode RESPONSE_STREAM, AuthType NONE \
+             with API keys (API_KEY_SHA256S)"
+        );
+        let mut unnamed = template(ARM64_TEMPLATE);
+        url(&mut unnamed).as_object_mut().unwrap().remove("AuthType");
+        assert_eq!(
+            failures(&unnamed, Arch::Arm64),
+            [
+                "ChatLambdaFunctionUrl: Properties.AuthType is missing, expected \"AWS_IAM\" (or \"NONE\" with API keys); \
+                 set `authorizer: aws_iam` under the chat function's `url:` in serverless.yml"
+            ]
+        );
+        let mut without = template(ARM64_TEMPLATE);
+        without["Resources"].as_object_mut().unwrap().remove("ChatLambdaFunctionUrl");
+        assert_eq!(
+            failures(&without, Arch::Arm64),
+            ["ChatLambdaFunction: (no AWS::Lambda::Url) has no Function URL; give the chat function `url: \
+                 {authorizer: aws_iam, invokeMode: RESPONSE_STREAM}` in serverless.yml"]
         );
     }
 
     #[test]
     fn missing_layer_and_functions_are_failures() {
         let found = failures(&serde_json::json!({"Resources": {}}), Arch::Arm64);
-        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[2], "Resources: ChatLambdaFunction is missing; define the `chat` function in serverless.yml");
         assert!(found[0].starts_with("Resources: (no AWS::Lambda::LayerVersion) has no layer resource; add the layer"));
         assert!(found[1].starts_with("Resources: (no AWS::Lambda::Function) has no function"));
         let found = failures(&serde_json::json!({"AWSTemplateFormatVersion": "2010-09-09"}), Arch::Arm64);

@@ -232,6 +232,25 @@ pub fn resolve_archive(
     }
 }
 
+/// A download that cannot reach its host names the file and says how to build without that host:
+/// a mirror, or the archive brought from elsewhere with its pinned hash.
+fn with_offline_remedies(error: anyhow::Error, resolved: &ResolvedArchive, from_python_dist: bool) -> anyhow::Error {
+    let Some(host) = crate::http::unreachable_host(&error) else { return error };
+    let file = &resolved.archive_name;
+    let remedy = if from_python_dist {
+        format!("{host} is unreachable: download {file} elsewhere and pass its local path to --python-dist")
+    } else {
+        format!(
+            "cannot download {file}: {host} is unreachable from here. Either point at a mirror holding \
+             <release>/{file} (`[python] mirror` in layer.toml, or XTASK_PBS_MIRROR), or download the file \
+             elsewhere and pass `--python-dist PATH --python-sha256 {sha256}` (the pinned sha256, from \
+             xtask/data/pbs-manifest.json); see \"Building without GitHub\" in README.md",
+            sha256 = resolved.sha256
+        )
+    };
+    error.context(remedy)
+}
+
 /// Run the runtime step: fetch (hash-checked), extract, check the layout, prune the stdlib.
 pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<RuntimeOutput> {
     let spec = request.spec;
@@ -254,10 +273,12 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
     }
 
     let label = format!("cpython {} ({})", resolved.version.clone().unwrap_or_else(|| minor.to_string()), request.arch);
-    let (blob, fetched) = progress.step(format!("fetch {label}"), || {
-        progress.note(format!("from {}", resolved.source.display()));
-        request.cache.fetch(request.http, &resolved.source, &resolved.sha256, &resolved.archive_name, progress)
-    })?;
+    let (blob, fetched) = progress
+        .step(format!("fetch {label}"), || {
+            progress.note(format!("from {}", resolved.source.display()));
+            request.cache.fetch(request.http, &resolved.source, &resolved.sha256, &resolved.archive_name, progress)
+        })
+        .map_err(|error| with_offline_remedies(error, &resolved, request.python.python_dist.is_some()))?;
     let archive_bytes = fs_err::metadata(&blob)?.len();
     progress.note(format!(
         "sha256 {} verified ({}, {})",

@@ -40,6 +40,8 @@ use crate::source_date::{SourceDateEpoch, rfc3339, toml_datetime_seconds};
 mod licenses;
 use licenses::{CoreMetadata, licenses_from_metadata};
 
+pub mod subject;
+
 /// Prefix of this tool's CycloneDX property names
 /// (<https://cyclonedx.org/docs/1.5/json/#properties> recommends a namespace).
 const PROPERTY_PREFIX: &str = "litellm-layer";

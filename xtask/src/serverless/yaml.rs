@@ -1,4 +1,4 @@
-//! A YAML document with byte positions: the node tree the serverless.yml patcher edits, built from
+//! A YAML document with byte positions: the node tree the editor (`edit.rs`) changes, built from
 //! yaml-rust2's marked events, plus the checks that make a file safe to edit (one document, no
 //! duplicate keys, no recursive or exploding aliases) and the resolved data used to verify a patch.
 //!
@@ -10,7 +10,23 @@ use std::ops::Range;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
 
-use super::PatchError;
+/// Why a document cannot be edited. The text is never changed when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("not valid YAML: {0}; fix the file and run again")]
+    Malformed(String),
+    #[error("duplicate key: {0}")]
+    DuplicateKey(String),
+    #[error("refusing to expand aliases: {0}")]
+    AliasBomb(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(
+        "the patched text would not load as intended ({0}); the file was left unchanged. Edit it by hand or report \
+         this as a bug"
+    )]
+    Verify(String),
+}
 
 /// The most nodes a document may expand to once every alias is replaced by what it names. A real
 /// serverless.yml has a few hundred; "billion laughs" documents have billions.
@@ -121,8 +137,8 @@ impl MarkedEventReceiver for Collector<'_> {
     }
 }
 
-fn malformed(error: &ScanError) -> PatchError {
-    PatchError::Malformed(format!(
+fn malformed(error: &ScanError) -> EditError {
+    EditError::Malformed(format!(
         "{} at line {} column {}",
         error.info(),
         error.marker().line(),
@@ -143,7 +159,7 @@ fn tag_name(tag: &Option<Tag>) -> Option<String> {
 impl<'a> Document<'a> {
     /// Parse `text`; refuse anything that is not exactly one well-formed document without
     /// duplicate keys and without alias bombs.
-    pub fn parse(text: &'a str) -> Result<Document<'a>, PatchError> {
+    pub fn parse(text: &'a str) -> Result<Document<'a>, EditError> {
         let mut char_to_byte: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
         char_to_byte.push(text.len());
         let mut collector = Collector { events: Vec::new(), char_to_byte: &char_to_byte };
@@ -152,7 +168,7 @@ impl<'a> Document<'a> {
 
         let documents = events.iter().filter(|(e, _, _)| matches!(e, Event::DocumentStart)).count();
         if documents != 1 {
-            return Err(PatchError::Unsupported(format!(
+            return Err(EditError::Unsupported(format!(
                 "the file holds {documents} YAML documents; expected exactly one"
             )));
         }
@@ -182,10 +198,10 @@ impl<'a> Document<'a> {
                 }
                 Event::Alias(anchor) => {
                     let Some(&target) = document.anchors.get(anchor) else {
-                        return Err(PatchError::Malformed(format!("unknown alias at line {}", mark.line())));
+                        return Err(EditError::Malformed(format!("unknown alias at line {}", mark.line())));
                     };
                     if sizes[target] == u64::MAX {
-                        return Err(PatchError::AliasBomb(format!(
+                        return Err(EditError::AliasBomb(format!(
                             "alias {} at line {} refers to a node that contains it (a recursive alias)",
                             alias_text(text, *byte),
                             mark.line()
@@ -233,7 +249,7 @@ impl<'a> Document<'a> {
                     }
                     stack.push((id, Vec::new(), *byte, mark.col()));
                     if stack.len() > MAX_DEPTH {
-                        return Err(PatchError::Unsupported(format!(
+                        return Err(EditError::Unsupported(format!(
                             "the file nests collections more than {MAX_DEPTH} levels deep (line {})",
                             mark.line()
                         )));
@@ -242,7 +258,7 @@ impl<'a> Document<'a> {
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
                     let Some((id, children, event_byte, event_col)) = stack.pop() else {
-                        return Err(PatchError::Malformed("unbalanced collection".to_string()));
+                        return Err(EditError::Malformed("unbalanced collection".to_string()));
                     };
                     let size = children.iter().fold(1u64, |total, child| total.saturating_add(sizes[*child]));
                     sizes[id] = size;
@@ -263,7 +279,7 @@ impl<'a> Document<'a> {
                         NodeKind::Mapping { entries, flow } => {
                             *flow = is_flow;
                             if children.len() % 2 != 0 {
-                                return Err(PatchError::Malformed(format!(
+                                return Err(EditError::Malformed(format!(
                                     "mapping at line {} has a key without a value",
                                     node.line
                                 )));
@@ -286,7 +302,7 @@ impl<'a> Document<'a> {
                     }
                 }
                 if sizes[id] > MAX_EXPANDED_NODES {
-                    return Err(PatchError::AliasBomb(format!(
+                    return Err(EditError::AliasBomb(format!(
                         "the node at line {} expands to more than {MAX_EXPANDED_NODES} nodes through aliases \
                          (an alias bomb?)",
                         document.nodes[id].line
@@ -298,7 +314,7 @@ impl<'a> Document<'a> {
                 }
             }
         }
-        document.root = root.ok_or_else(|| PatchError::Unsupported("the file is empty".to_string()))?;
+        document.root = root.ok_or_else(|| EditError::Unsupported("the file is empty".to_string()))?;
         document.check_duplicate_keys(document.root, &mut Vec::new())?;
         Ok(document)
     }
@@ -377,7 +393,7 @@ impl<'a> Document<'a> {
 
     /// Refuse a mapping with the same key twice: YAML forbids it, and loaders disagree on which
     /// value wins.
-    fn check_duplicate_keys(&self, id: NodeId, path: &mut Vec<String>) -> Result<(), PatchError> {
+    fn check_duplicate_keys(&self, id: NodeId, path: &mut Vec<String>) -> Result<(), EditError> {
         match &self.nodes[id].kind {
             NodeKind::Mapping { entries, .. } => {
                 let mut seen: Vec<(Data, usize)> = Vec::new();
@@ -388,7 +404,7 @@ impl<'a> Document<'a> {
                     if let Some((_, first_line)) = seen.iter().find(|(k, _)| *k == key_data) {
                         let mut full = path.clone();
                         full.push(label);
-                        return Err(PatchError::DuplicateKey(format!(
+                        return Err(EditError::DuplicateKey(format!(
                             "key {} appears twice (lines {first_line} and {key_line}); remove one of them",
                             full.join(".")
                         )));
@@ -531,72 +547,4 @@ pub fn alias_text(text: &str, start: usize) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_scalars_resolve_like_the_core_schema() {
-        for (text, kind) in [
-            ("", ScalarKind::Null),
-            ("~", ScalarKind::Null),
-            ("True", ScalarKind::Bool),
-            ("false", ScalarKind::Bool),
-            ("12", ScalarKind::Int),
-            ("-3", ScalarKind::Int),
-            ("0x1F", ScalarKind::Int),
-            ("1.5e3", ScalarKind::Float),
-            (".5", ScalarKind::Float),
-            ("-.inf", ScalarKind::Float),
-            ("3.11", ScalarKind::Float),
-            ("arm64", ScalarKind::Str),
-            ("x86_64", ScalarKind::Str),
-            ("1.2.3", ScalarKind::Str),
-            ("../layer", ScalarKind::Str),
-            ("yes", ScalarKind::Str),
-        ] {
-            assert_eq!(resolve_plain(text), kind, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn flow_and_block_collections_are_told_apart() {
-        let text = "x:\n- [b]\n- c\ny: {a: [1]}\nz:\n  - d\n";
-        let document = Document::parse(text).unwrap();
-        let kinds: Vec<(usize, bool)> = document
-            .nodes
-            .iter()
-            .filter_map(|node| match &node.kind {
-                NodeKind::Sequence { flow, .. } | NodeKind::Mapping { flow, .. } => Some((node.start, *flow)),
-                _ => None,
-            })
-            .collect();
-        // The root mapping's event points at its first ':'; sequences start at their dash.
-        assert_eq!(kinds, [(1, false), (3, false), (5, true), (16, true), (20, true), (30, false)]);
-        let (_, x) = document.lookup(document.root, "x").unwrap();
-        assert_eq!(document.node(x).col, 0);
-    }
-
-    #[test]
-    fn scalar_spans_cover_quotes_and_escapes() {
-        let text = "a: 'it''s' # c\nb: \"q\\\"x\" \nc: plain value # c\nd: |\n  block\ne: é\n";
-        let document = Document::parse(text).unwrap();
-        let span = |key: &str| {
-            let (_, value) = document.lookup(document.root, key).unwrap();
-            document.scalar_span(value).map(|range| &text[range])
-        };
-        assert_eq!(span("a"), Some("'it''s'"));
-        assert_eq!(span("b"), Some("\"q\\\"x\""));
-        assert_eq!(span("c"), Some("plain value"));
-        assert_eq!(span("d"), None);
-        assert_eq!(span("e"), Some("é"));
-    }
-
-    #[test]
-    fn positions_are_bytes_even_after_multibyte_text() {
-        let text = "# ünïcødé ✓ comment\nkey: 'välue'\nnext: x\n";
-        let document = Document::parse(text).unwrap();
-        let (key, value) = document.lookup(document.root, "next").unwrap();
-        assert_eq!(&text[document.node(key).start..document.node(value).start], "next: ");
-        assert_eq!(document.data(document.lookup(document.root, "key").unwrap().1), Data::str("välue"));
-    }
-}
+mod tests;

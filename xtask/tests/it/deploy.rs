@@ -1,23 +1,31 @@
-//! End-to-end tests of `cargo xtask deploy`: package against a stand-in CloudFormation, deploy to moto.
+//! End-to-end tests of `cargo xtask deploy`: a dry run offline, a deploy to moto.
 //!
-//! Each test works on a temporary copy of the repository (`XTASK_PROJECT_ROOT`): the real spec and
-//! service, a stand-in lock, a prepared `layer-build-arm64/` with a fresh build stamp (so no layer is
-//! built), and the service's npm dependencies from a fixture installed once with `npm ci`. The copy's
-//! serverless.yml also lists `test_data/deploy/local-endpoint-plugin.cjs`, which sends Serverless's
-//! AWS calls to a local endpoint; the committed file is never changed.
+//! Each test works on a temporary git repository holding a copy of the real spec and service, a
+//! stand-in lock, and a prepared `layer-build-arm64/` as `cargo xtask layer` leaves it (zip, SBOM
+//! whose subject is the zip, `serverless-layer.json`, a fresh build stamp), so no layer is built.
+//! The service's npm dependencies come from a fixture installed once with `npm ci`. The deploy to
+//! moto lists `test_data/deploy/local-endpoint-plugin.cjs` in the copy's serverless.yml (a real
+//! deploy has no stand-in); the dry run needs nothing of the kind.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use crate::support::moto::{self, MotoServer};
-use crate::support::{Reply, TestServer};
 use serde_json::Value;
 use xtask::arch::Arch;
 use xtask::layer::freshness::{Freshness, StaleReason, layer_freshness, layer_inputs_digest, write_stamp};
 use xtask::progress::Progress;
+use xtask::serverless::LayerWiring;
 
 const SPEC: &str = "litellm-layer/layer.toml";
+
+/// A CycloneDX document with the layer as its subject, as the SBOM step writes it (abridged).
+const SBOM: &str = r#"{"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+    "metadata": {"component": {"type": "application", "bom-ref": "python-litellm-arm64", "name": "python-litellm-arm64"}}}"#;
+
+/// The chat function's Function URL (issue 12), added to copies whose serverless.yml lacks it.
+const FUNCTION_URL: &str = "    url:\n      authorizer: aws_iam\n      invokeMode: RESPONSE_STREAM\n";
 
 fn repo_root() -> PathBuf {
     xtask::project_root()
@@ -49,7 +57,7 @@ fn node_modules() -> PathBuf {
         .expect("installing the service's npm dependencies")
 }
 
-/// A temporary copy of the repository, ready to deploy for arm64 without building the layer.
+/// A temporary git repository, ready to deploy for arm64 without building the layer.
 struct Repo {
     dir: tempfile::TempDir,
 }
@@ -62,24 +70,51 @@ impl Repo {
         fs_err::create_dir_all(root.join("litellm-layer")).unwrap();
         fs_err::copy(repo_root().join(SPEC), root.join(SPEC)).unwrap();
         fs_err::copy(test_data("pylock.toml"), root.join("litellm-layer/pylock.toml")).unwrap();
+        fs_err::copy(repo_root().join(".gitignore"), root.join(".gitignore")).unwrap();
 
-        // A prepared layer: a python/ tree for Serverless to zip, the artifact zip and a fresh stamp.
+        // A prepared layer: the zip, its SBOM, the wiring serverless.yml reads and a fresh stamp.
         let layer_out = root.join("layer-build-arm64");
-        let site_packages = layer_out.join("layer/python/lib/python3.11/site-packages");
-        fs_err::create_dir_all(&site_packages).unwrap();
-        fs_err::write(site_packages.join("hello.py"), "print('hello from the layer')\n").unwrap();
+        fs_err::create_dir_all(&layer_out).unwrap();
         let mut empty_zip = b"PK\x05\x06".to_vec();
         empty_zip.resize(22, 0);
-        fs_err::write(layer_out.join("python-litellm-arm64.zip"), empty_zip).unwrap();
+        let zip = layer_out.join("python-litellm-arm64.zip");
+        fs_err::write(&zip, empty_zip).unwrap();
+        let sbom = layer_out.join("python-litellm-arm64.cdx.json");
+        fs_err::write(&sbom, SBOM).unwrap();
+        xtask::layer::sbom::subject::record(&sbom, &zip).unwrap();
+        LayerWiring {
+            architecture: "arm64".into(),
+            artifact: "../layer-build-arm64/python-litellm-arm64.zip".into(),
+            python_home: "/opt/python".into(),
+            python_path: "/opt/python/lib/python3.11".into(),
+            description: "CPython 3.11 with LiteLLM (built by cargo xtask layer)".into(),
+        }
+        .write(&layer_out)
+        .unwrap();
         write_stamp(&layer_out, &layer_inputs_digest(root, Path::new(SPEC), Arch::Arm64).unwrap()).unwrap();
 
-        // The service, with the local-endpoint plugin added to the copy only.
         let service = root.join("amplify-lambda-js");
         copy_service(&repo_root().join("amplify-lambda-js"), &service);
-        fs_err::copy(test_data("local-endpoint-plugin.cjs"), service.join("local-endpoint-plugin.cjs")).unwrap();
         let yml = fs_err::read_to_string(service.join("serverless.yml")).unwrap();
-        fs_err::write(service.join("serverless.yml"), with_plugin(&yml, "./local-endpoint-plugin.cjs")).unwrap();
+        if !yml.contains("invokeMode: RESPONSE_STREAM") {
+            let with_url = yml.replace(
+                "    layers:\n      - !Ref PythonLiteLLMLambdaLayer\n",
+                &format!("{FUNCTION_URL}    layers:\n      - !Ref PythonLiteLLMLambdaLayer\n"),
+            );
+            assert_ne!(with_url, yml, "cannot add the Function URL to the copy");
+            fs_err::write(service.join("serverless.yml"), with_url).unwrap();
+        }
         std::os::unix::fs::symlink(node_modules(), service.join("node_modules")).unwrap();
+
+        // A repository, so that `git status` can tell what a command changed. The symbolic link to
+        // the shared node_modules is the test's own set-up (`node_modules/` ignores directories only).
+        git(root, &["init", "--quiet"]);
+        fs_err::write(root.join(".git/info/exclude"), "/amplify-lambda-js/node_modules\n").unwrap();
+        git(root, &["add", "--all"]);
+        git(
+            root,
+            &["-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "--quiet", "-m", "copy"],
+        );
         Repo { dir }
     }
 
@@ -89,6 +124,29 @@ impl Repo {
 
     fn service_file(&self) -> PathBuf {
         self.root().join("amplify-lambda-js/serverless.yml")
+    }
+
+    /// `git status --porcelain --ignored=no`: empty when no tracked file changed and nothing new
+    /// that is not ignored appeared.
+    fn status(&self) -> String {
+        let output = Command::new("git").args(["status", "--porcelain"]).current_dir(self.root()).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `cargo xtask deploy ...` on this copy with no AWS configuration at all: no credentials, no
+    /// profile, a home without `~/.aws`.
+    fn dry_run(&self, args: &[&str]) -> Output {
+        let home = self.root().join("target/empty-home");
+        fs_err::create_dir_all(&home).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command.arg("deploy").args(args).current_dir(self.root()).env("XTASK_PROJECT_ROOT", self.root());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("AWS_") {
+                command.env_remove(name);
+            }
+        }
+        command.env("HOME", &home);
+        command.output().expect("running cargo xtask deploy")
     }
 
     /// `cargo xtask deploy ...` on this copy, talking to `endpoint` with fake credentials.
@@ -102,13 +160,18 @@ impl Repo {
     }
 }
 
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git").args(args).current_dir(dir).status().expect("running git");
+    assert!(status.success(), "git {args:?} failed");
+}
+
 /// Copy the service's files, leaving out what npm and Serverless generate.
 fn copy_service(from: &Path, to: &Path) {
     fs_err::create_dir_all(to).unwrap();
     for entry in fs_err::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
-        if name == "node_modules" || name == ".serverless" {
+        if name == "node_modules" || name == ".serverless" || name.to_string_lossy().starts_with(".venv") {
             continue;
         }
         if entry.file_type().unwrap().is_dir() {
@@ -134,37 +197,24 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A stand-in CloudFormation: every call is a DescribeStacks for a stack that does not exist yet.
-fn cloudformation_without_stacks() -> TestServer {
-    TestServer::start(|_| {
-        Reply::new(
-            400,
-            "text/xml",
-            "<ErrorResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><Error><Type>Sender</Type>\
-             <Code>ValidationError</Code><Message>Stack with id amplify-lambda-js-dev does not exist</Message>\
-             </Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>",
-        )
-    })
-}
-
 #[test]
-fn dry_run_packages_offline_checks_the_template_and_prints_the_plan() {
+fn dry_run_packages_offline_checks_the_template_and_the_artifact_and_changes_nothing() {
     let repo = Repo::new();
-    let server = cloudformation_without_stacks();
-    let output = repo.deploy(&server.url(""), &["--stage", "dev", "--dry-run", "--json"]);
+    let zip_sha256 =
+        xtask::cache::sha256_file(&repo.root().join("layer-build-arm64/python-litellm-arm64.zip")).unwrap();
+    let output = repo.dry_run(&["--stage", "dev", "--dry-run", "--json"]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
 
     assert!(stderr.contains("layer is up to date"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("python-litellm-arm64.zip: sha256 {zip_sha256} (the SBOM's subject)")),
+        "{stderr}"
+    );
     assert!(stderr.contains("==> serverless package --stage dev"), "{stderr}");
+    assert!(stderr.contains("dry run: AWS calls go to a stand-in CloudFormation at http://127.0.0.1:"), "{stderr}");
     assert!(stderr.contains("dry run: nothing deployed"), "{stderr}");
-    let calls = server.requests();
-    assert!(!calls.is_empty(), "serverless package made no AWS call to the local endpoint");
-    for call in &calls {
-        let auth = call.header("authorization").unwrap_or("");
-        assert!(auth.contains("/us-east-1/cloudformation/aws4_request"), "{auth}");
-        assert!(auth.contains("Credential=testing/"), "not the fake credentials: {auth}");
-    }
+    assert!(!stderr.contains("npm ci"), "a dry run installs nothing: {stderr}");
 
     let plan: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(plan["stage"], "dev");
@@ -172,46 +222,88 @@ fn dry_run_packages_offline_checks_the_template_and_prints_the_plan() {
     assert_eq!(plan["arch"], "arm64");
     assert_eq!(plan["functions"], serde_json::json!(["amplify-lambda-js-dev-chat"]));
     assert_eq!(plan["layer_resources"], serde_json::json!(["PythonLiteLLMLambdaLayer"]));
+    assert_eq!(plan["aws_calls_answered_offline"], serde_json::json!(["DescribeStacks"]));
     let layer_zip = plan["layer_zip"]["path"].as_str().unwrap();
     assert!(layer_zip.ends_with("layer-build-arm64/python-litellm-arm64.zip"), "{layer_zip}");
     assert_eq!(plan["layer_zip"]["bytes"], 22);
-    let packaged = Path::new(plan["packaged_layer_zip"]["path"].as_str().unwrap());
-    assert!(packaged.ends_with("amplify-lambda-js/.serverless/pythonLiteLLM.zip"), "{}", packaged.display());
-    assert_eq!(plan["packaged_layer_zip"]["bytes"], fs_err::metadata(packaged).unwrap().len());
+    assert_eq!(plan["layer_zip"]["sha256"], zip_sha256.as_str());
+    assert_eq!(plan["packaged_layer"]["artifact"], "../layer-build-arm64/python-litellm-arm64.zip");
+    assert_eq!(plan["packaged_layer"]["sha256"], zip_sha256.as_str());
     let checks: Vec<&str> = plan["checks_passed"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(
         checks,
         [
-            "layer PythonLiteLLMLambdaLayer: CompatibleArchitectures [arm64], CompatibleRuntimes has nodejs22.x",
+            "layer PythonLiteLLMLambdaLayer: CompatibleArchitectures [arm64], CompatibleRuntimes has nodejs22.x, \
+             uploads python-litellm-arm64.zip",
             "function ChatLambdaFunction: Runtime nodejs22.x, Architectures [arm64]",
             "function ChatLambdaFunction: Environment PYTHONHOME=/opt/python, PYTHONPATH=/opt/python/lib/python3.11, \
              LITELLM_LOCAL_MODEL_COST_MAP=True",
             "function ChatLambdaFunction: Layers references PythonLiteLLMLambdaLayer",
+            "function ChatLambdaFunction: Function URL ChatLambdaFunctionUrl InvokeMode RESPONSE_STREAM, AuthType AWS_IAM",
         ]
     );
-
-    // The packaged layer holds the prepared tree, under python/ as Lambda unpacks it into /opt.
-    let archive = zip::ZipArchive::new(fs_err::File::open(packaged).unwrap()).unwrap();
-    let names: Vec<String> = archive.file_names().map(|name| name.unwrap().into_owned()).collect();
-    assert!(names.iter().any(|name| name == "python/lib/python3.11/site-packages/hello.py"), "{names:?}");
-    // The committed serverless.yml was not touched.
-    assert!(
-        !fs_err::read_to_string(repo_root().join("amplify-lambda-js/serverless.yml")).unwrap().contains("plugins:")
-    );
+    // Serverless did not zip a layer of its own.
+    let packaged: Vec<String> = fs_err::read_dir(repo.root().join("amplify-lambda-js/.serverless"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!packaged.iter().any(|name| name.contains("pythonLiteLLM")), "{packaged:?}");
+    assert_eq!(repo.status(), "", "the dry run changed the repository");
 }
 
 #[test]
-fn a_service_set_up_for_another_architecture_is_patched_before_packaging() {
+fn dry_run_for_another_architecture_reads_that_build_without_editing_serverless_yml() {
+    let repo = Repo::new();
+    let output = repo.dry_run(&["--stage", "dev", "--arch", "x86_64", "--dry-run"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: the x86_64 layer in {} does not match the current inputs (no build stamp at {} (never built, or \
+             the build failed)); a dry run builds nothing: run `cargo xtask layer --arch x86_64` first",
+            repo.root().join("layer-build-x86_64").display(),
+            repo.root().join("layer-build-x86_64/build-inputs.json").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("==> serverless package"), "{stderr}");
+    assert_eq!(repo.status(), "");
+}
+
+#[test]
+fn a_zip_that_is_not_the_sboms_subject_is_never_packaged() {
+    let repo = Repo::new();
+    let zip = repo.root().join("layer-build-arm64/python-litellm-arm64.zip");
+    let mut bytes = fs_err::read(&zip).unwrap();
+    bytes[21] = 1;
+    fs_err::write(&zip, &bytes).unwrap();
+    let output = repo.dry_run(&["--stage", "dev", "--dry-run"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("is not the subject of the SBOM"), "{stderr}");
+    assert!(stderr.contains("Nothing was deployed"), "{stderr}");
+    assert!(!stderr.contains("==> serverless package"), "{stderr}");
+}
+
+#[test]
+fn a_service_file_with_literal_wiring_is_refused_and_left_alone() {
     let repo = Repo::new();
     let yml = fs_err::read_to_string(repo.service_file()).unwrap();
-    fs_err::write(repo.service_file(), yml.replace("architecture: arm64", "architecture: x86_64")).unwrap();
-    let server = cloudformation_without_stacks();
-    let output = repo.deploy(&server.url(""), &["--stage", "dev", "--dry-run"]);
+    let literal = yml.replace("  architecture: ${self:custom.layer.architecture}\n", "  architecture: arm64\n");
+    assert_ne!(literal, yml, "fixture did not change");
+    fs_err::write(repo.service_file(), &literal).unwrap();
+    let output = repo.dry_run(&["--stage", "dev", "--dry-run"]);
     let stderr = text(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("provider.architecture"), "the patch was not reported: {stderr}");
-    let patched = fs_err::read_to_string(repo.service_file()).unwrap();
-    assert!(patched.contains("  architecture: arm64\n") && !patched.contains("x86_64"), "{patched}");
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is out of date: provider.architecture: arm64 -> ${{self:custom.layer.architecture}}; run `cargo xtask \
+             patch` to update it",
+            repo.service_file().display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(fs_err::read_to_string(repo.service_file()).unwrap(), literal, "a check changed the file");
 }
 
 #[test]
@@ -222,14 +314,30 @@ fn a_public_layer_is_refused_before_packaging() {
         yml.replace("    compatibleRuntimes:\n", "    allowedAccounts:\n      - '*'\n    compatibleRuntimes:\n");
     assert_ne!(public, yml, "fixture did not change");
     fs_err::write(repo.service_file(), &public).unwrap();
-    let server = cloudformation_without_stacks();
-    let output = repo.deploy(&server.url(""), &["--stage", "dev", "--dry-run"]);
+    let output = repo.dry_run(&["--stage", "dev", "--dry-run"]);
     let stderr = text(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("allowedAccounts contains '*', which makes the layer public"), "{stderr}");
     assert!(!stderr.contains("==> serverless package"), "{stderr}");
-    assert!(server.requests().is_empty());
-    assert_eq!(fs_err::read_to_string(repo.service_file()).unwrap(), public, "a refused patch changed the file");
+    assert_eq!(fs_err::read_to_string(repo.service_file()).unwrap(), public, "a refused check changed the file");
+}
+
+#[test]
+fn a_dry_run_without_node_modules_says_what_to_run() {
+    let repo = Repo::new();
+    fs_err::remove_file(repo.root().join("amplify-lambda-js/node_modules")).unwrap();
+    let output = repo.dry_run(&["--stage", "dev", "--dry-run"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let service = repo.root().join("amplify-lambda-js");
+    assert!(
+        stderr.contains(&format!(
+            "error: {} is missing and a dry run installs nothing: run `npm ci` in {} first",
+            service.join("node_modules/.bin/serverless").display(),
+            service.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -257,6 +365,10 @@ fn the_prepared_layer_is_fresh_until_layer_toml_changes() {
 #[test]
 fn deploy_to_moto_creates_the_stack_and_the_layer_version() {
     let repo = Repo::new();
+    let service = repo.root().join("amplify-lambda-js");
+    fs_err::copy(test_data("local-endpoint-plugin.cjs"), service.join("local-endpoint-plugin.cjs")).unwrap();
+    let yml = fs_err::read_to_string(repo.service_file()).unwrap();
+    fs_err::write(repo.service_file(), with_plugin(&yml, "./local-endpoint-plugin.cjs")).unwrap();
     let moto = MotoServer::start().expect("starting moto_server");
     let output = repo.deploy(&moto.endpoint(), &["--stage", "dev"]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));

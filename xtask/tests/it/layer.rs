@@ -107,6 +107,14 @@ fn x86_64_layer_runs_read_only_like_lambda_and_answers() {
     }
     assert!(!members.iter().any(|m| m == "httpx/__init__.py"), "httpx/__init__ kept its source");
     assert!(out_dir.join("python-litellm-x86_64.zip").is_file());
+    // The SBOM's subject is the zip, and serverless.yml's wiring names it (nothing tracked is edited).
+    assert_eq!(
+        xtask::layer::sbom::subject::read(&out_dir.join("python-litellm-x86_64.cdx.json")).unwrap(),
+        xtask::cache::sha256_file(&out_dir.join("python-litellm-x86_64.zip")).unwrap()
+    );
+    let wiring = xtask::serverless::LayerWiring::load(&out_dir, Arch::X86_64).unwrap();
+    assert_eq!(wiring.python_path, "/opt/python/lib/python3.11");
+    assert!(wiring.artifact.ends_with("/python-litellm-x86_64.zip"), "{}", wiring.artifact);
     assert!(out_dir.join("size-report.md").is_file());
     assert!(!python.join("lib/python3.11/site-packages/hf_xet").exists(), "excluded hf-xet was installed");
 
