@@ -23,6 +23,7 @@ pub mod lock;
 pub mod manifest;
 pub mod packaging;
 pub mod progress;
+pub mod providers;
 pub mod serverless;
 pub mod spec;
 pub mod test_suite;

@@ -69,7 +69,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
     };
     let cache = Cache::locate(global.cache_dir.as_deref())?;
     let request = LockRequest {
-        requirements: spec.packages.requirements.clone(),
+        requirements: inputs.requirements.clone(),
         inputs: inputs.clone(),
         index_url,
         existing,
@@ -119,7 +119,8 @@ pub fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockInputs> 
     exclude.sort();
     exclude.dedup();
     Ok(LockInputs {
-        requirements: spec.packages.requirements.clone(),
+        // The enabled providers' requirements (`[providers]`) are resolved like the spec's own.
+        requirements: spec.all_requirements()?,
         exclude,
         index_url: strip_credentials(index_url.trim()).trim_end_matches('/').to_string(),
         python_full_version: full_versions.into_iter().next().expect("one version"),
