@@ -11,10 +11,10 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
 
-import { BENCH_KEY, machineLoad, median, parseRuns, ROOT, startUpstream, writeModelsConfig } from "./support.mjs";
+import { benchPython, BENCH_KEY, machineLoad, median, parseRuns, ROOT, startUpstream, writeModelsConfig } from "./support.mjs";
 
 const runs = parseRuns(process.argv, 5);
-if (!process.env.LITELLM_PYTHON) throw new Error("set LITELLM_PYTHON to the Python with LiteLLM (cargo xtask bench sets it)");
+const python = benchPython();
 const upstream = await startUpstream();
 const config = writeModelsConfig(upstream.baseUrl);
 
@@ -63,7 +63,7 @@ try {
 const fmt = (ms) => `${ms.toFixed(0)} ms`;
 const list = (values) => values.map((ms) => ms.toFixed(0)).join(", ");
 console.log(`### cold start: eager vs lazy bridge start (${runs} fresh Node processes each, alternating)\n`);
-console.log(`Measured with ${load}; Node ${process.version}; local upstream in its own process; module load waits for the bridge without the 9 s bound (LITELLM_INIT_WAIT_MS=180000).\n`);
+console.log(`Measured with ${load}; Node ${process.version}; Python ${python.source} (${python.executable}); local upstream in its own process; module load waits for the bridge without the 9 s bound (LITELLM_INIT_WAIT_MS=180000).\n`);
 console.log("| start | module load (init) median | handler → first response median | first response, runs (ms) |");
 console.log("|---|---:|---:|---|");
 for (const mode of ["eager", "lazy"]) {

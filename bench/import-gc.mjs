@@ -7,14 +7,11 @@
 //! Python: `LITELLM_PYTHON`, else the built host-arch layer (amplify-lambda-js/common/pythonExec.js).
 //! Prints a Markdown section: median CPU and wall time of each, and the median of the per-pair ratios.
 
-import { resolvePython, runPython } from "../amplify-lambda-js/common/pythonExec.js";
-import { machineLoad, median, parseRuns } from "./support.mjs";
+import { runPython } from "../amplify-lambda-js/common/pythonExec.js";
+import { benchPython, machineLoad, median, parseRuns } from "./support.mjs";
 
 const runs = parseRuns(process.argv, 10);
-const python = resolvePython();
-if (python.source === "PATH") {
-  throw new Error("no LiteLLM Python: set LITELLM_PYTHON or build the layer with `cargo xtask layer --arch x86_64` (cargo xtask bench sets it)");
-}
+const python = benchPython();
 
 // CPU time is the process's (user + system) from before the import to after it; the interpreter's
 // own start-up is outside both measurements.

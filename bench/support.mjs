@@ -8,6 +8,8 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
+import { resolvePython } from "../amplify-lambda-js/common/pythonExec.js";
+
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const SERVICE = path.join(ROOT, "amplify-lambda-js");
 /** The key the benchmarks give LiteLLM; the local upstream accepts any. */
@@ -126,4 +128,16 @@ export function parseRuns(argv, fallback) {
   const runs = Number(argv[index + 1]);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs needs a positive integer, got ${JSON.stringify(argv[index + 1])}`);
   return runs;
+}
+
+/**
+ * The Python the service will run (amplify-lambda-js/common/pythonExec.js: `LITELLM_PYTHON`, else
+ * the built host-arch layer); a bare `python3` from PATH is refused, it has no LiteLLM.
+ */
+export function benchPython() {
+  const python = resolvePython();
+  if (python.source === "PATH") {
+    throw new Error("no LiteLLM Python: set LITELLM_PYTHON or build the layer with `cargo xtask layer --arch x86_64` (cargo xtask bench does one of them)");
+  }
+  return python;
 }

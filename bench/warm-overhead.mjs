@@ -10,12 +10,12 @@
 
 import http from "node:http";
 
-import { BENCH_KEY, CHAT_BODY, chatEvent, lambdaContext, machineLoad, median, parseRuns, percentile, replyStatus, SERVICE, startUpstream, writeModelsConfig } from "./support.mjs";
+import { benchPython, BENCH_KEY, CHAT_BODY, chatEvent, lambdaContext, machineLoad, median, parseRuns, percentile, replyStatus, SERVICE, startUpstream, writeModelsConfig } from "./support.mjs";
 
 const runs = parseRuns(process.argv, 300);
 const warmupIndex = process.argv.indexOf("--warmup");
 const warmup = warmupIndex === -1 ? 30 : Number(process.argv[warmupIndex + 1]);
-if (!process.env.LITELLM_PYTHON) throw new Error("set LITELLM_PYTHON to the Python with LiteLLM (cargo xtask bench sets it)");
+const python = benchPython();
 
 const upstream = await startUpstream();
 const config = writeModelsConfig(upstream.baseUrl);
@@ -99,7 +99,7 @@ process.stdout.write = writeStdout;
 
 const fmt = (ms) => ms.toFixed(2);
 console.log(`### warm overhead per request: handler vs direct HTTP (${runs} paired requests after ${warmup} warm-up rounds)\n`);
-console.log(`Measured with ${load}; Node ${process.version}; upstream in its own process.\n`);
+console.log(`Measured with ${load}; Node ${process.version}; Python ${python.source} (${python.executable}); upstream in its own process.\n`);
 console.log("| path | p50 ms | p99 ms |");
 console.log("|---|---:|---:|");
 console.log(`| direct HTTP (node:http, keep-alive) | ${fmt(median(directTimes))} | ${fmt(percentile(directTimes, 99))} |`);

@@ -3,17 +3,21 @@
 //! Interpreter choice, first match wins:
 //!   1. `LITELLM_PYTHON`, used as given (also under serverless-offline, which sets
 //!      `LAMBDA_TASK_ROOT` on a machine without /opt/python);
-//!   2. on Lambda (`LAMBDA_TASK_ROOT` or `AWS_EXECUTION_ENV` set): `/opt/python/bin/python3.11`,
+//!   2. on Lambda (`LAMBDA_TASK_ROOT` or `AWS_EXECUTION_ENV` set): `/opt/python/bin/python3.X`,
 //!      the layer unpacked under /opt, with `PYTHONHOME=/opt/python`;
-//!   3. a layer built on this machine: `../layer-build-<host arch>/layer/python/bin/python3.11`
+//!   3. a layer built on this machine: `../layer-build-<host arch>/layer/python/bin/python3.X`
 //!      next to this package (`cargo xtask layer --arch x86_64`);
 //!   4. `python3` from PATH.
 //! Off the layer, an inherited `PYTHONHOME` (and a `PYTHONPATH` into /opt/python, as
 //! serverless.yml sets them for Lambda) is removed from the child's environment: it would point
 //! any other interpreter at the wrong standard library.
+//!
+//! The minor version `3.X` is never written here: on Lambda it comes from `PYTHONPATH`
+//! (`/opt/python/lib/python3.X`, set in serverless.yml from `[python] version` of layer.toml),
+//! and for a local layer from its `lib/python3.X` directory.
 
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -35,12 +39,29 @@ export function onLambda(env = process.env) {
   return Boolean(env.LAMBDA_TASK_ROOT || env.AWS_EXECUTION_ENV);
 }
 
+/** The layer's interpreter name (`python3.X`) named by a `lib/python3.X` path, or null. */
+export function interpreterNameOf(libPath) {
+  const match = /(?:^|\/)(python3\.\d+)\/?$/.exec(libPath || "");
+  return match ? match[1] : null;
+}
+
+/** The `python3.X` directory under a local layer's `lib/`, or null when there is none. */
+function localInterpreterName(pythonHome) {
+  let names = [];
+  try {
+    names = readdirSync(path.join(pythonHome, "lib"));
+  } catch {
+    return null;
+  }
+  return names.map(interpreterNameOf).find(Boolean) ?? null;
+}
+
 /**
  * The environment a layer interpreter needs: PYTHONHOME at the layer's `python/` directory and
- * PYTHONPATH at its `lib/python3.11` (where the layer's sitecustomize.py adds site-packages.zip).
+ * PYTHONPATH at its `lib/python3.X` (where the layer's sitecustomize.py adds site-packages.zip).
  */
-function layerEnvironment(pythonHome) {
-  return { PYTHONHOME: pythonHome, PYTHONPATH: path.join(pythonHome, "lib", "python3.11") };
+function layerEnvironment(pythonHome, interpreterName) {
+  return { PYTHONHOME: pythonHome, PYTHONPATH: path.join(pythonHome, "lib", interpreterName) };
 }
 
 /**
@@ -62,18 +83,21 @@ export function resolvePython({ env = process.env, packageRoot = PACKAGE_ROOT, n
   }
   if (onLambda(env)) {
     const home = LAMBDA_PYTHON_HOME;
+    // `python3` is the layer's symlink to its interpreter, for a PYTHONPATH that names no version.
+    const name = interpreterNameOf(env.PYTHONPATH);
     return {
-      executable: path.join(home, "bin", "python3.11"),
+      executable: path.join(home, "bin", name ?? "python3"),
       source: "lambda",
-      env: { ...layerEnvironment(home), ...common },
+      env: { ...(name ? layerEnvironment(home, name) : { PYTHONHOME: home }), ...common },
     };
   }
   const arch = hostLambdaArch(nodeArch);
   if (arch) {
     const home = path.resolve(packageRoot, "..", `layer-build-${arch}`, "layer", "python");
-    const executable = path.join(home, "bin", "python3.11");
-    if (existsSync(executable)) {
-      return { executable, source: "layer-build", env: { ...layerEnvironment(home), ...common } };
+    const name = localInterpreterName(home);
+    const executable = name && path.join(home, "bin", name);
+    if (executable && existsSync(executable)) {
+      return { executable, source: "layer-build", env: { ...layerEnvironment(home, name), ...common } };
     }
   }
   return { executable: "python3", source: "PATH", env: unlayered };
@@ -84,7 +108,7 @@ export function interpreterHint(source) {
   if (source === "lambda") {
     return "attach the pythonLiteLLM layer to the function (serverless.yml) so /opt/python exists";
   }
-  return "set LITELLM_PYTHON to a Python 3.11 that has litellm installed, or build the layer with `cargo xtask layer --arch x86_64`";
+  return "set LITELLM_PYTHON to a Python of the layer's version (layer.toml) that has litellm installed, or build the layer with `cargo xtask layer --arch x86_64`";
 }
 
 /** Thrown when a one-shot script exits with an error, times out or cannot start. */

@@ -145,13 +145,17 @@ def die_with_parent():
     parent = os.environ.get("BRIDGE_PARENT_PID")
     if not parent or not sys.platform.startswith("linux"):
         return
-    import ctypes
     import signal
 
     pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
-        log("warning", f"prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}); the bridge relies on stdin closing")
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (ImportError, OSError, AttributeError) as exc:
+        log("warning", f"cannot ask to die with the Node process ({exc}); the bridge exits when its stdin closes")
     if str(os.getppid()) != parent:
         os._exit(0)
 
@@ -442,7 +446,12 @@ async def handle(endpoint, describe_error, message):
         log("warning", f"{kind} reply not sent: {exc}")
         send({"id": request_id, "type": "too_large", "bytes": exc.size, "limit": exc.limit})
     except Exception as exc:  # noqa: BLE001 - every failure becomes a structured reply
-        error = describe_error(exc, SECRETS)
+        try:
+            error = describe_error(exc, SECRETS)
+        except Exception as mapping_failure:  # noqa: BLE001 - the request must still get its answer
+            log("error", f"{kind}: describing {type(exc).__name__} failed: {''.join(traceback.format_exception(mapping_failure))}")
+            error = {"status": 500, "type": "internal_error", "message": "the LiteLLM bridge failed to describe an error",
+                     "param": None, "code": "error_mapping_failed", "retry_after": None, "ours": True}
         if error.get("ours"):
             log("error", f"{kind} failed: {''.join(traceback.format_exception(exc))}")
         else:

@@ -24,18 +24,13 @@ import { fileURLToPath } from "node:url";
 import { logger as defaultLogger, logContentsEnabled } from "../common/log.js";
 import { interpreterHint, resolvePython } from "../common/pythonExec.js";
 import { addSecretEnvNames } from "../common/redact.js";
+import { MAX_BUFFERED_RESPONSE_BYTES, MAX_REQUEST_BYTES, MAX_STREAMED_RESPONSE_BYTES } from "../http/limits.js";
 
 /** The bridge script shipped with the function code. */
 export const BRIDGE_PATH = path.join(path.dirname(fileURLToPath(import.meta.url)), "bridge.py");
 
-/**
- * Lambda's payload limits: 6 MB for a buffered (RequestResponse) reply, 20 MB for a streamed one
- * (<https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>).
- */
-export const LAMBDA_BUFFERED_RESPONSE_BYTES = 6 * 1024 * 1024;
-export const LAMBDA_STREAMED_RESPONSE_BYTES = 20 * 1024 * 1024;
 /** A request line may carry a 6 MB body plus its JSON envelope. */
-const DEFAULT_MAX_REQUEST_BYTES = LAMBDA_BUFFERED_RESPONSE_BYTES + 64 * 1024;
+const DEFAULT_MAX_REQUEST_BYTES = MAX_REQUEST_BYTES + 64 * 1024;
 /** Room for the `{"id":..,"type":"result","response":` envelope around a reply. */
 const REPLY_ENVELOPE_BYTES = 1024;
 
@@ -50,8 +45,8 @@ const DEFAULTS = {
   backoffMaxMs: 30_000,
   maxQueuedBytes: 16 * 1024 * 1024,
   maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
-  bufferedReplyBytes: LAMBDA_BUFFERED_RESPONSE_BYTES,
-  streamedReplyBytes: LAMBDA_STREAMED_RESPONSE_BYTES,
+  bufferedReplyBytes: MAX_BUFFERED_RESPONSE_BYTES,
+  streamedReplyBytes: MAX_STREAMED_RESPONSE_BYTES,
 };
 /** A child that lived this long after `ready` ends a crash loop even if it never answered. */
 const STABLE_AFTER_MS = 30_000;

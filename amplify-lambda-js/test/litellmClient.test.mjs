@@ -287,7 +287,7 @@ describe("startup failures", () => {
         assert.equal(
           error.detail,
           'python interpreter "/nonexistent/python3.11" (chosen from LITELLM_PYTHON) could not be started (ENOENT): ' +
-            "set LITELLM_PYTHON to a Python 3.11 that has litellm installed, or build the layer with `cargo xtask layer --arch x86_64`",
+            "set LITELLM_PYTHON to a Python of the layer's version (layer.toml) that has litellm installed, or build the layer with `cargo xtask layer --arch x86_64`",
         );
         return true;
       });

@@ -12,19 +12,21 @@ import { testPython } from "./support/python.mjs";
 const scratch = mkdtempSync(path.join(tmpdir(), "pythonexec-test-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
-/** A package root next to which a fake `layer-build-<arch>` exists. */
-function fakeRepo(arch) {
+/** A package root next to which a fake `layer-build-<arch>` of CPython `version` exists. */
+function fakeRepo(arch, version = "3.11") {
   const repo = mkdtempSync(path.join(scratch, "repo-"));
   const packageRoot = path.join(repo, "amplify-lambda-js");
   mkdirSync(packageRoot);
-  const bin = path.join(repo, `layer-build-${arch}`, "layer", "python", "bin");
-  mkdirSync(bin, { recursive: true });
-  writeFileSync(path.join(bin, "python3.11"), "");
+  const home = path.join(repo, `layer-build-${arch}`, "layer", "python");
+  mkdirSync(path.join(home, "bin"), { recursive: true });
+  mkdirSync(path.join(home, "lib", `python${version}`), { recursive: true });
+  writeFileSync(path.join(home, "bin", `python${version}`), "");
   return { repo, packageRoot };
 }
 
 test("on Lambda the layer under /opt/python is used unless LITELLM_PYTHON is set", () => {
-  for (const env of [{ LAMBDA_TASK_ROOT: "/var/task" }, { AWS_EXECUTION_ENV: "AWS_Lambda_nodejs22.x", PYTHONHOME: "/elsewhere" }]) {
+  const layerPath = { PYTHONPATH: "/opt/python/lib/python3.11" };
+  for (const env of [{ LAMBDA_TASK_ROOT: "/var/task", ...layerPath }, { AWS_EXECUTION_ENV: "AWS_Lambda_nodejs22.x", PYTHONHOME: "/elsewhere", ...layerPath }]) {
     assert.deepEqual(resolvePython({ env }), {
       executable: "/opt/python/bin/python3.11",
       source: "lambda",
@@ -43,6 +45,30 @@ test("LITELLM_PYTHON wins over Lambda detection, and the layer's PYTHONHOME and 
   });
   // A PYTHONPATH of the user's own is kept.
   assert.equal("PYTHONPATH" in resolvePython({ env: { LITELLM_PYTHON: "p", PYTHONPATH: "/home/me/lib" } }).env, false);
+});
+
+test("the minor version comes from the layer's PYTHONPATH on Lambda and from its lib/ locally", () => {
+  for (const version of ["3.12", "3.13"]) {
+    const env = { LAMBDA_TASK_ROOT: "/var/task", PYTHONPATH: `/opt/python/lib/python${version}` };
+    assert.deepEqual(resolvePython({ env }), {
+      executable: `/opt/python/bin/python${version}`,
+      source: "lambda",
+      env: { PYTHONHOME: "/opt/python", PYTHONPATH: `/opt/python/lib/python${version}`, LITELLM_LOCAL_MODEL_COST_MAP: "True" },
+    });
+    const { repo, packageRoot } = fakeRepo("x86_64", version);
+    const home = path.join(repo, "layer-build-x86_64", "layer", "python");
+    assert.deepEqual(resolvePython({ env: {}, packageRoot, nodeArch: "x64" }), {
+      executable: path.join(home, "bin", `python${version}`),
+      source: "layer-build",
+      env: { PYTHONHOME: home, PYTHONPATH: path.join(home, "lib", `python${version}`), LITELLM_LOCAL_MODEL_COST_MAP: "True" },
+    });
+  }
+  // Without a PYTHONPATH naming a version, the layer's `python3` symlink is run.
+  assert.deepEqual(resolvePython({ env: { LAMBDA_TASK_ROOT: "/var/task" } }), {
+    executable: "/opt/python/bin/python3",
+    source: "lambda",
+    env: { PYTHONHOME: "/opt/python", LITELLM_LOCAL_MODEL_COST_MAP: "True" },
+  });
 });
 
 test("LITELLM_PYTHON wins over a built layer", () => {

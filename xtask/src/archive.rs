@@ -23,6 +23,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::progress::human_bytes;
 
+pub mod zip_layout;
+
 /// Limits that stop decompression bombs. The defaults are far above a real python-build-standalone
 /// archive (100-250 MB unpacked, about 5,000-10,000 entries, a compression ratio of 3-6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,9 @@ impl fmt::Display for Compression {
     }
 }
 
+/// `ELOOP` on Linux: too many levels of symbolic links.
+const ELOOP: i32 = 40;
+
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
@@ -96,6 +101,8 @@ pub enum Refusal {
     NulByte,
     #[error("name is not UTF-8")]
     NotUtf8,
+    #[error("name contains the control character {0:?}")]
+    ControlCharacter(char),
     #[error("empty name")]
     Empty,
     #[error("symlink to {target:?} resolves outside the archive root")]
@@ -114,6 +121,14 @@ pub enum Refusal {
     ThroughLink { through: String },
     #[error("it conflicts with a directory created for an earlier entry")]
     Conflict,
+    #[error("its PAX header gives size {pax:?} but its tar header {header}; readers would disagree on where it ends")]
+    PaxSize { pax: String, header: u64 },
+    #[error("symlink to {target:?} points at nothing in the archive")]
+    SymlinkDangles { target: String },
+    #[error("symlink to {target:?} is part of a loop")]
+    SymlinkLoop { target: String },
+    #[error("it is a second top-level directory (the first was {first:?}); an interpreter archive has one")]
+    SecondTopLevel { first: String },
 }
 
 /// What an extraction unpacked.
@@ -285,6 +300,8 @@ pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extra
     };
 
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    let mut top_level: Option<String> = None;
+    let mut symlinks: Vec<(Vec<u8>, PathBuf, String)> = Vec::new();
     let mut extracted = Extracted { compression, entries: 0, files: 0, file_bytes: 0, compressed_bytes: 0 };
     for entry in tar.entries().map_err(read_error)? {
         let mut entry = entry.map_err(read_error)?;
@@ -311,6 +328,30 @@ pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extra
         let relative = components.join("/");
         if seen.contains_key(&relative) {
             return Err(refuse(&raw_path, Refusal::Duplicate));
+        }
+        // One top-level directory (`python/`): a second one could shadow the first in tools that
+        // pick a directory by name, and is never part of an interpreter archive.
+        match &top_level {
+            None => top_level = Some(components[0].clone()),
+            Some(first) if *first != components[0] => {
+                return Err(refuse(&raw_path, Refusal::SecondTopLevel { first: first.clone() }));
+            }
+            Some(_) => {}
+        }
+        // A PAX `size` record overrides the header's size field for readers that know PAX and is
+        // ignored by those that do not, so the two must agree.
+        // <https://pubs.opengroup.org/onlinepubs/9799919799/utilities/pax.html#tag_20_94_13_03>
+        let header_size = entry.header().entry_size().map_err(read_error)?;
+        if let Some(extensions) = entry.pax_extensions().map_err(read_error)? {
+            for extension in extensions {
+                let extension = extension.map_err(read_error)?;
+                if extension.key_bytes() == b"size" {
+                    let pax = String::from_utf8_lossy(extension.value_bytes()).to_string();
+                    if pax.parse::<u64>() != Ok(header_size) {
+                        return Err(refuse(&raw_path, Refusal::PaxSize { pax, header: header_size }));
+                    }
+                }
+            }
         }
         let special = if entry_type.is_character_special() {
             Some("character device")
@@ -379,6 +420,7 @@ pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extra
                     anyhow::Error::new(error).context(format!("creating the symlink {}", path.display()))
                 }
             })?;
+            symlinks.push((raw_path.clone(), path.clone(), target.to_string()));
             seen.insert(relative, Seen::Link);
         } else if entry_type.is_hard_link() {
             let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -401,6 +443,19 @@ pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extra
             return Err(refuse(&raw_path, Refusal::SpecialFile { kind }));
         }
     }
+    // Every symlink must lead to something the archive holds. Following them is safe here: each
+    // target was checked to stay inside the root, and only links and directories of this archive
+    // are on the way.
+    for (raw_path, path, target) in &symlinks {
+        if let Err(error) = std::fs::metadata(path) {
+            let reason = if error.raw_os_error() == Some(ELOOP) {
+                Refusal::SymlinkLoop { target: target.clone() }
+            } else {
+                Refusal::SymlinkDangles { target: target.clone() }
+            };
+            return Err(refuse(raw_path, reason));
+        }
+    }
     // Read to the end of the compressed stream so its checksum and length are verified, under the
     // same limits.
     let mut rest = tar.into_inner();
@@ -416,6 +471,9 @@ pub fn enclosed_components(raw: &[u8]) -> Result<Vec<String>, Refusal> {
         return Err(Refusal::NulByte);
     }
     let text = std::str::from_utf8(raw).map_err(|_| Refusal::NotUtf8)?;
+    if let Some(control) = text.chars().find(|c| c.is_control()) {
+        return Err(Refusal::ControlCharacter(control));
+    }
     if text.starts_with('/') {
         return Err(Refusal::AbsolutePath);
     }
@@ -442,6 +500,9 @@ pub fn check_symlink_target(link: &[String], target: &[u8]) -> Result<(), Refusa
         return Err(Refusal::NulByte);
     }
     let text = std::str::from_utf8(target).map_err(|_| Refusal::NotUtf8)?;
+    if let Some(control) = text.chars().find(|c| c.is_control()) {
+        return Err(Refusal::ControlCharacter(control));
+    }
     if text.is_empty() {
         return Err(Refusal::SymlinkEscape { target: shown });
     }
@@ -663,6 +724,62 @@ mod tests {
             "duplicate path",
         );
         assert_refused(vec![RawEntry::file("./python/bin/python3", "x")], "./python/bin/python3", "duplicate path");
+    }
+
+    #[test]
+    fn control_characters_in_names_are_refused() {
+        assert_refused(
+            vec![RawEntry::file("python/lib/python3.11/\x1b[2Jclear.py", "x")],
+            "python/lib/python3.11/\u{1b}[2Jclear.py",
+            "name contains the control character '\\u{1b}'",
+        );
+        assert_refused(
+            vec![RawEntry::file("python/lib/python3.11/a\nb.py", "x")],
+            "python/lib/python3.11/a\nb.py",
+            "name contains the control character '\\n'",
+        );
+    }
+
+    #[test]
+    fn a_pax_size_that_disagrees_with_the_header_is_refused() {
+        let mut pax = RawEntry::file("python/PaxHeaders/evil.py", "12 size=512\n");
+        pax.typeflag = b'x';
+        assert_refused(
+            vec![pax, RawEntry::file("python/lib/python3.11/evil.py", "x = 1")],
+            "python/lib/python3.11/evil.py",
+            "its PAX header gives size \"512\" but its tar header 5; readers would disagree on where it ends",
+        );
+        // A matching PAX size is fine.
+        let mut pax = RawEntry::file("python/PaxHeaders/fine.py", "10 size=5\n");
+        pax.typeflag = b'x';
+        let mut entries = tiny_python_entries();
+        entries.extend([pax, RawEntry::file("python/lib/python3.11/fine.py", "x = 1")]);
+        let (dir, result) = extract_bytes(&gzip(&raw_tar(&entries)), &Limits::default());
+        result.unwrap();
+        assert_eq!(fs_err::read(dir.path().join("out/python/lib/python3.11/fine.py")).unwrap(), b"x = 1");
+    }
+
+    #[test]
+    fn dangling_and_looping_symlinks_are_refused() {
+        assert_refused(
+            vec![RawEntry::symlink("python/bin/python", "python3.12")],
+            "python/bin/python",
+            "symlink to \"python3.12\" points at nothing in the archive",
+        );
+        assert_refused(
+            vec![RawEntry::symlink("python/bin/a", "b"), RawEntry::symlink("python/bin/b", "a")],
+            "python/bin/a",
+            "symlink to \"b\" is part of a loop",
+        );
+    }
+
+    #[test]
+    fn a_second_top_level_directory_is_refused() {
+        assert_refused(
+            vec![RawEntry::file("python2/lib/os.py", "# shadow\n")],
+            "python2/lib/os.py",
+            "it is a second top-level directory (the first was \"python\"); an interpreter archive has one",
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod import_time;
 pub mod install;
+pub mod layer;
 pub mod lock;
 pub mod node;
 
@@ -20,7 +21,7 @@ use crate::progress::Progress;
 use crate::spec::LayerSpec;
 
 /// The benchmarks, in the order they run.
-pub const BENCHMARKS: &[&str] = &["lock", "install", "rebuild", "import", "cold-start", "import-gc", "warm-overhead"];
+pub const BENCHMARKS: &[&str] = &["lock", "install", "layer", "import", "cold-start", "import-gc", "warm-overhead"];
 
 pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
     for name in &args.only {
@@ -57,10 +58,25 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
         })?;
         let _ = write!(out, "\n## install\n\n{table}\n");
     }
-    if selected("rebuild") {
-        let table =
-            progress.step("bench: warm layer rebuild", || rebuild(global, args, arch, &work.join("rebuild")))?;
-        let _ = write!(out, "\n## layer rebuild\n\n{table}\n");
+    if selected("layer") {
+        let table = progress.step("bench: layer, cold and warm, vs uv + zip", || -> Result<String> {
+            let venv = work.join("install/tools-venv");
+            crate::bench::install::tools_venv(&xshell::Shell::new()?, &venv, &progress)?;
+            let exe = std::env::current_exe().context("locating the xtask binary")?;
+            layer::bench_layer(&layer::LayerBench {
+                exe: &exe,
+                spec_path: &spec_path,
+                spec: &spec,
+                lock: &lock,
+                arch,
+                runs: args.runs,
+                python: &args.python,
+                uv: &layer::uv_in(&venv),
+                work_dir: &work.join("layer"),
+                progress: &progress,
+            })
+        })?;
+        let _ = write!(out, "\n## layer\n\n{table}\n");
     }
     if selected("import") {
         let report = progress.step("bench: import litellm, three layouts", || -> Result<String> {
@@ -68,11 +84,17 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
             let cache = crate::cache::Cache::locate(global.cache_dir.as_deref())?;
             let http = crate::http::Http::new()?;
             crate::layer::install::install_lock(&lock, arch, &spec, &cache, &http, &site_packages, &progress)?;
+            let plan = crate::layer::profile::BytecodePlan::for_build(
+                &spec,
+                &crate::lock::default_lock_path(&spec.path),
+                &progress,
+            )?;
             let report = import_time::measure(
                 &BuildPython::host(),
                 &site_packages,
                 &work.join("import/layouts"),
                 args.runs.max(10),
+                &plan,
                 &progress,
             )?;
             Ok(report.to_string())
@@ -81,15 +103,19 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
     }
     let node_selected: Vec<_> = node::NODE_BENCHMARKS.iter().filter(|(name, _, _)| selected(name)).collect();
     if !node_selected.is_empty() {
+        // What the function runs: `LITELLM_PYTHON` when set, else the host-arch layer when built
+        // (found by the scripts themselves), else the locked packages the Node tests use.
+        let layer_python = root.join(arch.build_dir_name()).join("layer/python/bin/python3.11");
         let python = match std::env::var_os("LITELLM_PYTHON") {
-            Some(python) => std::path::PathBuf::from(python),
-            None => crate::test_suite::prepare_node_python(global, &progress)?,
+            Some(python) => Some(std::path::PathBuf::from(python)),
+            None if layer_python.exists() => None,
+            None => Some(crate::test_suite::prepare_node_python(global, &progress)?),
         };
         for (name, script, default_runs) in node_selected {
             // `--runs` (default 5) scales each Node benchmark's own default number of runs.
             let runs = (default_runs * args.runs / 5).max(1);
             let section = progress.step(format!("bench: {name} (node bench/{script})"), || {
-                node::run_script(&root, script, runs, &python)
+                node::run_script(&root, script, runs, python.as_deref())
             })?;
             let _ = write!(out, "\n## {name}\n\n{section}\n");
         }
@@ -102,51 +128,4 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
     println!("{out}");
     eprintln!("wrote {} ({})", output.display(), progress.timing_summary());
     Ok(())
-}
-
-/// `cargo xtask layer --arch <host>` into a scratch directory: one build to warm the caches, then
-/// `runs` timed rebuilds over the previous output (what a developer re-running the command sees).
-fn rebuild(global: &GlobalArgs, args: &BenchArgs, arch: Arch, work: &std::path::Path) -> Result<String> {
-    let exe = std::env::current_exe().context("locating the xtask binary")?;
-    let out_dir = work.join(arch.build_dir_name());
-    let mut command_args: Vec<std::ffi::OsString> = vec!["--spec".into(), global.spec_path().into()];
-    if let Some(cache) = &global.cache_dir {
-        command_args.extend(["--cache-dir".into(), cache.into()]);
-    }
-    command_args.extend(
-        ["layer", "--arch", arch.lambda_name(), "--no-patch", "--out-dir"].into_iter().map(std::ffi::OsString::from),
-    );
-    command_args.push(out_dir.clone().into());
-    if let (Some(dist), Some(sha256)) = (&args.python.python_dist, &args.python.python_sha256) {
-        command_args.extend(["--python-dist".into(), dist.into(), "--python-sha256".into(), sha256.into()]);
-    }
-    let mut samples = Vec::new();
-    for round in 0..=args.runs {
-        let started = std::time::Instant::now();
-        let output = std::process::Command::new(&exe).args(&command_args).output().context("running xtask layer")?;
-        if !output.status.success() {
-            bail!(
-                "`xtask layer` failed in the rebuild benchmark (pass --python-dist/--python-sha256 if the pinned \
-                 interpreter cannot be downloaded here):\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        if round > 0 {
-            samples.push(started.elapsed());
-        }
-    }
-    let median = import_time::median(&samples);
-    let zip = out_dir.join(arch.layer_zip_name());
-    let report: serde_json::Value = serde_json::from_str(&fs_err::read_to_string(out_dir.join("size-report.json"))?)
-        .context("reading the rebuilt layer's size report")?;
-    let runs: Vec<String> = samples.iter().map(|d| format!("{:.1}", d.as_secs_f64())).collect();
-    Ok(format!(
-        "| measurement | median | runs (s) |\n|---|---:|---|\n| `cargo xtask layer --arch {arch}`, warm (caches and previous output present) | {:.1} s | {} |\n\n\
-         Layer: {} zipped, {} unzipped ({}).\n",
-        median.as_secs_f64(),
-        runs.join(", "),
-        crate::progress::human_bytes(report["total"]["zipped"].as_u64().unwrap_or(0)),
-        crate::progress::human_bytes(report["total"]["unzipped"].as_u64().unwrap_or(0)),
-        zip.display()
-    ))
 }

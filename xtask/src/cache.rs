@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -81,13 +82,11 @@ pub enum Fetched {
 }
 
 impl Cache {
-    /// The cache directory: `--cache-dir`, else `$XTASK_CACHE_DIR`, else
+    /// The cache directory: `--cache-dir` (or `$XTASK_CACHE_DIR`, through the CLI), else
     /// `$XDG_CACHE_HOME/litellm-layer`, else `~/.cache/litellm-layer`.
     pub fn locate(explicit: Option<&Path>) -> Result<Cache> {
         let root = if let Some(dir) = explicit {
             dir.to_path_buf()
-        } else if let Some(dir) = std::env::var_os("XTASK_CACHE_DIR").filter(|d| !d.is_empty()) {
-            PathBuf::from(dir)
         } else if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
             PathBuf::from(dir).join("litellm-layer")
         } else if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
@@ -107,14 +106,64 @@ impl Cache {
     }
 
     /// A subdirectory for other cached data (index responses, wheel metadata), created on demand.
+    /// A subdirectory that is a symlink is refused: the cache never writes through one.
     pub fn subdir(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.root.join(name);
-        fs_err::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&self.root)?;
+        let mut dir = self.root.clone();
+        for component in name.split('/') {
+            dir.push(component);
+            real_dir(&dir)?;
+        }
         Ok(dir)
     }
 
     fn blob_path(&self, sha256: &Sha256Hex) -> PathBuf {
         self.root.join("sha256").join(&sha256.as_str()[..2]).join(sha256.as_str())
+    }
+
+    /// The directory a blob goes into, created without following symlinks.
+    fn blob_dir(&self, sha256: &Sha256Hex) -> Result<PathBuf> {
+        self.subdir(&format!("sha256/{}", &sha256.as_str()[..2]))
+    }
+
+    /// Take the cache for this run: a shared lock on `<cache>/.lock` that every run holds, so a
+    /// run that finds no other run may remove what killed runs left in `tmp/` and the
+    /// interpreter directory (half-written temp files, `.extract-*` staging directories). A run
+    /// that finds the cache locked exclusively waits, saying for what, up to `timeout`.
+    pub fn lock_for_run(&self, purpose: &str, timeout: Duration, progress: &Progress) -> Result<RunLock> {
+        fs_err::create_dir_all(&self.root)?;
+        let lock_path = self.root.join(".lock");
+        // Alone? Then clean up after killed runs, holding the lock exclusively meanwhile.
+        let exclusive = RunLock::open(&lock_path)?;
+        if exclusive.file.try_lock().is_ok() {
+            exclusive.write_holder(&format!("cleaning up the cache for: {purpose}"))?;
+            for dir in ["tmp", "interpreters"] {
+                let dir = self.root.join(dir);
+                if !dir.is_dir() || dir.is_symlink() {
+                    continue;
+                }
+                for entry in fs_err::read_dir(&dir)? {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    let stale = dir.ends_with("tmp") || name.starts_with(".extract-");
+                    if stale {
+                        let path = entry.path();
+                        let removed = if entry.file_type()?.is_dir() {
+                            fs_err::remove_dir_all(&path)
+                        } else {
+                            fs_err::remove_file(&path)
+                        };
+                        match removed {
+                            Ok(()) => progress.note(format!("removed {} left by an interrupted run", path.display())),
+                            Err(error) => progress.warn(format!("could not remove {}: {error}", path.display())),
+                        }
+                    }
+                }
+            }
+            let _ = exclusive.file.unlock();
+        }
+        drop(exclusive);
+        RunLock::acquire(&lock_path, LockKind::Shared, purpose, timeout, progress)
     }
 
     /// A temp file in the cache's own tmp dir (same file system as the blobs, so rename is atomic).
@@ -155,21 +204,7 @@ impl Cache {
         }
         let mut temp = self.temp_file()?;
         let (computed, size) = match source {
-            Source::Url(url) => {
-                let response = http.get_with(url, |r| r).map_err(crate::http::explain)?;
-                let total = response.content_length();
-                let bar = progress.download_bar(label, total);
-                let mut reader = bar.wrap_read(response);
-                let (computed, size) = copy_hashing(&mut reader, temp.as_file_mut())
-                    .with_context(|| format!("downloading {}", source.display()))?;
-                bar.finish_and_clear();
-                if let Some(total) = total
-                    && size != total
-                {
-                    bail!("truncated download from {}: got {size} of {total} bytes", source.display());
-                }
-                (computed, size)
-            }
+            Source::Url(url) => download_retrying_truncation(http, url, temp.as_file_mut(), label, progress)?,
             Source::Path(path) => {
                 let mut file = fs_err::File::open(path)?;
                 copy_hashing(&mut file, temp.as_file_mut()).with_context(|| format!("reading {}", path.display()))?
@@ -185,8 +220,7 @@ impl Cache {
         }
         temp.as_file_mut().flush()?;
         temp.as_file().sync_all().ok();
-        let destination = self.blob_path(sha256);
-        fs_err::create_dir_all(destination.parent().expect("blob path has a parent"))?;
+        let destination = self.blob_dir(sha256)?.join(sha256.as_str());
         temp.persist(&destination).with_context(|| format!("moving the download into {}", destination.display()))?;
         Ok((destination, Fetched::Downloaded))
     }
@@ -201,9 +235,186 @@ impl Cache {
         }
         let mut temp = self.temp_file()?;
         temp.write_all(bytes)?;
-        fs_err::create_dir_all(destination.parent().expect("blob path has a parent"))?;
+        self.blob_dir(&sha256)?;
         temp.persist(&destination).with_context(|| format!("moving into {}", destination.display()))?;
         Ok((sha256, destination))
+    }
+}
+
+/// How many times a download cut short is tried (from the start) before giving up.
+const DOWNLOAD_ATTEMPTS: u32 = 3;
+
+/// The wait before the first retry of a truncated download; it doubles for each further one.
+const RETRY_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Download `url` into `file`, hashing it. A body that ends before its `Content-Length` (or a
+/// connection that breaks mid-body) is thrown away and fetched again from the start, after a
+/// backoff, up to [`DOWNLOAD_ATTEMPTS`] times: a resumed download could splice bytes from two
+/// different responses. HTTP errors are not retried here.
+fn download_retrying_truncation(
+    http: &Http,
+    url: &str,
+    file: &mut std::fs::File,
+    label: &str,
+    progress: &Progress,
+) -> Result<(Sha256Hex, u64)> {
+    let shown = redact_url(url);
+    let mut backoff = RETRY_BACKOFF;
+    for attempt in 1..=DOWNLOAD_ATTEMPTS {
+        file.set_len(0)?;
+        io::Seek::seek(&mut *file, io::SeekFrom::Start(0))?;
+        let response = http.get_with(url, |r| r).map_err(crate::http::explain)?;
+        let total = response.content_length();
+        let bar = progress.download_bar(label, total);
+        let mut reader = bar.wrap_read(response);
+        let result = copy_hashing(&mut reader, &mut *file);
+        bar.finish_and_clear();
+        let problem = match &result {
+            Ok((_, size)) if total.is_some_and(|total| *size != total) => {
+                format!("got {size} of {} bytes", total.unwrap_or_default())
+            }
+            Ok(_) => return result.map_err(anyhow::Error::from),
+            Err(error) => format!("the connection broke ({error})"),
+        };
+        if attempt == DOWNLOAD_ATTEMPTS {
+            bail!(
+                "truncated download from {shown}: {problem}, {DOWNLOAD_ATTEMPTS} times; nothing was cached. Check the \
+                 network or proxy and run again"
+            );
+        }
+        progress.warn(format!(
+            "truncated download from {shown}: {problem}; retrying from the start in {:.2}s (attempt {} of \
+             {DOWNLOAD_ATTEMPTS})",
+            backoff.as_secs_f64(),
+            attempt + 1
+        ));
+        std::thread::sleep(backoff);
+        backoff *= 2;
+    }
+    unreachable!("the last attempt returns or fails")
+}
+
+/// Make sure `dir` is a real directory, creating it when missing; a symlink (or a file) in its
+/// place is refused, so no write is ever sent elsewhere through a link planted in the cache.
+fn real_dir(dir: &Path) -> Result<()> {
+    match fs_err::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_symlink() => bail!(
+            "{} is a symlink; the cache never writes through symlinks (one could send writes anywhere): remove it \
+             and run again",
+            dir.display()
+        ),
+        Ok(_) => bail!("{} is not a directory; remove it and run again", dir.display()),
+        Err(_) => match std::fs::create_dir(dir) {
+            Ok(()) => Ok(()),
+            // Another run created it meanwhile: check what it is.
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                if fs_err::symlink_metadata(dir)?.is_dir() {
+                    Ok(())
+                } else {
+                    bail!("{} is not a directory; remove it and run again", dir.display())
+                }
+            }
+            Err(error) => Err(error).with_context(|| format!("creating {}", dir.display())),
+        },
+    }
+}
+
+/// How long a run waits for a lock another run holds: `XTASK_LOCK_TIMEOUT` seconds, else 10 min.
+pub fn lock_timeout() -> Duration {
+    std::env::var("XTASK_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(600), Duration::from_secs)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// An advisory lock (`flock`) on a lock file, held until dropped. The holder writes its pid and
+/// purpose into the file, so a waiting run can say what it waits for.
+#[derive(Debug)]
+pub struct RunLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    fn open(path: &Path) -> Result<RunLock> {
+        if fs_err::symlink_metadata(path).is_ok_and(|meta| !meta.is_file()) {
+            bail!("{} is not a regular file (a symlink?); remove it and run again", path.display());
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        Ok(RunLock { file, path: path.to_path_buf() })
+    }
+
+    /// Take the lock at `path`, waiting up to `timeout` while another run holds it.
+    pub fn acquire(
+        path: &Path,
+        kind: LockKind,
+        purpose: &str,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<RunLock> {
+        let lock = RunLock::open(path)?;
+        let try_lock = |file: &std::fs::File| match kind {
+            LockKind::Shared => file.try_lock_shared(),
+            LockKind::Exclusive => file.try_lock(),
+        };
+        let started = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            match try_lock(&lock.file) {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = fs_err::read_to_string(path).unwrap_or_default().trim().to_string();
+                    let holder = if holder.is_empty() { "another `cargo xtask` run".to_string() } else { holder };
+                    if started.elapsed() >= timeout {
+                        bail!(
+                            "timed out after {}s waiting for {} (held by {holder}); wait for that run to finish, or \
+                             stop it if it hung (XTASK_LOCK_TIMEOUT sets the wait in seconds)",
+                            timeout.as_secs(),
+                            path.display()
+                        );
+                    }
+                    if !said {
+                        progress.note(format!(
+                            "waiting for {} (held by {holder}); giving up after {}s",
+                            path.display(),
+                            timeout.as_secs()
+                        ));
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100).min(timeout));
+                }
+                Err(std::fs::TryLockError::Error(error)) => {
+                    return Err(error).with_context(|| format!("locking {}", path.display()));
+                }
+            }
+        }
+        if kind == LockKind::Exclusive {
+            lock.write_holder(purpose)?;
+        }
+        Ok(lock)
+    }
+
+    /// Record who holds the lock: `pid <pid>: <purpose>`.
+    fn write_holder(&self, purpose: &str) -> Result<()> {
+        let mut file = &self.file;
+        file.set_len(0)?;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+        writeln!(file, "pid {} ({purpose})", std::process::id())
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(())
     }
 }
 
@@ -285,6 +496,123 @@ mod tests {
             .filter(|e| e.file_type().is_file())
             .collect();
         assert!(leftovers.is_empty(), "cache holds {leftovers:?}");
+    }
+
+    #[test]
+    fn a_held_lock_makes_the_next_run_wait_then_time_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".out.lock");
+        let held =
+            RunLock::acquire(&path, LockKind::Exclusive, "building out", Duration::from_secs(1), &quiet()).unwrap();
+        let started = std::time::Instant::now();
+        let err = RunLock::acquire(&path, LockKind::Exclusive, "second", Duration::from_secs(1), &quiet()).unwrap_err();
+        assert!(started.elapsed() >= Duration::from_secs(1), "it waited");
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "timed out after 1s waiting for {} (held by pid {} (building out)); wait for that run to finish, or \
+                 stop it if it hung (XTASK_LOCK_TIMEOUT sets the wait in seconds)",
+                path.display(),
+                std::process::id()
+            )
+        );
+        drop(held);
+        RunLock::acquire(&path, LockKind::Exclusive, "third", Duration::from_secs(1), &quiet()).unwrap();
+        // Only the lock file is there.
+        let names: Vec<_> = fs_err::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [".out.lock"]);
+    }
+
+    #[test]
+    fn leftovers_of_killed_runs_are_removed_when_no_other_run_is_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache"));
+        let tmp = cache.subdir("tmp").unwrap();
+        let interpreters = cache.subdir("interpreters").unwrap();
+        // Another run is active: nothing is touched.
+        let other = cache.lock_for_run("other", Duration::from_secs(1), &quiet()).unwrap();
+        fs_err::write(tmp.join(".tmpKILLED"), b"half a wheel").unwrap();
+        fs_err::create_dir_all(interpreters.join(".extract-KILLED/python")).unwrap();
+        fs_err::create_dir_all(interpreters.join("0123/python")).unwrap();
+        let mine = cache.lock_for_run("mine", Duration::from_secs(1), &quiet()).unwrap();
+        assert!(tmp.join(".tmpKILLED").exists());
+        drop((other, mine));
+
+        // Alone: the leftovers go, finished interpreters stay.
+        let _lock = cache.lock_for_run("mine", Duration::from_secs(1), &quiet()).unwrap();
+        assert_eq!(fs_err::read_dir(&tmp).unwrap().count(), 0);
+        let names: Vec<_> = fs_err::read_dir(&interpreters).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["0123"]);
+    }
+
+    #[test]
+    fn symlinked_cache_directories_are_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs_err::create_dir_all(&outside).unwrap();
+        let cache = Cache::at(dir.path().join("cache"));
+        fs_err::create_dir_all(cache.root().join("sha256")).unwrap();
+        let sha = sha256_bytes(b"payload");
+        let link = cache.root().join("sha256").join(&sha.as_str()[..2]);
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let err = cache.insert_bytes(b"payload").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "{} is a symlink; the cache never writes through symlinks (one could send writes anywhere): remove it \
+                 and run again",
+                link.display()
+            )
+        );
+        std::os::unix::fs::symlink(&outside, cache.root().join("metadata")).unwrap();
+        assert!(format!("{:#}", cache.subdir("metadata").unwrap_err()).contains("is a symlink"));
+        assert_eq!(fs_err::read_dir(&outside).unwrap().count(), 0, "nothing was written outside");
+        assert_eq!(fs_err::read_dir(cache.root().join("tmp")).unwrap().count(), 0, "no temp file left");
+    }
+
+    #[test]
+    fn a_truncated_download_is_retried_from_the_start_a_bounded_number_of_times() {
+        use crate::verify::loopback::{Reply, TestServer};
+        let body = vec![7u8; 100_000];
+        let sha = sha256_bytes(&body);
+        // The first answer is cut short, the second is whole.
+        let served = std::sync::atomic::AtomicUsize::new(0);
+        let whole = body.clone();
+        let server = TestServer::start(move |_request| {
+            let mut reply = Reply::new(200, "application/octet-stream", whole.clone());
+            if served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                reply.truncate_to = Some(10_000);
+            }
+            reply
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache"));
+        let http = Http::new().unwrap();
+        let url = server.url("/blob");
+        let (path, how) = cache.fetch(&http, &Source::Url(url.clone()), &sha, "blob", &quiet()).unwrap();
+        assert_eq!((fs_err::read(&path).unwrap(), how), (body.clone(), Fetched::Downloaded));
+        assert_eq!(server.requests().len(), 2);
+
+        // Always cut short: three attempts, then a clear error and nothing in the cache.
+        let always = body.clone();
+        let server = TestServer::start(move |_request| {
+            let mut reply = Reply::new(200, "application/octet-stream", always.clone());
+            reply.truncate_to = Some(10_000);
+            reply
+        });
+        let cache = Cache::at(dir.path().join("cache2"));
+        let url = server.url("/blob");
+        let err = cache.fetch(&http, &Source::Url(url.clone()), &sha, "blob", &quiet()).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with(&format!("truncated download from {url}: ")), "{msg}");
+        assert!(msg.ends_with(", 3 times; nothing was cached. Check the network or proxy and run again"), "{msg}");
+        assert_eq!(server.requests().len(), 3);
+        let files: Vec<_> = walkdir::WalkDir::new(cache.root())
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .collect();
+        assert!(files.is_empty(), "cache holds {files:?}");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! Serverless runs with the inherited environment (AWS credentials come from there and are never
 //! printed); its output is streamed to stderr so that stdout holds only the plan.
 
-pub mod template;
+pub(crate) mod template;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,9 +24,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::arch::Arch;
-use crate::flags::{DeployArgs, GlobalArgs, LayerArgs};
+use crate::flags::{DeployArgs, GlobalArgs};
 use crate::layer::freshness::{Freshness, layer_freshness, layer_inputs_digest};
 use crate::progress::{Progress, human_bytes};
+use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
 /// Where `serverless package` writes its artifacts, relative to the service directory.
@@ -56,7 +57,7 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<()> {
 
     let summary = progress.step(format!("serverless package --stage {}", args.stage), || {
         run_serverless(&serverless, &service_dir, &["package", "--stage", &args.stage])?;
-        check_packaged_template(&service_dir.join(PACKAGE_DIR), args.arch)
+        check_packaged_template(&service_dir.join(PACKAGE_DIR), args.arch, spec.python.version)
     })?;
     let plan = Plan::new(args, &service_dir, &layer_out_dir, &summary)?;
     if args.dry_run {
@@ -92,16 +93,16 @@ fn ensure_layer_fresh(
         }
         Freshness::Stale(reason) => progress.note(format!("rebuilding the layer: {reason}")),
     }
-    let layer_args = LayerArgs {
+    let options = crate::layer::BuildOptions {
         arch: args.arch,
         python: args.python.clone(),
         // The next step brings serverless.yml in line; one writer is enough.
-        no_patch: true,
+        patch_serverless: false,
         allow_public_layer: false,
         runtime_only: false,
         out_dir: Some(out_dir.to_path_buf()),
     };
-    crate::layer::run(global, &layer_args).context("rebuilding the stale layer")?;
+    crate::layer::build(global, &options).context("rebuilding the stale layer")?;
     match layer_freshness(out_dir, args.arch, &digest) {
         Freshness::Fresh => Ok(()),
         Freshness::Stale(reason) => {
@@ -205,7 +206,7 @@ pub fn install_node_modules(service_dir: &Path, progress: &Progress) -> Result<(
 }
 
 /// The installed Serverless Framework, refused unless it is major version 3 (v4 needs a login and
-/// downloads a binary, see DESIGN.md).
+/// downloads a binary, docs/architecture.md §9).
 fn serverless_bin(service_dir: &Path) -> Result<PathBuf> {
     let bin = serverless_bin_path(service_dir);
     let target = fs_err::canonicalize(&bin).context("resolving the Serverless Framework binary")?;
@@ -246,11 +247,11 @@ fn run_serverless(bin: &Path, service_dir: &Path, args: &[&str]) -> Result<()> {
 }
 
 /// Read the template `package` wrote and check it.
-fn check_packaged_template(package_dir: &Path, arch: Arch) -> Result<template::TemplateSummary> {
+fn check_packaged_template(package_dir: &Path, arch: Arch, python: PythonVersion) -> Result<template::TemplateSummary> {
     let path = package_dir.join(TEMPLATE_FILE);
     let text = fs_err::read_to_string(&path).context("reading the template `serverless package` wrote")?;
     let template: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
-    template::check_template(&template, arch).map_err(|failures| {
+    template::check_template(&template, arch, python).map_err(|failures| {
         let lines: Vec<String> = failures.iter().map(|failure| format!("  - {failure}")).collect();
         anyhow::anyhow!(
             "{}: {} check(s) failed, nothing was deployed:\n{}",

@@ -123,9 +123,8 @@ pub fn gather(global: &GlobalArgs, offline: bool) -> Vec<Check> {
             &["lock"],
         ));
         let manifest = Manifest::pinned();
-        let pbs_url = match manifest.find(&spec.python.version, &spec.python.release, Arch::Arm64, spec.python.variant)
-        {
-            Ok(artifact) => artifact.url_via(spec.pbs_mirror().as_deref()),
+        let pbs_url = match manifest.find(spec.python.version, &spec.python.release, Arch::Arm64, spec.python.variant) {
+            Ok(artifact) => artifact.url_via(spec.pbs_mirror(global.pbs_mirror_override()).as_deref()),
             Err(_) => "https://github.com/astral-sh/python-build-standalone/releases".into(),
         };
         checks.push(reachable(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arch::Arch;
+use crate::source_date::SourceDateEpoch;
 
 /// Build, verify and deploy the LiteLLM Python layer for the Node.js Lambda in this repository.
 #[derive(Debug, Parser)]
@@ -21,14 +22,43 @@ pub struct Xtask {
 pub struct GlobalArgs {
     /// Download cache (wheels, interpreters, index responses), content-addressed by sha256.
     /// Default: `$XTASK_CACHE_DIR`, else `$XDG_CACHE_HOME/litellm-layer`, else `~/.cache/litellm-layer`.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", env = "XTASK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Simple-API index (PEP 691 JSON) to lock against and to check the lock's inputs with, instead
+    /// of the `[index] url` of layer.toml. Credentials in the URL are never logged or written.
+    #[arg(long, global = true, value_name = "URL", env = "XTASK_INDEX_URL", hide_env_values = true)]
+    pub index_url: Option<String>,
+    /// A mirror holding the python-build-standalone release assets (`<mirror>/<release>/<file>`),
+    /// instead of `[python] mirror` of layer.toml.
+    #[arg(long, global = true, value_name = "URL", env = "XTASK_PBS_MIRROR", hide_env_values = true)]
+    pub pbs_mirror: Option<String>,
     /// The layer spec to read.
     #[arg(long, global = true, value_name = "FILE", default_value = "litellm-layer/layer.toml")]
     pub spec: PathBuf,
+    /// The fixed time of every output (zip entries, the files `verify` unpacks, the SBOM), in
+    /// seconds since 1970; empty means unset. Times before 1980 are taken as 1980-01-01.
+    #[arg(
+        long,
+        global = true,
+        env = "SOURCE_DATE_EPOCH",
+        value_name = "SECONDS",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub source_date_epoch: SourceDateEpoch,
 }
 
 impl GlobalArgs {
+    /// `--index-url` / `XTASK_INDEX_URL` when set and not empty.
+    pub fn index_override(&self) -> Option<&str> {
+        self.index_url.as_deref().filter(|url| !url.trim().is_empty())
+    }
+
+    /// `--pbs-mirror` / `XTASK_PBS_MIRROR` when set and not empty.
+    pub fn pbs_mirror_override(&self) -> Option<&str> {
+        self.pbs_mirror.as_deref().filter(|url| !url.trim().is_empty())
+    }
+
     /// The spec path: `--spec` as given when absolute, else relative to the repository root (so
     /// commands work from any directory of the checkout).
     pub fn spec_path(&self) -> PathBuf {
@@ -99,10 +129,6 @@ pub struct LayerArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
-    /// Simple-API index to resolve against (PEP 691 JSON). Credentials in the URL are never logged
-    /// or written to the lock. Default: the `[index] url` of layer.toml, else PyPI.
-    #[arg(long, value_name = "URL", env = "XTASK_INDEX_URL")]
-    pub index_url: Option<String>,
     /// Fail if `pylock.toml` does not match `layer.toml`; write nothing.
     #[arg(long, conflicts_with_all = ["upgrade", "upgrade_package"])]
     pub check: bool,
@@ -128,6 +154,10 @@ pub struct VerifyArgs {
     /// How many times `import litellm` is timed (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub runs: u32,
+    /// Write the modules the workload loaded as the import profile beside the lock
+    /// (`import-profile.toml`), which `layer` uses to choose what to byte-compile.
+    #[arg(long)]
+    pub record_profile: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -189,14 +219,14 @@ pub struct BenchArgs {
     /// Where to write the Markdown tables (relative to the repository root).
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
-    /// Run only these benchmarks (repeatable): lock, install, rebuild, import, and the chat
+    /// Run only these benchmarks (repeatable): lock, install, layer, import, and the chat
     /// service's cold-start, import-gc, warm-overhead.
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
     /// Scratch directory for venvs, caches and layouts (kept between runs).
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
     pub work_dir: PathBuf,
-    /// The interpreter for the `rebuild` benchmark (default: the pinned download).
+    /// The interpreter for the `layer` benchmark (default: the pinned download).
     #[command(flatten)]
     pub python: PythonDistArgs,
 }
@@ -233,5 +263,20 @@ mod tests {
     fn python_dist_requires_a_hash() {
         let err = Xtask::try_parse_from(["xtask", "layer", "--python-dist", "/tmp/x.tar.gz"]).unwrap_err().to_string();
         assert!(err.contains("--python-sha256"), "{err}");
+    }
+
+    #[test]
+    fn source_date_epoch_is_parsed_once_here() {
+        let parse = |value: &str| Xtask::try_parse_from(["xtask", "--source-date-epoch", value, "patch"]);
+        assert_eq!(parse("1700000000").unwrap().global.source_date_epoch.seconds(), Some(1_700_000_000));
+        assert_eq!(parse("").unwrap().global.source_date_epoch.seconds(), None);
+        let err = parse("yesterday").unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "invalid value 'yesterday' for '--source-date-epoch <SECONDS>': SOURCE_DATE_EPOCH=\"yesterday\" is \
+                 not a number of seconds since 1970; unset it or fix it"
+            ),
+            "{err}"
+        );
     }
 }

@@ -85,14 +85,6 @@ impl Http {
         }
     }
 
-    /// GET a URL and return the whole body.
-    pub fn get_bytes(&self, url: &str) -> Result<Vec<u8>> {
-        let mut response = self.get_with(url, |r| r)?;
-        let mut body = Vec::new();
-        response.read_to_end(&mut body).with_context(|| format!("reading the body of {}", redact_url(url)))?;
-        Ok(body)
-    }
-
     fn sleep_before_retry(&self, attempt: u32, why: &str) {
         let delay = self.backoff * 2u32.pow(attempt - 1);
         eprintln!("    retrying in {:.1}s ({why})", delay.as_secs_f64());

@@ -11,14 +11,17 @@
 pub mod bytecode;
 pub mod freshness;
 pub mod install;
-pub mod interpreter;
+pub(crate) mod interpreter;
 pub mod pack;
+pub mod profile;
 pub mod prune;
 pub mod report;
-pub mod sbom;
+pub(crate) mod resolved;
+pub(crate) mod sbom;
+pub(crate) mod strip;
 
 pub mod dist;
-pub mod wheel;
+pub(crate) mod wheel;
 
 use std::path::{Path, PathBuf};
 
@@ -28,32 +31,69 @@ use std::time::Instant;
 
 use crate::arch::Arch;
 use crate::archive::Limits;
-use crate::cache::Cache;
-use crate::flags::{GlobalArgs, LayerArgs};
+use crate::cache::{Cache, LockKind, RunLock, lock_timeout};
+use crate::flags::{GlobalArgs, LayerArgs, PythonDistArgs};
 use crate::http::Http;
 use crate::layer::interpreter::{RuntimeOutput, RuntimeRequest};
 use crate::layer::pack::{PackRequest, ZipPosition};
 use crate::layer::report::{RuleSavings, SizeReport};
 use crate::packaging::pylock::Pylock;
 use crate::progress::{Progress, human_bytes};
+use crate::source_date::SourceDateEpoch;
 use crate::spec::{LayerSpec, Upload};
 
 /// A file in every build directory, so `layer` only ever replaces a directory it made itself.
 pub const BUILD_MARKER: &str = ".xtask-layer-build";
 
+/// What one layer build is asked for: by `cargo xtask layer` (from its flags) or by `deploy`
+/// (rebuilding a stale layer).
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub arch: Arch,
+    /// `--python-dist` and friends; all empty means the pinned interpreter.
+    pub python: PythonDistArgs,
+    /// Bring serverless.yml in line with the build afterwards.
+    pub patch_serverless: bool,
+    /// Accept a public layer (`allowedAccounts: ['*']`) in serverless.yml.
+    pub allow_public_layer: bool,
+    /// Build only the interpreter step.
+    pub runtime_only: bool,
+    /// Where the build goes; `None` is `layer-build-<arch>` at the repository root.
+    pub out_dir: Option<PathBuf>,
+}
+
+impl From<&LayerArgs> for BuildOptions {
+    fn from(args: &LayerArgs) -> BuildOptions {
+        BuildOptions {
+            arch: args.arch,
+            python: args.python.clone(),
+            patch_serverless: !args.no_patch,
+            allow_public_layer: args.allow_public_layer,
+            runtime_only: args.runtime_only,
+            out_dir: args.out_dir.clone(),
+        }
+    }
+}
+
+/// `cargo xtask layer`.
 pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
+    build(global, &BuildOptions::from(args))
+}
+
+/// Build the layer as `options` say.
+pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     let started = Instant::now();
     let progress = Progress::new();
-    let arch = args.arch;
+    let arch = options.arch;
     let cache = Cache::locate(global.cache_dir.as_deref())?;
     let spec_path = global.spec_path();
     let spec = LayerSpec::load(&spec_path)?;
-    let out_dir = match &args.out_dir {
+    let out_dir = match &options.out_dir {
         Some(dir) => std::path::absolute(dir).with_context(|| format!("resolving --out-dir {}", dir.display()))?,
         None => crate::project_root().join(arch.build_dir_name()),
     };
     // A model the service is configured for must be servable by the layer: refused before building.
-    if !args.runtime_only
+    if !options.runtime_only
         && let Some(checked) = spec.check_model_config()?
     {
         progress.note(format!(
@@ -63,9 +103,12 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
         ));
     }
     // The layer installs exactly the lock; a lock made from other inputs is refused up front.
-    let lock = if args.runtime_only { None } else { Some(load_current_lock(&spec)?) };
+    let lock = if options.runtime_only { None } else { Some(load_current_lock(&spec, global.index_override())?) };
 
-    let staging = StagedOutput::begin(&out_dir)?;
+    // One run per output directory at a time; every run holds the cache shared (see `Cache::lock_for_run`).
+    let _cache_lock = cache.lock_for_run(&format!("`cargo xtask layer --arch {arch}`"), lock_timeout(), &progress)?;
+    let _out_lock = lock_output_dir(&cache, &out_dir, arch, &progress)?;
+    let staging = StagedOutput::begin(&out_dir, &progress)?;
     let http = Http::new()?;
     let previous = staging.previous().map(Path::to_path_buf);
     let request = RuntimeRequest {
@@ -73,7 +116,8 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
         arch,
         cache: &cache,
         http: &http,
-        python: &args.python,
+        python: &options.python,
+        pbs_mirror: global.pbs_mirror_override(),
         out_dir: staging.path(),
         previous_out_dir: previous.as_deref(),
         limits: Limits::default(),
@@ -85,7 +129,9 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
             spec_path: &spec_path,
             lock,
             arch,
-            args,
+            options,
+            source_date_epoch: global.source_date_epoch,
+            pbs_mirror: global.pbs_mirror_override(),
             cache: &cache,
             http: &http,
             runtime: &runtime,
@@ -97,8 +143,8 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
     let staged_at = staging.path().to_path_buf();
     staging.commit()?;
     runtime.relocate(&staged_at, &out_dir);
-    if built.is_some() && !args.no_patch {
-        crate::serverless::patch_after_build(&spec, arch, args.allow_public_layer, false, &progress)?;
+    if built.is_some() && options.patch_serverless {
+        crate::serverless::patch_after_build(&spec, arch, options.allow_public_layer, false, &progress)?;
     }
 
     println!("built the {} for {arch} in {}", if built.is_some() { "layer" } else { "runtime" }, out_dir.display());
@@ -135,10 +181,9 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
 }
 
 /// The lock beside the spec, refused when it was made from other inputs than the spec's now.
-fn load_current_lock(spec: &LayerSpec) -> Result<Pylock> {
+fn load_current_lock(spec: &LayerSpec, index_url: Option<&str>) -> Result<Pylock> {
     let lock_path = crate::lock::default_lock_path(&spec.path);
-    let index_url = std::env::var("XTASK_INDEX_URL").ok().filter(|u| !u.trim().is_empty());
-    let inputs = crate::lock::expected_inputs(spec, index_url.as_deref().unwrap_or(&spec.index.url))?;
+    let inputs = crate::lock::expected_inputs(spec, index_url.unwrap_or(&spec.index.url))?;
     crate::lock::check(&lock_path, &inputs).context("the layer installs exactly the lock; run `cargo xtask lock`")?;
     Pylock::load(&lock_path)
 }
@@ -149,7 +194,9 @@ struct BuildContext<'a> {
     spec_path: &'a Path,
     lock: &'a Pylock,
     arch: Arch,
-    args: &'a LayerArgs,
+    options: &'a BuildOptions,
+    source_date_epoch: SourceDateEpoch,
+    pbs_mirror: Option<&'a str>,
     cache: &'a Cache,
     http: &'a Http,
     runtime: &'a RuntimeOutput,
@@ -169,11 +216,16 @@ struct Built {
 /// install → prune → SBOM → bytecode + pack → size report + budget → input stamp.
 fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let BuildContext { spec, lock, arch, cache, http, runtime, staging, progress, .. } = *cx;
-    let site_packages = runtime.python_root.join("lib").join(format!("python{}", runtime.minor)).join("site-packages");
+    let site_packages = runtime.python_root.join(runtime.minor.site_packages_dir());
+    for warning in &lock.warnings {
+        progress.warn(warning);
+    }
+    crate::layer::resolved::check_against_build(lock, &runtime.version, arch)?;
     let mut dists = progress.step(format!("install ({arch}, {} locked packages)", lock.packages.len()), || {
         install::install_lock(lock, arch, spec, cache, http, &site_packages, progress)
     })?;
     let pruned = progress.step("prune", || prune::prune(&site_packages, &mut dists, &spec.prune, progress))?;
+    let stripped = progress.step("strip", || strip::strip_distributions(&site_packages, &dists, progress))?;
 
     // The SBOM describes what ships after pruning; written while every METADATA is still on disk.
     let cpython = sbom::CpythonInfo {
@@ -193,22 +245,43 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
                 dists: &dists,
                 metadata: sbom::MetadataSource::SitePackages(&site_packages_dirs),
                 dropped: &dropped,
+                source_date_epoch: cx.source_date_epoch,
             },
             &staging.join(sbom::sbom_file_name(arch)),
         )
     })?;
 
-    let build_python = interpreter::build_python(spec, arch, runtime, &cx.args.python, cache, http, progress)?;
+    let build_python =
+        interpreter::build_python(spec, arch, runtime, &cx.options.python, cx.pbs_mirror, cache, http, progress)?;
     let layer_dir = staging.join("layer");
     let out_zip = staging.join(arch.layer_zip_name());
+    let mut bytecode_plan =
+        profile::BytecodePlan::for_build(spec, &crate::lock::default_lock_path(&spec.path), progress)?;
+    bytecode_plan.cache_dir = Some(cache.subdir("bytecode")?);
     let pack_request = PackRequest {
         layer_dir: &layer_dir,
-        python_minor: &runtime.minor,
+        python_minor: runtime.minor,
         build_python: &build_python,
         out_zip: &out_zip,
-        source_date_epoch: pack::source_date_epoch_from_env()?,
+        source_date_epoch: cx.source_date_epoch.seconds().map(|seconds| seconds.unsigned_abs()),
         zip_position: ZipPosition::default(),
+        bytecode_plan: &bytecode_plan,
     };
+    progress.step("size estimate", || -> Result<()> {
+        let estimate = SizeReport::estimate(&layer_dir, runtime.minor, &dists, &bytecode_plan)?;
+        progress.note(format!(
+            "estimated before byte-compiling: {} zipped, {} unzipped",
+            human_bytes(estimate.total.zipped),
+            human_bytes(estimate.total.unzipped)
+        ));
+        report::check_budget(
+            &estimate,
+            spec.budget.zipped_mb,
+            spec.budget.unzipped_mb,
+            spec.budget.upload == Upload::Direct,
+        )
+        .context("estimated before byte-compiling (the exact size is checked after packing)")
+    })?;
     let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
 
     let mut savings: Vec<RuleSavings> = runtime
@@ -222,6 +295,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         files: outcome.files,
         bytes: outcome.bytes,
     }));
+    savings.extend(stripped);
     let report = progress.step("size report", || -> Result<SizeReport> {
         let report = SizeReport::compute(&packed, &dists, savings)?;
         report.write(staging)?;
@@ -243,6 +317,18 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     })
 }
 
+/// Hold `<cache>/locks/output-<hash of the output path>.lock` exclusively for the whole build: a
+/// second build of the same output waits (saying for what) and then fails with a clear timeout,
+/// instead of both swapping directories under each other. The lock file lives in the cache so
+/// nothing but the output appears beside it.
+fn lock_output_dir(cache: &Cache, out_dir: &Path, arch: Arch, progress: &Progress) -> Result<RunLock> {
+    use std::os::unix::ffi::OsStrExt;
+    let digest = crate::cache::sha256_bytes(out_dir.as_os_str().as_bytes());
+    let path = cache.subdir("locks")?.join(format!("output-{}.lock", &digest.as_str()[..16]));
+    let purpose = format!("`cargo xtask layer --arch {arch}` building {}", out_dir.display());
+    RunLock::acquire(&path, LockKind::Exclusive, &purpose, lock_timeout(), progress)
+}
+
 /// A build directory under construction beside the real output, swapped in by `commit`.
 struct StagedOutput {
     out_dir: PathBuf,
@@ -253,9 +339,27 @@ struct StagedOutput {
 impl StagedOutput {
     /// Check `out_dir` may be replaced (missing, empty, or made by `layer`) and create the staging
     /// directory beside it.
-    fn begin(out_dir: &Path) -> Result<StagedOutput> {
+    fn begin(out_dir: &Path, progress: &Progress) -> Result<StagedOutput> {
         let name = out_dir.file_name().context("--out-dir must name a directory")?.to_string_lossy().to_string();
         let parent = out_dir.parent().context("--out-dir must have a parent directory")?;
+        // The caller holds the output's lock, so staging and old directories of this output are
+        // leftovers of a killed run: remove them (only those holding the build marker).
+        if parent.is_dir() {
+            for entry in fs_err::read_dir(parent)? {
+                let entry = entry?;
+                let entry_name = entry.file_name().to_string_lossy().to_string();
+                let leftover = entry_name.starts_with(&format!(".{name}.staging-"))
+                    || entry_name.starts_with(&format!(".{name}.old-"));
+                let path = entry.path();
+                if leftover && entry.file_type()?.is_dir() && !path.is_symlink() {
+                    let marked = path.join(BUILD_MARKER).is_file() || fs_err::read_dir(&path)?.next().is_none();
+                    if marked {
+                        fs_err::remove_dir_all(&path)?;
+                        progress.note(format!("removed {} left by an interrupted build", path.display()));
+                    }
+                }
+            }
+        }
         let has_previous = match fs_err::symlink_metadata(out_dir) {
             Err(_) => false,
             Ok(meta) if !meta.is_dir() => {

@@ -1,7 +1,7 @@
 //! The LiteLLM layer workflow: build a small, fast-starting, reproducible Python layer for a
 //! Node.js 22 Lambda, verify it the way Lambda runs it, and deploy it.
 //!
-//! Data flow (see DESIGN.md in the repository's docs): `layer.toml` ─lock─▶ `pylock.toml`;
+//! Data flow (docs/architecture.md): `layer.toml` ─lock─▶ `pylock.toml`;
 //! pinned python-build-standalone ─runtime─▶ interpreter; lock ─install─▶ site-packages ─prune─▶
 //! ─bytecode─▶ ─pack─▶ layer zip ─▶ size report ─▶ SBOM ─▶ serverless.yml patch ─▶ deploy.
 //!
@@ -16,16 +16,21 @@ pub mod bench;
 pub mod cache;
 pub mod deploy;
 pub mod doctor;
+pub(crate) mod files;
 pub mod flags;
 pub mod http;
+pub(crate) mod lambda;
 pub mod layer;
 pub mod lock;
 pub mod manifest;
 pub mod packaging;
 pub mod progress;
 pub mod providers;
+pub mod python_version;
 pub mod serverless;
+pub mod source_date;
 pub mod spec;
+pub(crate) mod stats;
 pub mod test_suite;
 pub mod verify;
 
@@ -37,9 +42,4 @@ pub fn project_root() -> PathBuf {
     }
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
-}
-
-/// Error for a command whose issue has not landed yet.
-pub fn not_yet(command: &str, what: &str) -> anyhow::Error {
-    anyhow::anyhow!("`cargo xtask {command}` is not implemented yet ({what}); see the open issues")
 }

@@ -10,12 +10,12 @@
 //! PubGrub problem with one marker environment, and the preference carries arm64's choices over,
 //! so the arches agree on every package whose wheels exist for both.
 
-pub mod candidates;
-pub mod fetch;
-pub mod index;
-pub mod metadata;
-pub mod render;
-pub mod resolve;
+pub(crate) mod candidates;
+pub(crate) mod fetch;
+pub(crate) mod index;
+pub(crate) mod metadata;
+pub(crate) mod render;
+pub(crate) mod resolve;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -39,6 +39,7 @@ use crate::manifest::Manifest;
 use crate::packaging::pylock::{Hashes, LockInputs, LockTool, LockedPackage, LockedWheel, PackageRef, Pylock};
 use crate::packaging::wheel_name::normalize_name;
 use crate::progress::Progress;
+use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
 /// `created-by` of locks this tool writes.
@@ -49,7 +50,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
     let progress = Progress::new();
     let spec = LayerSpec::load(&global.spec_path())?;
     let output = args.output.clone().unwrap_or_else(|| default_lock_path(&spec.path));
-    let index_url = args.index_url.clone().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| spec.index.url.clone());
+    let index_url = global.index_override().unwrap_or(&spec.index.url).to_string();
     let inputs = expected_inputs(&spec, &index_url)?;
     if args.check {
         check(&output, &inputs)?;
@@ -68,6 +69,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
         None
     };
     let cache = Cache::locate(global.cache_dir.as_deref())?;
+    let _cache_lock = cache.lock_for_run("`cargo xtask lock`", crate::cache::lock_timeout(), &progress)?;
     let request = LockRequest {
         requirements: inputs.requirements.clone(),
         inputs: inputs.clone(),
@@ -105,7 +107,7 @@ pub fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockInputs> 
     let manifest = Manifest::pinned();
     let mut full_versions = BTreeSet::new();
     for arch in Arch::ALL {
-        let artifact = manifest.find(&spec.python.version, &spec.python.release, arch, spec.python.variant)?;
+        let artifact = manifest.find(spec.python.version, &spec.python.release, arch, spec.python.variant)?;
         full_versions.insert(artifact.version.clone());
     }
     if full_versions.len() != 1 {
@@ -221,8 +223,9 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
     }
     let python_full = Version::from_str(&request.inputs.python_full_version)
         .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
-    let python_minor = python_full.release().get(1).copied().unwrap_or(11) as u32;
-    let selector = Selector::new(python_full, python_minor, allowed);
+    let python = PythonVersion::from_full_version(&request.inputs.python_full_version)
+        .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
+    let selector = Selector::new(python_full, python.minor(), allowed);
     let http = Http::new()?;
     let index = IndexClient::new(http.clone(), &request.index_url, cache)?;
     let reader = MetadataReader::new(http, cache)?;
@@ -248,6 +251,23 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
             preferred.insert(name.clone(), dist.version.clone());
         }
         per_arch.push((arch, resolved));
+    }
+    for warning in sources.page_warnings() {
+        progress.warn(warning);
+    }
+    // PEP 592: a yanked release is only used when pinned exactly (or kept from the existing
+    // lock); say so, so it is a decision and not an accident.
+    let mut yanked = BTreeSet::new();
+    for (_, resolved) in &per_arch {
+        for (name, dist) in resolved {
+            if dist.wheel.yanked && yanked.insert((name.clone(), dist.version.clone())) {
+                progress.warn(format!(
+                    "{name} {} is yanked on the index; it is used because it is pinned or already locked. Pin \
+                     another version, or run `cargo xtask lock --upgrade-package {name}`",
+                    dist.version
+                ));
+            }
+        }
     }
     let stats = sources.stats();
     drop(sources);
@@ -309,6 +329,7 @@ fn assemble(inputs: &LockInputs, per_arch: &[(Arch, BTreeMap<String, ResolvedDis
         created_by: CREATED_BY.into(),
         packages,
         tool: Some(LockTool { litellm_layer: inputs.clone() }),
+        warnings: Vec::new(),
     }
 }
 
@@ -324,15 +345,8 @@ fn locked_wheel(file: &index::ProjectFile) -> LockedWheel {
 
 /// Write the lock atomically (temp file in the same directory, then rename).
 pub fn write_lock(path: &Path, lock: &Pylock) -> Result<()> {
-    use std::io::Write;
     let text = render::render(lock);
     // Never write what the install step could not read back.
     Pylock::parse(&text, path).context("internal error: the rendered lock does not parse")?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir)?;
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    temp.write_all(text.as_bytes())?;
-    temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_atomically(path, text.as_bytes())
 }

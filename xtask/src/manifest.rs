@@ -1,6 +1,7 @@
 //! The pinned python-build-standalone artifacts (URL + sha256), embedded from `data/pbs-manifest.json`.
 //!
-//! The pins were verified against the release assets; see `../shared/facts/pbs-releases.json`.
+//! The pins were verified against the release assets of python-build-standalone
+//! (docs/architecture.md §7).
 
 use std::fmt;
 
@@ -8,6 +9,7 @@ use anyhow::{Result, bail};
 use serde::Deserialize;
 
 use crate::arch::Arch;
+use crate::python_version::PythonVersion;
 
 /// The manifest text, part of the tool's identity (a change invalidates built layers).
 pub const MANIFEST_JSON: &str = include_str!("../data/pbs-manifest.json");
@@ -60,6 +62,9 @@ pub struct PbsArtifact {
     pub variant: Variant,
     pub url: String,
     pub sha256: String,
+    /// Part of the manifest's schema, checked when it is parsed; the extractor tells the
+    /// compression from the archive's magic bytes instead.
+    #[allow(dead_code)]
     pub archive_format: ArchiveFormat,
 }
 
@@ -70,9 +75,9 @@ impl PbsArtifact {
         last.replace("%2B", "+")
     }
 
-    /// The minor version, e.g. "3.11".
-    pub fn minor_version(&self) -> &str {
-        minor_of(&self.version)
+    /// The minor version, e.g. 3.11; `None` for a minor version the layer does not support.
+    pub fn minor_version(&self) -> Option<PythonVersion> {
+        PythonVersion::from_full_version(&self.version).ok()
     }
 
     /// The download URL, through a mirror when one is set (`<mirror>/<release>/<file name>`).
@@ -86,14 +91,6 @@ impl PbsArtifact {
             ),
             None => self.url.clone(),
         }
-    }
-}
-
-fn minor_of(version: &str) -> &str {
-    let mut dots = version.match_indices('.');
-    match (dots.next(), dots.next()) {
-        (Some(_), Some((second, _))) => &version[..second],
-        _ => version,
     }
 }
 
@@ -111,23 +108,23 @@ impl Manifest {
         Manifest { artifacts }
     }
 
-    pub fn has_release(&self, minor: &str, release: &str) -> bool {
-        self.artifacts.iter().any(|a| a.minor_version() == minor && a.release_tag == release)
+    pub fn has_release(&self, minor: PythonVersion, release: &str) -> bool {
+        self.artifacts.iter().any(|a| a.minor_version() == Some(minor) && a.release_tag == release)
     }
 
     /// Release tags pinned for a minor version, sorted.
-    pub fn releases_for(&self, minor: &str) -> Vec<String> {
+    pub fn releases_for(&self, minor: PythonVersion) -> Vec<String> {
         let mut tags: Vec<String> =
-            self.artifacts.iter().filter(|a| a.minor_version() == minor).map(|a| a.release_tag.clone()).collect();
+            self.artifacts.iter().filter(|a| a.minor_version() == Some(minor)).map(|a| a.release_tag.clone()).collect();
         tags.sort();
         tags.dedup();
         tags
     }
 
     /// The artifact for a minor version, release, arch and variant.
-    pub fn find(&self, minor: &str, release: &str, arch: Arch, variant: Variant) -> Result<&PbsArtifact> {
+    pub fn find(&self, minor: PythonVersion, release: &str, arch: Arch, variant: Variant) -> Result<&PbsArtifact> {
         let found = self.artifacts.iter().find(|a| {
-            a.minor_version() == minor
+            a.minor_version() == Some(minor)
                 && a.release_tag == release
                 && a.arch == arch.pbs_triple()
                 && a.variant == variant
@@ -138,7 +135,7 @@ impl Manifest {
                 let available: Vec<String> = self
                     .artifacts
                     .iter()
-                    .filter(|a| a.minor_version() == minor && a.arch == arch.pbs_triple())
+                    .filter(|a| a.minor_version() == Some(minor) && a.arch == arch.pbs_triple())
                     .map(|a| format!("{} {}", a.release_tag, a.variant))
                     .collect();
                 bail!(
@@ -155,10 +152,14 @@ impl Manifest {
 mod tests {
     use super::*;
 
+    fn py311() -> PythonVersion {
+        "3.11".parse().unwrap()
+    }
+
     #[test]
     fn manifest_covers_every_minor_arch_and_variant() {
         let manifest = Manifest::pinned();
-        for minor in ["3.11", "3.12", "3.13"] {
+        for minor in PythonVersion::SUPPORTED {
             for arch in Arch::ALL {
                 for variant in [Variant::InstallOnly, Variant::InstallOnlyStripped] {
                     let artifact = manifest.find(minor, "20260127", arch, variant).unwrap();
@@ -178,19 +179,19 @@ mod tests {
     #[test]
     fn file_name_and_mirror() {
         let manifest = Manifest::pinned();
-        let a = manifest.find("3.11", "20260127", Arch::Arm64, Variant::InstallOnlyStripped).unwrap();
+        let a = manifest.find(py311(), "20260127", Arch::Arm64, Variant::InstallOnlyStripped).unwrap();
         assert_eq!(a.file_name(), "cpython-3.11.14+20260127-aarch64-unknown-linux-gnu-install_only_stripped.tar.gz");
         assert_eq!(
             a.url_via(Some("https://mirror.example/pbs/")),
             "https://mirror.example/pbs/20260127/cpython-3.11.14%2B20260127-aarch64-unknown-linux-gnu-install_only_stripped.tar.gz"
         );
-        assert_eq!(a.minor_version(), "3.11");
+        assert_eq!(a.minor_version(), Some(py311()));
     }
 
     #[test]
     fn missing_build_lists_what_is_pinned() {
         let err =
-            Manifest::pinned().find("3.11", "20260814", Arch::Arm64, Variant::InstallOnly).unwrap_err().to_string();
+            Manifest::pinned().find(py311(), "20260814", Arch::Arm64, Variant::InstallOnly).unwrap_err().to_string();
         assert!(err.contains("20260814 install_only_stripped"), "{err}");
     }
 }

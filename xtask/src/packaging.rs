@@ -4,8 +4,9 @@
 //! Nothing here does I/O beyond reading and writing the files it describes; `lock` decides what
 //! to lock and `layer` what to install, both in these terms.
 
-pub mod core_metadata;
+pub(crate) mod core_metadata;
+pub(crate) mod lock_fields;
 pub mod pylock;
-pub mod record;
-pub mod tags;
+pub(crate) mod record;
+pub(crate) mod tags;
 pub mod wheel_name;

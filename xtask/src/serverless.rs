@@ -18,6 +18,7 @@ use yaml_rust2::scanner::TScalarStyle;
 use crate::arch::Arch;
 use crate::flags::{GlobalArgs, PatchArgs};
 use crate::progress::Progress;
+use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
 use yaml::{Data, Document, NodeId, NodeKind, ScalarKind};
@@ -27,7 +28,7 @@ use yaml::{Data, Document, NodeId, NodeKind, ScalarKind};
 pub const LAYER_NAME: &str = "pythonLiteLLM";
 
 /// The Lambda runtime the layer is built for.
-pub const NODE_RUNTIME: &str = "nodejs22.x";
+pub const NODE_RUNTIME: &str = crate::lambda::NODE_RUNTIME;
 
 /// Why a file was not patched. The file is never changed when one of these is returned.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ pub struct PatchPlan {
     /// The layer's `path`, with `{arch}` already replaced.
     pub layer_path: String,
     /// CPython minor version in the layer, e.g. "3.11".
-    pub python_minor: String,
+    pub python_minor: PythonVersion,
     /// Accept `allowedAccounts: ['*']` on the layer (with a warning) instead of refusing.
     pub allow_public_layer: bool,
 }
@@ -74,7 +75,7 @@ impl PatchPlan {
         PatchPlan {
             arch,
             layer_path: spec.serverless.layer_path.replace("{arch}", arch.lambda_name()),
-            python_minor: spec.python.version.clone(),
+            python_minor: spec.python.version,
             allow_public_layer,
         }
     }
@@ -90,8 +91,8 @@ impl PatchPlan {
                     (
                         "environment",
                         Desired::Map(vec![
-                            ("PYTHONHOME", Desired::Str("/opt/python".to_string())),
-                            ("PYTHONPATH", Desired::Str(format!("/opt/python/lib/python{}", self.python_minor))),
+                            ("PYTHONHOME", Desired::Str(crate::lambda::PYTHON_HOME.to_string())),
+                            ("PYTHONPATH", Desired::Str(self.python_minor.lambda_pythonpath())),
                             // A string, not a YAML boolean: LiteLLM compares the variable with "True".
                             ("LITELLM_LOCAL_MODEL_COST_MAP", Desired::Str("True".to_string())),
                         ]),
@@ -819,7 +820,7 @@ mod tests {
         PatchPlan {
             arch,
             layer_path: format!("../layer-build-{}/layer", arch.lambda_name()),
-            python_minor: "3.11".to_string(),
+            python_minor: "3.11".parse().unwrap(),
             allow_public_layer: false,
         }
     }

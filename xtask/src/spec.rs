@@ -8,8 +8,10 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::lambda;
 use crate::manifest::{Manifest, Variant};
 use crate::providers::{Catalog, Provider};
+use crate::python_version::PythonVersion;
 
 /// The parsed and validated layer spec.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +31,7 @@ pub struct LayerSpec {
     pub serverless: ServerlessSpec,
     #[serde(default)]
     pub providers: ProvidersSpec,
+    pub pack: PackSpec,
     /// Where the spec was read from (not a key).
     #[serde(skip)]
     pub path: PathBuf,
@@ -39,7 +42,8 @@ pub struct LayerSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PythonSpec {
     /// Minor version, e.g. "3.11".
-    pub version: String,
+    #[serde(deserialize_with = "python_version_key")]
+    pub version: PythonVersion,
     /// python-build-standalone release tag, e.g. "20260127".
     pub release: String,
     /// Build variant; `install_only_stripped` unless told otherwise.
@@ -60,9 +64,23 @@ pub struct PackagesSpec {
     /// Distributions dropped from the resolved closure (with everything only they need).
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Distributions allowed to install `*.pth`, `sitecustomize.py` or `usercustomize.py`.
+    /// Startup hooks (`*.pth`, `sitecustomize`, `usercustomize`) allowed in the layer, each by
+    /// distribution name and the sha256 of its content.
     #[serde(default)]
-    pub allow_startup_hooks: Vec<String>,
+    pub allow_startup_hooks: Vec<AllowedStartupHook>,
+    /// Secret-shaped files (`*.pem`, `.env`, `id_rsa`, ...) allowed in the layer, by their path in
+    /// site-packages, e.g. `certifi/cacert.pem`.
+    #[serde(default)]
+    pub allow_secret_files: Vec<String>,
+}
+
+/// One entry of `packages.allow-startup-hooks`: `{ name = "dist", sha256 = "<hex>" }`. A bare
+/// name is read so that it can be refused with a message saying what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum AllowedStartupHook {
+    Pinned { name: String, sha256: String },
+    NameOnly(String),
 }
 
 /// `[index]`: the package index the lock is resolved against.
@@ -105,7 +123,7 @@ pub struct PruneSpec {
     /// Opt-in: whole distributions to delete after install.
     #[serde(default)]
     pub drop_packages: Vec<String>,
-    /// Standard-library parts to delete (default: DESIGN.md §7's list).
+    /// Standard-library parts to delete (default: the list of docs/architecture.md §7).
     #[serde(default = "default_stdlib_rules")]
     pub stdlib: Vec<String>,
 }
@@ -114,7 +132,7 @@ fn default_safe_rules() -> Vec<String> {
     SAFE_PRUNE_RULES.iter().map(|s| s.to_string()).collect()
 }
 
-/// Standard-library parts removable with LiteLLM still working (DESIGN.md §6, §7).
+/// Standard-library parts removable with LiteLLM still working (docs/architecture.md §6, §7).
 pub const STDLIB_PRUNE_RULES: &[&str] = &[
     "test",
     "idlelib",
@@ -176,10 +194,10 @@ pub enum Upload {
 }
 
 fn default_zipped_mb() -> f64 {
-    50.0
+    lambda::DIRECT_UPLOAD_LIMIT_MB
 }
 fn default_unzipped_mb() -> f64 {
-    250.0
+    lambda::UNZIPPED_LIMIT_MB
 }
 
 impl Default for BudgetSpec {
@@ -253,6 +271,60 @@ impl LayerSpec {
     }
 }
 
+/// `[pack]`: which modules get bytecode and which ship without source (see `layer/profile.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PackSpec {
+    #[serde(default)]
+    pub bytecode: BytecodeChoice,
+    #[serde(default)]
+    pub sourceless: Sourceless,
+}
+
+/// `pack.bytecode`: which `.py` files get a `.pyc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BytecodeChoice {
+    /// Only the modules of the import profile beside the lock (every module when there is no
+    /// current profile); the others ship as `.py` and compile in memory when first imported.
+    #[default]
+    Profile,
+    /// Every module: the biggest layer, no module ever compiled on Lambda.
+    All,
+}
+
+/// `pack.sourceless`: whether profiled modules ship as `.pyc` without their `.py`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sourceless {
+    /// Every `.py` ships (tracebacks show source lines).
+    #[default]
+    Off,
+    /// Modules of the import profile ship as `.pyc` only (tracebacks show file and line, no text).
+    Profile,
+}
+
+impl<'de> Deserialize<'de> for Sourceless {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Flag(false) => Ok(Sourceless::Off),
+            Raw::Word(word) if word == "profile" => Ok(Sourceless::Profile),
+            Raw::Flag(true) => Err(serde::de::Error::custom(
+                "sourceless = true is not supported: use \"profile\" (only the modules of the import profile ship \
+                 without source) or false",
+            )),
+            Raw::Word(word) => {
+                Err(serde::de::Error::custom(format!("sourceless = {word:?}: expected false or \"profile\"")))
+            }
+        }
+    }
+}
+
 /// `[serverless]`: how the layer is wired into the service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -296,18 +368,12 @@ impl LayerSpec {
 
     fn validate(&self) -> Result<()> {
         let manifest = Manifest::pinned();
-        if !["3.11", "3.12", "3.13"].contains(&self.python.version.as_str()) {
-            bail!(
-                "python.version = {:?}: expected a minor version such as \"3.11\" (3.11, 3.12 or 3.13)",
-                self.python.version
-            );
-        }
-        if !manifest.has_release(&self.python.version, &self.python.release) {
+        if !manifest.has_release(self.python.version, &self.python.release) {
             bail!(
                 "python.release = {:?}: no pinned python-build-standalone {} build from that release; pinned releases: {}",
                 self.python.release,
                 self.python.version,
-                manifest.releases_for(&self.python.version).join(", ")
+                manifest.releases_for(self.python.version).join(", ")
             );
         }
         if let Some(mirror) = &self.python.mirror {
@@ -321,11 +387,33 @@ impl LayerSpec {
                 anyhow::anyhow!("packages.requirements: {requirement:?} is not a PEP 508 requirement: {e}")
             })?;
         }
-        for (key, names) in [
-            ("packages.exclude", &self.packages.exclude),
-            ("packages.allow-startup-hooks", &self.packages.allow_startup_hooks),
-            ("prune.drop-packages", &self.prune.drop_packages),
-        ] {
+        for hook in &self.packages.allow_startup_hooks {
+            match hook {
+                AllowedStartupHook::NameOnly(name) => bail!(
+                    "packages.allow-startup-hooks: {name:?} allows a startup hook by name alone; allow it by \
+                     distribution name and content instead: {{ name = {name:?}, sha256 = \"<hex>\" }} (the \
+                     refusal message of `cargo xtask layer` prints the sha256)"
+                ),
+                AllowedStartupHook::Pinned { name, sha256 } => {
+                    pep508_rs::PackageName::from_str(name).map_err(|e| {
+                        anyhow::anyhow!("packages.allow-startup-hooks: {name:?} is not a package name: {e}")
+                    })?;
+                    crate::cache::Sha256Hex::parse(sha256)
+                        .with_context(|| format!("packages.allow-startup-hooks: the entry for {name:?}"))?;
+                }
+            }
+        }
+        for path in &self.packages.allow_secret_files {
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c.is_empty() || c == "..") {
+                bail!(
+                    "packages.allow-secret-files: {path:?} is not a path inside site-packages (write it as \
+                     `certifi/cacert.pem`)"
+                );
+            }
+        }
+        for (key, names) in
+            [("packages.exclude", &self.packages.exclude), ("prune.drop-packages", &self.prune.drop_packages)]
+        {
             for name in names {
                 pep508_rs::PackageName::from_str(name)
                     .map_err(|e| anyhow::anyhow!("{key}: {name:?} is not a package name: {e}"))?;
@@ -351,9 +439,7 @@ impl LayerSpec {
             }
         }
         for path in &self.prune.litellm_proxy_paths {
-            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
-                bail!("prune.litellm-proxy-paths: {path:?} must be a relative path inside litellm/proxy without '..'");
-            }
+            crate::files::enclosed_relative_path(path).context("prune.litellm-proxy-paths")?;
         }
         for (key, value) in
             [("budget.zipped-mb", self.budget.zipped_mb), ("budget.unzipped-mb", self.budget.unzipped_mb)]
@@ -362,17 +448,19 @@ impl LayerSpec {
                 bail!("{key} = {value}: must be a positive number of megabytes");
             }
         }
-        if self.budget.zipped_mb > 50.0 && self.budget.upload == Upload::Direct {
+        if self.budget.zipped_mb > lambda::DIRECT_UPLOAD_LIMIT_MB && self.budget.upload == Upload::Direct {
             bail!(
-                "budget.zipped-mb = {}: Lambda accepts at most 50 MB zipped by direct upload; lower it, or set \
+                "budget.zipped-mb = {}: Lambda accepts at most {} MB zipped by direct upload; lower it, or set \
                  budget.upload = \"s3\" (Serverless uploads layers through S3)",
-                self.budget.zipped_mb
+                self.budget.zipped_mb,
+                lambda::DIRECT_UPLOAD_LIMIT_MB
             );
         }
-        if self.budget.unzipped_mb > 250.0 {
+        if self.budget.unzipped_mb > lambda::UNZIPPED_LIMIT_MB {
             bail!(
-                "budget.unzipped-mb = {}: Lambda allows at most 250 MB unzipped for a function and its layers",
-                self.budget.unzipped_mb
+                "budget.unzipped-mb = {}: Lambda allows at most {} MB unzipped for a function and its layers",
+                self.budget.unzipped_mb,
+                lambda::UNZIPPED_LIMIT_MB
             );
         }
         if !self.serverless.layer_path.contains("{arch}") && self.serverless.layer_path.is_empty() {
@@ -381,10 +469,17 @@ impl LayerSpec {
         Ok(())
     }
 
-    /// The pinned-or-mirrored python-build-standalone mirror, `XTASK_PBS_MIRROR` first.
-    pub fn pbs_mirror(&self) -> Option<String> {
-        std::env::var("XTASK_PBS_MIRROR").ok().filter(|s| !s.is_empty()).or_else(|| self.python.mirror.clone())
+    /// The python-build-standalone mirror: `cli` (`--pbs-mirror` / `XTASK_PBS_MIRROR`) first, else
+    /// `[python] mirror`.
+    pub fn pbs_mirror(&self, cli: Option<&str>) -> Option<String> {
+        cli.map(String::from).or_else(|| self.python.mirror.clone())
     }
+}
+
+/// `[python] version`, parsed into a [`PythonVersion`]; a bad value names the key.
+fn python_version_key<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<PythonVersion, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|error| serde::de::Error::custom(format!("python.version = {text:?}: {error}")))
 }
 
 #[cfg(test)]
@@ -411,6 +506,28 @@ requirements = ["litellm==1.78.7"]
         assert_eq!(spec.index.url, DEFAULT_INDEX_URL);
         assert_eq!(spec.prune.safe.len(), SAFE_PRUNE_RULES.len());
         assert_eq!(spec.budget.zipped_mb, 50.0);
+        assert_eq!(spec.pack.bytecode, BytecodeChoice::Profile);
+        assert_eq!(spec.pack.sourceless, Sourceless::Off);
+    }
+
+    #[test]
+    fn pack_keys() {
+        let spec = parse(&format!("{MINIMAL}\n[pack]\nbytecode = \"all\"\nsourceless = \"profile\"\n")).unwrap();
+        assert_eq!((spec.pack.bytecode, spec.pack.sourceless), (BytecodeChoice::All, Sourceless::Profile));
+        let spec = parse(&format!("{MINIMAL}\n[pack]\nsourceless = false\n")).unwrap();
+        assert_eq!(spec.pack.sourceless, Sourceless::Off);
+        for (value, want) in [
+            (
+                "sourceless = true",
+                "sourceless = true is not supported: use \"profile\" (only the modules of the import profile ship without source) or false",
+            ),
+            ("sourceless = \"all\"", "sourceless = \"all\": expected false or \"profile\""),
+            ("bytecode = \"some\"", "unknown variant `some`, expected `profile` or `all`"),
+        ] {
+            let msg = format!("{:#}", parse(&format!("{MINIMAL}\n[pack]\n{value}\n")).unwrap_err());
+            assert!(msg.contains(want), "want {want:?} in: {msg}");
+            assert!(msg.contains("litellm-layer/layer.toml"), "{msg}");
+        }
     }
 
     #[test]

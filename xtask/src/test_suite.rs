@@ -85,7 +85,7 @@ pub(crate) fn prepare_node_python(global: &GlobalArgs, progress: &Progress) -> R
     let (Some(executable), Some(minor)) = (lines.next(), lines.next()) else {
         bail!("python3 did not report its version: {}", String::from_utf8_lossy(&host_python.stderr));
     };
-    if minor != spec.python.version {
+    if minor != spec.python.version.dotted() {
         bail!(
             "the Node tests run LiteLLM on the host python3, which is {minor}; the lock is for {}: put a CPython {} \
              on PATH first, or set LITELLM_PYTHON and run `npm test` in amplify-lambda-js",

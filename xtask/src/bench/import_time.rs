@@ -1,5 +1,6 @@
 //! Benchmark `import litellm`: our layout against the floor (a plain directory with valid `.pyc`)
-//! and the old bash layout (a zip of `.py` files, no bytecode).
+//! and the old bash layout (a zip of `.py` files, no bytecode). Our layout follows the spec's
+//! `[pack]` keys and the import profile, as `cargo xtask layer` does.
 //!
 //! Every measurement is a fresh process (`python -c "import litellm"`, with
 //! `LITELLM_LOCAL_MODEL_COST_MAP=True`) run from a `venv --without-pip`, so the host's own
@@ -18,8 +19,10 @@ use fs_err as fs;
 use crate::layer::bytecode::{self, BuildPython, CompileJob};
 use crate::layer::dist::InstalledDist;
 use crate::layer::pack::{self, EntryKind, PackRequest, ZipEntry, ZipPosition};
+use crate::layer::profile::BytecodePlan;
 use crate::layer::report::{Contributor, SizeReport};
 use crate::progress::{Progress, human_bytes};
+use crate::python_version::PythonVersion;
 
 /// One layout's timings.
 #[derive(Debug, Clone)]
@@ -31,7 +34,7 @@ pub struct LayoutTiming {
 
 impl LayoutTiming {
     pub fn median(&self) -> Duration {
-        median(&self.samples)
+        crate::stats::median_duration(&self.samples)
     }
 }
 
@@ -118,17 +121,6 @@ impl fmt::Display for ImportTimeReport {
     }
 }
 
-/// Median of a non-empty list (the mean of the middle two for an even count).
-pub fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    match sorted.len() {
-        0 => Duration::ZERO,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
-    }
-}
-
 /// Build the layouts from `site_packages` (litellm and its dependencies installed, e.g. by
 /// `pip install --target`) under `work_dir`, then time `import litellm` in each, `runs` times.
 pub fn measure(
@@ -136,12 +128,14 @@ pub fn measure(
     site_packages: &Path,
     work_dir: &Path,
     runs: u32,
+    plan: &BytecodePlan,
     progress: &Progress,
 ) -> Result<ImportTimeReport> {
     if runs == 0 {
         bail!("the import benchmark needs at least one run");
     }
-    python.require_minor("3.11")?;
+    // The layouts are built for the minor version of the python that runs the benchmark.
+    let version: PythonVersion = python.minor_version()?.parse().context("the benchmark's python")?;
     if work_dir.exists() {
         fs::remove_dir_all(work_dir)?;
     }
@@ -179,9 +173,9 @@ pub fn measure(
 
     // (b) Our layout, built by the pack step.
     let ours = work_dir.join("ours");
-    let lib = ours.join("layer/python/lib/python3.11");
+    let lib = ours.join("layer/python").join(version.stdlib_dir());
     let (outcome, dists) = progress.step("bench: our layout (site-packages.zip + site-packages/)", || {
-        build_ours(python, site_packages, &ours, progress)
+        build_ours(python, version, site_packages, &ours, plan, progress)
     })?;
     let report = SizeReport::compute(&outcome, &dists, Vec::new())?;
     // (b') The same with the zip before site-packages on sys.path.
@@ -192,8 +186,8 @@ pub fn measure(
         python,
         &[CompileJob {
             source: ours_before.join("sitecustomize.py"),
-            pyc: ours_before.join(bytecode::pycache_path("sitecustomize.py", "cpython-311")),
-            co_filename: "/opt/python/lib/python3.11/sitecustomize.py".into(),
+            pyc: ours_before.join(bytecode::pycache_path("sitecustomize.py", &version.cache_tag())),
+            co_filename: format!("{}/sitecustomize.py", version.lambda_pythonpath()),
         }],
     )?;
 
@@ -274,22 +268,25 @@ fn time_import(
 
 fn build_ours(
     python: &BuildPython,
+    version: PythonVersion,
     site_packages: &Path,
     ours: &Path,
+    plan: &BytecodePlan,
     progress: &Progress,
 ) -> Result<(pack::PackOutcome, Vec<InstalledDist>)> {
     let layer = ours.join("layer");
-    let target = layer.join("python/lib/python3.11/site-packages");
+    let target = layer.join("python").join(version.site_packages_dir());
     copy_tree(site_packages, &target)?;
     let mut dists = dists_from_records(&target)?;
     let out_zip = ours.join("python-litellm-bench.zip");
     let request = PackRequest {
         layer_dir: &layer,
-        python_minor: "3.11",
+        python_minor: version,
         build_python: python,
         out_zip: &out_zip,
         source_date_epoch: None,
         zip_position: ZipPosition::AfterSitePackages,
+        bytecode_plan: plan,
     };
     let outcome = pack::build(&request, &mut dists, progress)?;
     Ok((outcome, dists))
@@ -450,14 +447,6 @@ fn tree_fingerprint(root: &Path) -> Result<Vec<(PathBuf, u64, Option<std::time::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn medians() {
-        let ms = Duration::from_millis;
-        assert_eq!(median(&[ms(5), ms(1), ms(3)]), ms(3));
-        assert_eq!(median(&[ms(4), ms(1), ms(3), ms(2)]), Duration::from_micros(2500));
-        assert_eq!(median(&[]), Duration::ZERO);
-    }
 
     #[test]
     fn names_are_normalized() {

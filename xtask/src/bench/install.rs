@@ -32,9 +32,7 @@ pub struct Measurement {
 
 impl Measurement {
     pub fn median(&self) -> Duration {
-        let mut sorted = self.runs.clone();
-        sorted.sort();
-        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+        crate::stats::median_duration(&self.runs)
     }
 }
 
@@ -88,12 +86,8 @@ pub fn bench_install(
     fs_err::create_dir_all(work_dir)?;
     let sh = Shell::new()?;
     let venv = work_dir.join("tools-venv");
+    tools_venv(&sh, &venv, progress)?;
     let python = venv.join("bin/python");
-    if !python.exists() {
-        progress.note(format!("creating {} with uv and pip from PyPI", venv.display()));
-        cmd!(sh, "python3 -m venv {venv}").run().context("creating the tool venv (needs python3 with venv)")?;
-    }
-    cmd!(sh, "{python} -m pip install -q --upgrade pip uv").run().context("installing pip and uv from PyPI")?;
     let uv = venv.join("bin/uv");
     let pip = venv.join("bin/pip");
     let uv_version = cmd!(sh, "{uv} --version").read()?;
@@ -107,7 +101,7 @@ pub fn bench_install(
     let quiet = Progress::new();
     let uv_platform = format!("{}-manylinux_2_34", arch.manylinux_name());
     let pip_platforms: Vec<String> = pip_platforms(arch).into_iter().flat_map(|p| ["--platform".into(), p]).collect();
-    let python_version = spec.python.version.clone();
+    let python_version = spec.python.version.dotted();
 
     let tool_args = ToolArgs {
         uv: &uv,
@@ -148,6 +142,17 @@ pub fn bench_install(
         }
     }
     Ok(markdown(&measurements, lock, &target, &uv_version, &pip_version, runs))
+}
+
+/// A private venv at `venv` with the newest uv and pip from PyPI (created on first use).
+pub fn tools_venv(sh: &Shell, venv: &Path, progress: &Progress) -> Result<()> {
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        progress.note(format!("creating {} with uv and pip from PyPI", venv.display()));
+        cmd!(sh, "python3 -m venv {venv}").run().context("creating the tool venv (needs python3 with venv)")?;
+    }
+    cmd!(sh, "{python} -m pip install -q --upgrade pip uv").run().context("installing pip and uv from PyPI")?;
+    Ok(())
 }
 
 struct ToolArgs<'a> {

@@ -33,7 +33,7 @@ pub fn bench_lock(xtask_bin: &Path, spec: &Path, work_dir: &Path, runs: u32) -> 
     let requirements_in = work_dir.join("requirements.in");
     fs_err::write(&requirements_in, layer.packages.requirements.join("\n") + "\n")?;
     let index_url = layer.index.url.clone();
-    let python_version = layer.python.version.clone();
+    let python_version = layer.python.version.dotted();
 
     let xtask_lock = |cache: &Path, n: u32| -> Result<()> {
         let output = work_dir.join(format!("pylock-{n}.toml"));
@@ -97,9 +97,7 @@ fn time(body: impl FnOnce() -> Result<()>) -> Result<Duration> {
 }
 
 fn median(times: &[Duration]) -> Duration {
-    let mut sorted = times.to_vec();
-    sorted.sort();
-    sorted[sorted.len() / 2]
+    crate::stats::median_duration(times)
 }
 
 /// Install uv with pip into `<work_dir>/uv-venv` (once) and return the `uv` binary.

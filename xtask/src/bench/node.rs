@@ -3,8 +3,9 @@
 //! tuning, and the warm overhead of a request through the handler against a direct HTTP call.
 //!
 //! Each script prints its own Markdown section (with the load average it was measured under);
-//! they run LiteLLM on `LITELLM_PYTHON`, the host CPython with exactly the locked packages, which
-//! `cargo xtask test` prepares for the Node tests too.
+//! they run LiteLLM on `LITELLM_PYTHON` when set, else on the built host-arch layer (what Lambda
+//! runs), else on the host CPython with exactly the locked packages that `cargo xtask test`
+//! prepares for the Node tests (no bytecode there, so every import compiles from source).
 
 use std::path::Path;
 use std::process::Command;
@@ -18,14 +19,17 @@ pub const NODE_BENCHMARKS: &[(&str, &str, u32)] = &[
     ("warm-overhead", "warm-overhead.mjs", 300),
 ];
 
-/// Runs `bench/<script>` with `--runs runs` and returns the Markdown it printed.
-pub fn run_script(root: &Path, script: &str, runs: u32, python: &Path) -> Result<String> {
+/// Runs `bench/<script>` with `--runs runs` and returns the Markdown it printed. `python` becomes
+/// `LITELLM_PYTHON`; without it the scripts use the built host-arch layer.
+pub fn run_script(root: &Path, script: &str, runs: u32, python: Option<&Path>) -> Result<String> {
     let path = root.join("bench").join(script);
-    let output = Command::new("node")
-        .arg(&path)
-        .args(["--runs", &runs.to_string()])
-        .env("LITELLM_PYTHON", python)
-        .current_dir(root)
+    let mut command = Command::new("node");
+    command.arg(&path).args(["--runs", &runs.to_string()]).current_dir(root);
+    match python {
+        Some(python) => command.env("LITELLM_PYTHON", python),
+        None => command.env_remove("LITELLM_PYTHON"),
+    };
+    let output = command
         .output()
         .with_context(|| format!("running node {} (is Node.js 20 or newer installed?)", path.display()))?;
     if !output.status.success() {

@@ -1,7 +1,7 @@
 //! Checks on the CloudFormation template `serverless package` writes, before anything is deployed.
 //!
 //! The layer resource must be built for the target architecture and the `nodejs22.x` runtime; every
-//! function must run `nodejs22.x` on that architecture, carry the Python environment (DESIGN.md §9)
+//! function must run `nodejs22.x` on that architecture, carry the Python environment (docs/architecture.md §9)
 //! and reference the layer. Each failure names the resource and the key, and says how to fix it.
 //!
 //! Resource and property names follow the CloudFormation reference:
@@ -13,16 +13,10 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::arch::Arch;
+use crate::python_version::PythonVersion;
 
 /// The Lambda runtime of the service.
-pub const RUNTIME: &str = "nodejs22.x";
-
-/// The environment every function needs to run the layer's Python (DESIGN.md §9).
-pub const PYTHON_ENVIRONMENT: [(&str, &str); 3] = [
-    ("PYTHONHOME", "/opt/python"),
-    ("PYTHONPATH", "/opt/python/lib/python3.11"),
-    ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
-];
+pub const RUNTIME: &str = crate::lambda::NODE_RUNTIME;
 
 const LAYER_TYPE: &str = "AWS::Lambda::LayerVersion";
 const FUNCTION_TYPE: &str = "AWS::Lambda::Function";
@@ -72,7 +66,12 @@ pub struct FunctionResource {
 }
 
 /// Check a parsed template for `arch`. Returns every failure, not only the first.
-pub fn check_template(template: &Value, arch: Arch) -> Result<TemplateSummary, Vec<CheckFailure>> {
+pub fn check_template(
+    template: &Value,
+    arch: Arch,
+    python: PythonVersion,
+) -> Result<TemplateSummary, Vec<CheckFailure>> {
+    let python_environment = crate::lambda::python_environment(python);
     let mut failures = Vec::new();
     let mut checks = Vec::new();
     let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
@@ -166,9 +165,9 @@ pub fn check_template(template: &Value, arch: Arch) -> Result<TemplateSummary, V
                 format!("set `provider.architecture: {arch_name}` in serverless.yml ({patch_hint})"),
             );
         }
-        for (name, expected) in PYTHON_ENVIRONMENT {
+        for (name, expected) in &python_environment {
             let value = property(function, &["Environment", "Variables", name]);
-            if value.and_then(Value::as_str) != Some(expected) {
+            if value.and_then(Value::as_str) != Some(expected.as_str()) {
                 let problem = match value {
                     None => format!("is missing, expected \"{expected}\""),
                     Some(Value::Bool(_)) => {
@@ -207,7 +206,7 @@ pub fn check_template(template: &Value, arch: Arch) -> Result<TemplateSummary, V
         checks.push(format!(
             "function {}: Environment {}",
             ids(&functions),
-            PYTHON_ENVIRONMENT.map(|(name, value)| format!("{name}={value}")).join(", ")
+            python_environment.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(", ")
         ));
         checks.push(format!("function {}: Layers references {}", ids(&functions), ids(&layers)));
     }
@@ -250,12 +249,12 @@ mod tests {
     }
 
     fn failures(template: &Value, arch: Arch) -> Vec<String> {
-        check_template(template, arch).unwrap_err().iter().map(ToString::to_string).collect()
+        check_template(template, arch, "3.11".parse().unwrap()).unwrap_err().iter().map(ToString::to_string).collect()
     }
 
     #[test]
     fn the_packaged_template_passes() {
-        let summary = check_template(&template(ARM64_TEMPLATE), Arch::Arm64).unwrap();
+        let summary = check_template(&template(ARM64_TEMPLATE), Arch::Arm64, "3.11".parse().unwrap()).unwrap();
         assert_eq!(summary.layers[0].logical_id, "PythonLiteLLMLambdaLayer");
         assert!(summary.layers[0].s3_key.as_deref().unwrap().ends_with("/pythonLiteLLM.zip"));
         assert_eq!(summary.functions[0].function_name.as_deref(), Some("amplify-lambda-js-dev-chat"));

@@ -19,8 +19,7 @@ use anyhow::{Context, Result, bail};
 use fs_err as fs;
 use serde::Deserialize;
 
-/// Where the layer is mounted on Lambda: `/opt/python` holds `bin/` and `lib/`.
-pub const LAMBDA_PYTHON_PREFIX: &str = "/opt/python";
+use crate::python_version::PythonVersion;
 
 /// A CPython that runs on the build host, of the same minor version as the layer's interpreter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,16 +49,21 @@ impl BuildPython {
         BuildPython { interpreter: PathBuf::from("python3"), home: None }
     }
 
-    /// A command running this interpreter with a clean, reproducible Python environment:
-    /// `-B -s`, `PYTHONHASHSEED=0`, and none of the caller's `PYTHON*` variables.
+    /// A command running this interpreter isolated from the tree it builds and from the caller:
+    /// `-S` (no `site`: no `.pth` file, `sitecustomize` or `usercustomize` of the layer runs on the
+    /// build machine), `-s`, `-B`, `PYTHONSAFEPATH=1` (`-P`: the working directory is not put on
+    /// `sys.path`), `PYTHONHASHSEED=0`, and none of the caller's `PYTHON*` variables. This is `-I
+    /// -S -B` except that `PYTHONHOME` may point at a relocated interpreter tree.
+    /// <https://docs.python.org/3/using/cmdline.html#cmdoption-I>
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.interpreter);
-        command.args(["-B", "-s"]);
+        command.args(["-S", "-s", "-B"]);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PYTHON") {
                 command.env_remove(&name);
             }
         }
+        command.env("PYTHONSAFEPATH", "1");
         command.env("PYTHONHASHSEED", "0");
         if let Some(home) = &self.home {
             command.env("PYTHONHOME", home);
@@ -87,9 +91,9 @@ impl BuildPython {
 
     /// Fail with a clear error unless this interpreter is CPython `minor` (e.g. `3.11`): bytecode
     /// is only valid for the minor version that wrote it.
-    pub fn require_minor(&self, minor: &str) -> Result<()> {
+    pub fn require_minor(&self, minor: PythonVersion) -> Result<()> {
         let found = self.minor_version()?;
-        if found != minor {
+        if found != minor.dotted() {
             bail!(
                 "the build python {} is {found} but the layer's interpreter is {minor}: bytecode only loads in the \
                  minor version that wrote it; use a python {minor} that runs on this machine (the extracted \
@@ -99,19 +103,6 @@ impl BuildPython {
         }
         Ok(())
     }
-}
-
-/// The cache tag of CPython `minor` (`3.11` → `cpython-311`), as in `sys.implementation.cache_tag`.
-pub fn cache_tag(minor: &str) -> Result<String> {
-    let (major, minor_number) =
-        minor.split_once('.').with_context(|| format!("python version {minor:?} is not of the form 3.11"))?;
-    if major.is_empty()
-        || minor_number.is_empty()
-        || !major.bytes().chain(minor_number.bytes()).all(|b| b.is_ascii_digit())
-    {
-        bail!("python version {minor:?} is not of the form 3.11");
-    }
-    Ok(format!("cpython-{major}{minor_number}"))
 }
 
 /// The PEP 3147 location of the `.pyc` for `source` (a POSIX path ending in `.py`):
@@ -152,8 +143,10 @@ pub struct SkippedFile {
 /// What [`compile`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompileOutcome {
-    /// Number of `.pyc` files written.
+    /// Number of `.pyc` files written (compiled now or taken from the bytecode cache).
     pub compiled: usize,
+    /// How many of those came from the bytecode cache.
+    pub from_cache: usize,
     /// Files with syntax (or encoding) errors, sorted by path.
     pub skipped: Vec<SkippedFile>,
 }
@@ -222,7 +215,141 @@ pub fn compile(python: &BuildPython, jobs: &[CompileJob]) -> Result<CompileOutco
         set_mode(&job.pyc, 0o644)?;
         compiled += 1;
     }
-    Ok(CompileOutcome { compiled, skipped })
+    Ok(CompileOutcome { compiled, from_cache: 0, skipped })
+}
+
+/// Bump when the cache entry format changes, so old entries are not read.
+const BYTECODE_CACHE_FORMAT: &str = "1";
+
+/// The bytecode cache, `<cache>/bytecode/`: one entry per compiled file, named by the sha256 of
+/// everything the `.pyc` bytes depend on (the source's sha256, the interpreter's magic number, the
+/// optimisation level, the invalidation mode and `co_filename`). An entry holds the `.pyc` bytes
+/// followed by their sha256, so a damaged entry is noticed, recompiled and replaced. Entries are
+/// written to a temp file and renamed into place.
+#[derive(Debug, Clone)]
+pub struct BytecodeCache {
+    dir: PathBuf,
+    /// `importlib.util.MAGIC_NUMBER` of the build python, as hex.
+    magic: String,
+}
+
+impl BytecodeCache {
+    /// The cache in `dir` for bytecode written by `python`.
+    pub fn open(dir: &Path, python: &BuildPython) -> Result<BytecodeCache> {
+        let output = python
+            .command()
+            .args(["-c", "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"])
+            .output()
+            .with_context(|| format!("running the build python {}", python.interpreter.display()))?;
+        let magic = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if !output.status.success() || magic.len() != 8 || !magic.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "cannot read the bytecode magic number of {} ({}): {}",
+                python.interpreter.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(BytecodeCache { dir: dir.to_path_buf(), magic })
+    }
+
+    /// The entry for `job` whose source bytes are `source`.
+    fn entry_path(&self, job: &CompileJob, source: &[u8]) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let source_sha256 = Sha256::digest(source);
+        let mut key = Sha256::new();
+        for part in [
+            BYTECODE_CACHE_FORMAT.as_bytes(),
+            &source_sha256[..],
+            self.magic.as_bytes(),
+            b"optimize=0",
+            b"unchecked-hash",
+            job.co_filename.as_bytes(),
+        ] {
+            key.update((part.len() as u64).to_le_bytes());
+            key.update(part);
+        }
+        let key: String = key.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(&key[..2]).join(format!("{key}.pyc"))
+    }
+
+    /// The cached `.pyc` bytes at `entry`, when present, intact and of this magic number.
+    fn read(&self, entry: &Path) -> Option<Vec<u8>> {
+        use sha2::{Digest, Sha256};
+        let mut bytes = fs::read(entry).ok()?;
+        if bytes.len() < 16 + 32 {
+            return None;
+        }
+        let pyc_len = bytes.len() - 32;
+        let intact = Sha256::digest(&bytes[..pyc_len])[..] == bytes[pyc_len..];
+        let magic: String = bytes[..4].iter().map(|b| format!("{b:02x}")).collect();
+        // PEP 552 flags: 0b01 is hash-based with check_source off (unchecked-hash).
+        let unchecked = bytes[4..8] == [1, 0, 0, 0];
+        if !intact || magic != self.magic || !unchecked {
+            return None;
+        }
+        bytes.truncate(pyc_len);
+        Some(bytes)
+    }
+
+    /// Store `pyc` at `entry` (temp file in the same directory, then rename).
+    fn store(&self, entry: &Path, pyc: &[u8]) -> Result<()> {
+        use sha2::{Digest, Sha256};
+        let parent = entry.parent().context("a cache entry has a parent directory")?;
+        fs::create_dir_all(parent)?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".xtask-pyc-")
+            .tempfile_in(parent)
+            .with_context(|| format!("creating a temp file in {}", parent.display()))?;
+        temp.write_all(pyc)
+            .and_then(|()| temp.write_all(&Sha256::digest(pyc)))
+            .with_context(|| format!("writing {}", temp.path().display()))?;
+        temp.persist(entry).with_context(|| format!("renaming a bytecode cache entry to {}", entry.display()))?;
+        Ok(())
+    }
+}
+
+/// [`compile`], taking each `.pyc` from `cache` when it holds one for the same inputs and storing
+/// what it compiled. Without a cache it is [`compile`].
+pub fn compile_cached(
+    python: &BuildPython,
+    jobs: &[CompileJob],
+    cache: Option<&BytecodeCache>,
+) -> Result<CompileOutcome> {
+    let Some(cache) = cache else {
+        return compile(python, jobs);
+    };
+    let mut misses = Vec::new();
+    let mut miss_entries = Vec::new();
+    let mut from_cache = 0;
+    for job in jobs {
+        let source = fs::read(&job.source)?;
+        let entry = cache.entry_path(job, &source);
+        match cache.read(&entry) {
+            Some(pyc) => {
+                if let Some(parent) = job.pyc.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::write(&job.pyc, &pyc)?;
+                set_mode(&job.pyc, 0o644)?;
+                from_cache += 1;
+            }
+            None => {
+                misses.push(job.clone());
+                miss_entries.push(entry);
+            }
+        }
+    }
+    let mut outcome = compile(python, &misses)?;
+    for (job, entry) in misses.iter().zip(&miss_entries) {
+        if outcome.skipped.iter().any(|s| s.source == job.source) {
+            continue;
+        }
+        cache.store(entry, &fs::read(&job.pyc)?)?;
+    }
+    outcome.compiled += from_cache;
+    outcome.from_cache = from_cache;
+    Ok(outcome)
 }
 
 fn run_driver(python: &BuildPython, lines: &[String]) -> Result<Vec<SkippedFile>> {
@@ -337,22 +464,17 @@ mod tests {
         assert_eq!(pycache_path("pkg/sub/mod.py", "cpython-311"), "pkg/sub/__pycache__/mod.cpython-311.pyc");
         assert_eq!(pycache_path("six.py", "cpython-311"), "__pycache__/six.cpython-311.pyc");
         assert_eq!(legacy_pyc_path("pkg/__init__.py"), "pkg/__init__.pyc");
-        assert_eq!(cache_tag("3.11").unwrap(), "cpython-311");
-        assert_eq!(cache_tag("3.9").unwrap(), "cpython-39");
-        let err = cache_tag("311").unwrap_err().to_string();
-        assert!(err.contains("not of the form 3.11"), "{err}");
-        assert!(cache_tag("3.x").is_err());
     }
 
     #[test]
     fn wrong_minor_version_is_a_clear_error() {
         let Some(python) = BuildPython::host_if_minor("3.11") else { return };
-        let err = python.require_minor("3.12").unwrap_err().to_string();
+        let err = python.require_minor("3.12".parse().unwrap()).unwrap_err().to_string();
         assert!(err.contains("is 3.11 but the layer's interpreter is 3.12"), "{err}");
         assert!(err.contains("use a python 3.12 that runs on this machine"), "{err}");
-        python.require_minor("3.11").unwrap();
+        python.require_minor("3.11".parse().unwrap()).unwrap();
         let missing = BuildPython { interpreter: "/nonexistent/python3.11".into(), home: None };
-        let err = format!("{:#}", missing.require_minor("3.11").unwrap_err());
+        let err = format!("{:#}", missing.require_minor("3.11".parse().unwrap()).unwrap_err());
         assert!(err.contains("running the build python /nonexistent/python3.11"), "{err}");
     }
 
@@ -367,7 +489,7 @@ mod tests {
             fs::write(dir.path().join("pkg/mod.py"), "def f(x):\n    return x in {'a', 'b', 'c', 'd'}\n").unwrap();
             let jobs = [job(dir.path(), "pkg/mod.py", "/opt/python/lib/python3.11/site-packages/pkg/mod.py")];
             let outcome = compile(&python, &jobs).unwrap();
-            assert_eq!(outcome, CompileOutcome { compiled: 1, skipped: vec![] });
+            assert_eq!(outcome, CompileOutcome { compiled: 1, from_cache: 0, skipped: vec![] });
             outputs.push(fs::read(&jobs[0].pyc).unwrap());
         }
         assert_eq!(outputs[0], outputs[1], "two compilations differ");
@@ -380,6 +502,42 @@ mod tests {
             "co_filename not the lambda path"
         );
         assert!(!text.contains("/tmp"), "the build directory leaked into the pyc");
+    }
+
+    #[test]
+    fn the_bytecode_cache_serves_identical_bytes_and_survives_damage() {
+        let Some(python) = BuildPython::host_if_minor("3.11") else { return };
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = BytecodeCache::open(cache_dir.path(), &python).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("mod.py"), "X = {'a', 'b'}\n").unwrap();
+        fs::write(dir.path().join("py2.py"), "print 'x'\n").unwrap();
+        let jobs = [job(dir.path(), "mod.py", "/opt/mod.py"), job(dir.path(), "py2.py", "/opt/py2.py")];
+        let cold = compile_cached(&python, &jobs, Some(&cache)).unwrap();
+        assert_eq!((cold.compiled, cold.from_cache, cold.skipped.len()), (1, 0, 1));
+        let fresh = fs::read(&jobs[0].pyc).unwrap();
+        fs::remove_file(&jobs[0].pyc).unwrap();
+        let warm = compile_cached(&python, &jobs, Some(&cache)).unwrap();
+        assert_eq!((warm.compiled, warm.from_cache, warm.skipped.len()), (1, 1, 1));
+        assert_eq!(fs::read(&jobs[0].pyc).unwrap(), fresh, "the cached .pyc differs from a fresh one");
+
+        // Another co_filename is another entry: the path is baked into the code objects.
+        let moved = [job(dir.path(), "mod.py", "/opt/elsewhere/mod.py")];
+        assert_eq!(compile_cached(&python, &moved, Some(&cache)).unwrap().from_cache, 0);
+
+        // A damaged entry is recompiled and replaced, never served.
+        let entry = cache.entry_path(&jobs[0], &fs::read(&jobs[0].source).unwrap());
+        let mut damaged = fs::read(&entry).unwrap();
+        damaged[20] ^= 0xff;
+        fs::write(&entry, &damaged).unwrap();
+        let again = compile_cached(&python, &jobs[..1], Some(&cache)).unwrap();
+        assert_eq!((again.compiled, again.from_cache), (1, 0));
+        assert_eq!(fs::read(&jobs[0].pyc).unwrap(), fresh);
+        assert_eq!(compile_cached(&python, &jobs[..1], Some(&cache)).unwrap().from_cache, 1);
+
+        // A changed source is a miss.
+        fs::write(dir.path().join("mod.py"), "X = 2\n").unwrap();
+        assert_eq!(compile_cached(&python, &jobs[..1], Some(&cache)).unwrap().from_cache, 0);
     }
 
     #[test]

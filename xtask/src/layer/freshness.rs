@@ -6,7 +6,6 @@
 //! and rebuilds when they differ, when the stamp is missing or unreadable, or when the zip is gone.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -50,9 +49,12 @@ pub fn layer_inputs_digest(root: &Path, spec_path: &Path, arch: Arch) -> Result<
             lock_path.display()
         )
     })?;
+    // The import profile decides which modules get bytecode (layer/profile.rs); absent is empty.
+    let profile = fs_err::read(crate::layer::profile::profile_path(&lock_path)).unwrap_or_default();
     Ok(digest_of_parts(&[
         ("layer.toml", &spec),
         ("pylock.toml", &lock),
+        ("import-profile.toml", &profile),
         ("pbs-manifest.json", crate::manifest::MANIFEST_JSON.as_bytes()),
         ("arch", arch.lambda_name().as_bytes()),
         ("xtask-version", env!("CARGO_PKG_VERSION").as_bytes()),
@@ -80,12 +82,7 @@ pub fn write_stamp(out_dir: &Path, digest: &str) -> Result<()> {
     };
     let mut text = serde_json::to_string_pretty(&stamp).context("serialising the build stamp")?;
     text.push('\n');
-    let path = out_dir.join(STAMP_FILE);
-    let mut temp = tempfile::NamedTempFile::new_in(out_dir)
-        .with_context(|| format!("creating a temporary file in {} for the build stamp", out_dir.display()))?;
-    temp.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-    temp.persist(&path).with_context(|| format!("renaming the build stamp into {}", path.display()))?;
-    Ok(())
+    crate::files::write_atomically(&out_dir.join(STAMP_FILE), text.as_bytes())
 }
 
 /// Whether a built layer matches its inputs.

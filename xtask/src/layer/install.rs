@@ -1,7 +1,7 @@
 //! The install step: exactly the lock, for one arch, into site-packages. Never resolves.
 //!
-//! For each locked package whose marker holds on the target (DESIGN.md §1: Linux, CPython 3.11,
-//! `aarch64` or `x86_64`), pick the best wheel for the arch, fetch it through the shared
+//! For each locked package whose marker holds on the target (docs/architecture.md §1: Linux,
+//! CPython 3.X, `aarch64` or `x86_64`), pick the best wheel for the arch, fetch it through the shared
 //! content-addressed cache (sha256 checked against the lock while streaming and again on read),
 //! plan every wheel (names, `WHEEL`, `RECORD`), refuse conflicts and startup hooks, then unpack
 //! all of them in parallel into a staging directory that replaces site-packages only when every
@@ -19,12 +19,13 @@ use crate::arch::Arch;
 use crate::cache::{Cache, Fetched, Sha256Hex, Source};
 use crate::http::{Http, redact_url};
 use crate::layer::dist::InstalledDist;
+use crate::layer::resolved;
 use crate::layer::wheel::{self, WheelPlan};
 use crate::packaging::pylock::{LockedPackage, LockedWheel, Pylock};
 use crate::packaging::tags::TargetTags;
 use crate::packaging::wheel_name::{WheelFilename, normalize_name};
 use crate::progress::{Progress, human_bytes};
-use crate::spec::LayerSpec;
+use crate::spec::{AllowedStartupHook, LayerSpec};
 
 /// Concurrent downloads.
 const DOWNLOAD_THREADS: usize = 8;
@@ -58,12 +59,7 @@ impl Target {
     /// The target of a build: the spec's Python minor version, the full version the lock was made
     /// for (or `<minor>.0` when the lock does not say).
     pub fn new(arch: Arch, spec: &LayerSpec, lock: &Pylock) -> Result<Target> {
-        let python_minor = spec
-            .python
-            .version
-            .strip_prefix("3.")
-            .and_then(|minor| minor.parse::<u32>().ok())
-            .ok_or_else(|| anyhow!("python.version = {:?} is not 3.<minor>", spec.python.version))?;
+        let python_minor = spec.python.version.minor();
         let python_full_version = lock
             .inputs()
             .map(|inputs| inputs.python_full_version.clone())
@@ -71,7 +67,7 @@ impl Target {
         Ok(Target { arch, python_minor, python_full_version })
     }
 
-    /// The PEP 508 marker environment of Lambda's Python (DESIGN.md §1).
+    /// The PEP 508 marker environment of Lambda's Python (docs/architecture.md §1).
     /// <https://packaging.python.org/en/latest/specifications/dependency-specifiers/#environment-markers>
     pub fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
         let python_version = format!("3.{}", self.python_minor);
@@ -183,6 +179,7 @@ pub fn install_lock(
     progress: &Progress,
 ) -> Result<Vec<InstalledDist>> {
     let target = Target::new(arch, spec, lock)?;
+    resolved::check_dependency_edges(lock)?;
     let selected = select_wheels(lock, &target)?;
 
     // Fetch and plan every wheel, several at a time.
@@ -193,6 +190,17 @@ pub fn install_lock(
             .with_context(|| {
                 format!("fetching {} {} ({})", choice.package.name, choice.package.version, choice.wheel.name)
             })?;
+        // The lock's size is the index's `size` (PEP 700); the hash already matched, so a
+        // difference means the lock was edited or the index lied about the file.
+        let received = fs_err::metadata(&path)?.len();
+        if let Some(size) = choice.wheel.size
+            && size != received
+        {
+            bail!(
+                "{}: the lock says {size} bytes (the index's size), the file has {received}; re-run `cargo xtask lock`",
+                choice.wheel.name
+            );
+        }
         let plan = wheel::plan(&path, &choice.filename)?;
         Ok((path, how, plan))
     })?;
@@ -224,7 +232,23 @@ pub fn install_lock(
         }
     }
     let plans: Vec<(&SelectedWheel, &WheelPlan)> = selected.iter().zip(fetched.iter().map(|(_, _, p)| p)).collect();
+    let candidates: Vec<resolved::InstallCandidate> = plans
+        .iter()
+        .map(|(choice, plan)| resolved::InstallCandidate {
+            name: &choice.package.name,
+            version: &choice.package.version,
+            wheel: &plan.wheel,
+            dependencies: choice.package.dependencies.iter().map(|d| d.name.as_str()).collect(),
+            metadata: &plan.metadata,
+        })
+        .collect();
+    let (top_level, exclude) = match lock.inputs() {
+        Some(inputs) => (&inputs.requirements, &inputs.exclude),
+        None => (&spec.packages.requirements, &spec.packages.exclude),
+    };
+    resolved::check_metadata_matches_lock(&candidates, top_level, exclude, &target.marker_environment()?)?;
     check_startup_hooks(&plans, &spec.packages.allow_startup_hooks, progress)?;
+    check_secret_files(&plans, &spec.packages.allow_secret_files)?;
     check_conflicts(&plans)?;
 
     // Unpack into a staging directory beside site-packages, then swap it into place.
@@ -276,32 +300,103 @@ pub fn install_lock(
     Ok(dists)
 }
 
-/// The supply-chain guard (DESIGN.md §10): a `*.pth` file at the top of site-packages, or a
-/// `sitecustomize`/`usercustomize` module, runs code at every interpreter start. They are
-/// refused unless the distribution is named in `packages.allow-startup-hooks`.
-fn check_startup_hooks(plans: &[(&SelectedWheel, &WheelPlan)], allowed: &[String], progress: &Progress) -> Result<()> {
+/// The supply-chain guard (docs/architecture.md §10): a `*.pth` file at the top of site-packages, or a
+/// `sitecustomize`/`usercustomize` module, runs code at every interpreter start. Each one is
+/// refused unless `packages.allow-startup-hooks` holds its distribution's name *and* the sha256 of
+/// its content (checked against RECORD here and against the bytes when the wheel is unpacked), so
+/// a new release of an allowed distribution cannot slip a different hook in.
+fn check_startup_hooks(
+    plans: &[(&SelectedWheel, &WheelPlan)],
+    allowed: &[AllowedStartupHook],
+    progress: &Progress,
+) -> Result<()> {
     for (choice, plan) in plans {
-        let hooks: Vec<&str> =
-            plan.files.iter().map(|f| f.destination.as_str()).filter(|d| is_startup_hook(d)).collect();
-        if hooks.is_empty() {
-            continue;
-        }
         let name = normalize_name(&choice.package.name);
-        if allowed.iter().any(|a| normalize_name(a) == name) {
-            progress.warn(format!(
-                "{}: installs startup hook(s) {} (allowed by packages.allow-startup-hooks)",
-                plan.wheel,
-                hooks.join(", ")
-            ));
+        let mut refused = Vec::new();
+        for file in plan.files.iter().filter(|f| is_startup_hook(&f.destination)) {
+            let sha256 = plan.recorded_sha256_hex(&file.archive_path).unwrap_or_default();
+            let is_allowed = allowed.iter().any(|entry| {
+                matches!(entry, AllowedStartupHook::Pinned { name: allowed_name, sha256: allowed_sha256 }
+                    if normalize_name(allowed_name) == name && allowed_sha256.eq_ignore_ascii_case(&sha256))
+            });
+            if is_allowed {
+                progress.warn(format!(
+                    "{}: installs startup hook {} (sha256 {sha256}, allowed by packages.allow-startup-hooks)",
+                    plan.wheel, file.destination
+                ));
+            } else {
+                refused.push((file.destination.as_str(), sha256));
+            }
+        }
+        if refused.is_empty() {
             continue;
         }
+        let listed: Vec<String> = refused.iter().map(|(path, sha256)| format!("{path} (sha256 {sha256})")).collect();
+        let entries: Vec<String> =
+            refused.iter().map(|(_, sha256)| format!("{{ name = \"{name}\", sha256 = \"{sha256}\" }}")).collect();
         bail!(
             "{}: refusing to install {}: a .pth file or sitecustomize/usercustomize module runs code at every \
-             Python start (LiteLLM 1.82.8 shipped a credential-stealing .pth this way). If you trust it, add \
-             \"{name}\" to packages.allow-startup-hooks in layer.toml",
+             Python start (LiteLLM 1.82.8 shipped a credential-stealing .pth this way). If you trust it, add {} to \
+             packages.allow-startup-hooks in layer.toml",
             plan.wheel,
-            hooks.join(", ")
+            listed.join(", "),
+            entries.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// File names that usually hold credentials or private keys: a wheel carrying one may be leaking
+/// its author's secrets, and a layer carrying one ships them to every function. Matched on the
+/// last path component.
+const SECRET_FILE_NAMES: &[&str] = &[
+    ".env",
+    ".netrc",
+    "_netrc",
+    ".pypirc",
+    ".npmrc",
+    ".git-credentials",
+    ".htpasswd",
+    ".pgpass",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+];
+
+/// Extensions of key and certificate stores.
+const SECRET_FILE_EXTENSIONS: &[&str] = &["pem", "key", "p12", "pfx", "jks", "keystore"];
+
+/// Whether an installed path looks like a secret by its name (see [`SECRET_FILE_NAMES`]).
+pub fn is_secret_shaped(destination: &str) -> bool {
+    let file = destination.rsplit('/').next().unwrap_or(destination);
+    let lower = file.to_ascii_lowercase();
+    SECRET_FILE_NAMES.contains(&lower.as_str())
+        || lower.starts_with(".env.")
+        || lower.rsplit_once('.').is_some_and(|(stem, ext)| !stem.is_empty() && SECRET_FILE_EXTENSIONS.contains(&ext))
+        || destination.ends_with(".aws/credentials")
+}
+
+/// Refuse secret-shaped files unless `packages.allow-secret-files` names their path.
+fn check_secret_files(plans: &[(&SelectedWheel, &WheelPlan)], allowed: &[String]) -> Result<()> {
+    for (_, plan) in plans {
+        let refused: Vec<&str> = plan
+            .files
+            .iter()
+            .map(|f| f.destination.as_str())
+            .filter(|d| is_secret_shaped(d) && !allowed.iter().any(|a| a == d))
+            .collect();
+        if !refused.is_empty() {
+            let quoted: Vec<String> = refused.iter().map(|path| format!("\"{path}\"")).collect();
+            bail!(
+                "{}: refusing to install {}: the name looks like a credential or private key, which must not ship \
+                 in a layer. If it is meant to be there (a CA bundle, a public key), add {} to \
+                 packages.allow-secret-files in layer.toml",
+                plan.wheel,
+                refused.join(", "),
+                quoted.join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -430,6 +525,27 @@ mod tests {
         }
         for fine in ["pkg/data.pth", "pkg/sitecustomize.py", "six.py", "litellm/__init__.py"] {
             assert!(!is_startup_hook(fine), "{fine}");
+        }
+    }
+
+    #[test]
+    fn secret_shaped_files_are_recognised() {
+        for secret in [
+            "pkg/.env",
+            "pkg/.env.production",
+            "certifi/cacert.pem",
+            "pkg/server.KEY",
+            "pkg/keys/id_rsa",
+            "pkg/id_ed25519",
+            ".netrc",
+            "pkg/.pypirc",
+            "pkg/store.p12",
+            "pkg/.aws/credentials",
+        ] {
+            assert!(is_secret_shaped(secret), "{secret}");
+        }
+        for fine in ["pkg/id_rsa.pub", "pkg/env.py", "pkg/.envrc.sample", "pkg/keys.py", "pkg/.pem", "pkg/monkey.py"] {
+            assert!(!is_secret_shaped(fine), "{fine}");
         }
     }
 

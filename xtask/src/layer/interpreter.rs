@@ -10,8 +10,8 @@
 //! rules and the files left, so an unchanged runtime is copied from the previous build instead of
 //! being extracted again.
 
-pub mod stamp;
-pub mod stdlib;
+pub(crate) mod stamp;
+pub(crate) mod stdlib;
 
 use std::path::{Path, PathBuf};
 
@@ -26,9 +26,10 @@ use crate::http::Http;
 use crate::layer::bytecode::BuildPython;
 use crate::manifest::Manifest;
 use crate::progress::{Progress, human_bytes};
+use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
-pub use stdlib::{PruneRuleReport, StdlibPruneReport};
+pub use stdlib::StdlibPruneReport;
 
 /// Everything the runtime step needs.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct RuntimeRequest<'a> {
     pub http: &'a Http,
     /// `--python-dist` and `--python-sha256`; both empty means the pinned manifest artifact.
     pub python: &'a PythonDistArgs,
+    /// `--pbs-mirror` / `XTASK_PBS_MIRROR`, over `[python] mirror`.
+    pub pbs_mirror: Option<&'a str>,
     /// The build directory being written (the staging directory during `layer`).
     pub out_dir: &'a Path,
     /// A previous build whose runtime is copied instead of extracted when its stamp matches.
@@ -55,8 +58,8 @@ pub struct RuntimeOutput {
     pub interpreter: PathBuf,
     /// Full CPython version, e.g. "3.11.14".
     pub version: String,
-    /// Minor version, e.g. "3.11".
-    pub minor: String,
+    /// The minor version, e.g. 3.11.
+    pub minor: PythonVersion,
     /// Lambda architecture name (`arm64`, `x86_64`).
     pub arch: String,
     /// Where the archive came from: a URL (credentials redacted) or a local path.
@@ -95,15 +98,17 @@ pub struct ResolvedArchive {
 }
 
 /// A CPython of the layer's minor version that runs on this machine, to byte-compile the layer
-/// (DESIGN.md §4): the layer's own interpreter when the arches match; otherwise the host-arch
+/// (docs/architecture.md §4): the layer's own interpreter when the arches match; otherwise the host-arch
 /// python-build-standalone build of the same release (pinned too) or `--build-python-dist`,
 /// extracted once into `<cache>/interpreters/<sha256>/` and never modified there (it runs with
 /// `-B`, so it writes no bytecode into its own tree).
+#[allow(clippy::too_many_arguments)] // Each is a separate input of the layer build.
 pub fn build_python(
     spec: &LayerSpec,
     arch: Arch,
     runtime: &RuntimeOutput,
     python: &PythonDistArgs,
+    pbs_mirror: Option<&str>,
     cache: &Cache,
     http: &Http,
     progress: &Progress,
@@ -119,15 +124,29 @@ pub fn build_python(
             std::env::consts::ARCH
         );
     };
-    let minor = &spec.python.version;
+    let minor = spec.python.version;
     let request = PythonDistArgs {
         python_dist: python.build_python_dist.clone(),
         python_sha256: python.build_python_sha256.clone(),
         ..Default::default()
     };
-    let resolved = resolve_archive(spec, host, &request)?;
+    let resolved = resolve_archive(spec, host, &request, pbs_mirror)?;
     let home = cache.subdir("interpreters")?.join(resolved.sha256.as_str());
-    if !home.join("python").is_dir() {
+    // The extracted interpreter is reused only while its tree still hashes to the digest taken
+    // when it was extracted: it writes the layer's bytecode, so an edited copy would ship.
+    let digest_file = cache.subdir("interpreters")?.join(format!("{}.tree-sha256", resolved.sha256));
+    let proven = home.join("python").is_dir()
+        && fs_err::read_to_string(&digest_file)
+            .ok()
+            .is_some_and(|recorded| stamp::tree_digest(&home.join("python")).is_ok_and(|now| now == recorded.trim()));
+    if !proven && fs_err::symlink_metadata(&home).is_ok() {
+        progress.note(format!(
+            "not reusing {}: its content does not match the digest taken when it was extracted; extracting it again",
+            home.display()
+        ));
+        fs_err::remove_dir_all(&home)?;
+    }
+    if !proven {
         let hint = format!(
             "a CPython {minor} that runs on this {host} machine is needed to byte-compile the {arch} layer; if {} \
              is unreachable, pass --build-python-dist PATH|URL --build-python-sha256 HEX (a python-build-standalone \
@@ -147,12 +166,16 @@ pub fn build_python(
                 return Err(error).with_context(|| format!("extracting {}", resolved.archive_name));
             }
         }
+        let digest = stamp::tree_digest(&home.join("python"))?;
+        let mut temp = tempfile::NamedTempFile::new_in(digest_file.parent().unwrap_or(Path::new(".")))?;
+        std::io::Write::write_all(&mut temp, digest.as_bytes())?;
+        temp.persist(&digest_file).with_context(|| format!("writing {}", digest_file.display()))?;
     } else {
         progress
             .note(format!("cpython {minor} for this {host} host (byte-compiling only): reusing {}", home.display()));
     }
     let root = home.join("python");
-    let interpreter = root.join("bin").join(format!("python{minor}"));
+    let interpreter = root.join("bin").join(minor.interpreter_name());
     if !interpreter.is_file() {
         bail!(
             "{} has no bin/python{minor}; is it a python-build-standalone install_only archive?",
@@ -169,7 +192,12 @@ pub fn python_root_of(out_dir: &Path) -> PathBuf {
 
 /// Pick the archive: `--python-dist` with its hash, else the pinned manifest artifact (through the
 /// mirror if one is set).
-pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) -> Result<ResolvedArchive> {
+pub fn resolve_archive(
+    spec: &LayerSpec,
+    arch: Arch,
+    python: &PythonDistArgs,
+    pbs_mirror: Option<&str>,
+) -> Result<ResolvedArchive> {
     match (&python.python_dist, &python.python_sha256) {
         (Some(location), Some(sha256)) => {
             let sha256 =
@@ -190,8 +218,8 @@ pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) ->
         }
         (None, None) => {
             let manifest = Manifest::pinned();
-            let artifact = manifest.find(&spec.python.version, &spec.python.release, arch, spec.python.variant)?;
-            let mirror = spec.pbs_mirror();
+            let artifact = manifest.find(spec.python.version, &spec.python.release, arch, spec.python.variant)?;
+            let mirror = spec.pbs_mirror(pbs_mirror);
             let url = artifact.url_via(mirror.as_deref());
             Ok(ResolvedArchive {
                 source: Source::parse(&url),
@@ -207,8 +235,8 @@ pub fn resolve_archive(spec: &LayerSpec, arch: Arch, python: &PythonDistArgs) ->
 /// Run the runtime step: fetch (hash-checked), extract, check the layout, prune the stdlib.
 pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<RuntimeOutput> {
     let spec = request.spec;
-    let minor = spec.python.version.clone();
-    let resolved = resolve_archive(spec, request.arch, request.python)?;
+    let minor = spec.python.version;
+    let resolved = resolve_archive(spec, request.arch, request.python, request.pbs_mirror)?;
     let python_root = python_root_of(request.out_dir);
 
     if let Some(previous) = request.previous_out_dir
@@ -217,7 +245,7 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
             request.out_dir,
             &resolved.sha256,
             &spec.prune.stdlib,
-            &minor,
+            minor,
             request.arch,
             progress,
         )?
@@ -225,7 +253,7 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
         return Ok(output);
     }
 
-    let label = format!("cpython {} ({})", resolved.version.as_deref().unwrap_or(&minor), request.arch);
+    let label = format!("cpython {} ({})", resolved.version.clone().unwrap_or_else(|| minor.to_string()), request.arch);
     let (blob, fetched) = progress.step(format!("fetch {label}"), || {
         progress.note(format!("from {}", resolved.source.display()));
         request.cache.fetch(request.http, &resolved.source, &resolved.sha256, &resolved.archive_name, progress)
@@ -241,20 +269,20 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
     let compression = progress.step(format!("extract {label}"), || {
         extract_python_tree(&blob, &resolved.archive_name, &python_root, &request.limits, progress)
     })?;
-    let interpreter = check_layout(&python_root, &minor, request.arch, &resolved.archive_name)?;
+    let interpreter = check_layout(&python_root, minor, request.arch, &resolved.archive_name)?;
     let version = match &resolved.version {
         Some(version) => Some(version.clone()),
-        None => version_from_patchlevel(&python_root, &minor)?,
+        None => version_from_patchlevel(&python_root, minor)?,
     };
 
     let prune = progress.step(format!("prune stdlib ({} rules)", spec.prune.stdlib.len()), || {
-        let report = stdlib::prune_stdlib(&python_root, &minor, &spec.prune.stdlib)?;
+        let report = stdlib::prune_stdlib(&python_root, minor, &spec.prune.stdlib)?;
         print_prune_report(&report, progress);
         anyhow::Ok(report)
     })?;
     // site-packages belongs to the install step, which fills it from the lock alone: whatever the
     // archive put there (PBS ships a README.txt and pip) does not ship.
-    let site_packages = python_root.join("lib").join(format!("python{minor}")).join("site-packages");
+    let site_packages = python_root.join(minor.site_packages_dir());
     if site_packages.is_dir() {
         fs_err::remove_dir_all(&site_packages)?;
     }
@@ -290,7 +318,7 @@ pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<Runtim
             })?
         }
     };
-    if version_minor(&version) != minor {
+    if PythonVersion::from_full_version(&version).ok() != Some(minor) {
         bail!("{}: holds CPython {version}, but layer.toml asks for python {minor}", resolved.archive_name);
     }
 
@@ -365,9 +393,9 @@ fn extract_python_tree(
 
 /// Check the extracted tree is a CPython `minor` for `arch`: `bin/python3.X` (an ELF for the
 /// target machine) and `lib/python3.X/`. Returns the interpreter path.
-fn check_layout(python_root: &Path, minor: &str, arch: Arch, archive_name: &str) -> Result<PathBuf> {
-    let interpreter = python_root.join("bin").join(format!("python{minor}"));
-    let stdlib = python_root.join("lib").join(format!("python{minor}"));
+fn check_layout(python_root: &Path, minor: PythonVersion, arch: Arch, archive_name: &str) -> Result<PathBuf> {
+    let interpreter = python_root.join("bin").join(minor.interpreter_name());
+    let stdlib = python_root.join(minor.stdlib_dir());
     if !interpreter.is_file() {
         let found: Vec<String> = fs_err::read_dir(python_root.join("bin"))
             .map(|entries| {
@@ -409,13 +437,11 @@ fn check_layout(python_root: &Path, minor: &str, arch: Arch, archive_name: &str)
 /// tree, importing the modules LiteLLM needs from the stdlib. Returns the full version.
 fn smoke_test(interpreter: &Path, python_root: &Path) -> Result<String> {
     let script = "import ssl, json, sqlite3, zlib, sys; print('.'.join(map(str, sys.version_info[:3])))";
-    let output = std::process::Command::new(interpreter)
+    // Isolated like every interpreter the build runs: nothing from the tree's site-packages runs.
+    let build_python = BuildPython { interpreter: interpreter.to_path_buf(), home: Some(python_root.to_path_buf()) };
+    let output = build_python
+        .command()
         .args(["-c", script])
-        .env("PYTHONHOME", python_root)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONSTARTUP")
-        .env_remove("PYTHONUSERBASE")
         .output()
         .with_context(|| format!("running {}", interpreter.display()))?;
     if !output.status.success() {
@@ -451,8 +477,8 @@ pub fn version_from_archive_name(name: &str) -> Option<String> {
 }
 
 /// `PY_VERSION` from `include/python3.X/patchlevel.h`, when the headers are there.
-fn version_from_patchlevel(python_root: &Path, minor: &str) -> Result<Option<String>> {
-    let header = python_root.join("include").join(format!("python{minor}")).join("patchlevel.h");
+fn version_from_patchlevel(python_root: &Path, minor: PythonVersion) -> Result<Option<String>> {
+    let header = python_root.join(minor.include_dir()).join("patchlevel.h");
     if !header.is_file() {
         return Ok(None);
     }
@@ -462,10 +488,6 @@ fn version_from_patchlevel(python_root: &Path, minor: &str) -> Result<Option<Str
         let quoted = rest.trim().strip_prefix('"')?.split('"').next()?;
         version_from_archive_name(&format!("cpython-{quoted}"))
     }))
-}
-
-fn version_minor(version: &str) -> String {
-    version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
 /// Decode `%XX` escapes in a URL path segment (`%2B` → `+`).
@@ -492,6 +514,72 @@ fn percent_decode(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A home for the host python3 whose stdlib entries are symlinks to the host's and whose
+    /// site-packages holds a `.pth` file and a `sitecustomize.py` that each write a marker file.
+    fn home_with_startup_hooks(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+        let host = BuildPython::host();
+        let minor = host.minor_version().ok()?;
+        let output = host
+            .command()
+            .args(["-c", "import sys, sysconfig; print(sysconfig.get_path('stdlib')); print(sys.executable)"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        let mut lines = text.lines();
+        let (stdlib, executable) = (PathBuf::from(lines.next()?), PathBuf::from(lines.next()?));
+        let lib = dir.join("home/lib").join(format!("python{minor}"));
+        fs_err::create_dir_all(lib.join("site-packages")).unwrap();
+        for entry in fs_err::read_dir(&stdlib).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "site-packages" {
+                std::os::unix::fs::symlink(entry.path(), lib.join(entry.file_name())).unwrap();
+            }
+        }
+        let marker = dir.join("ran");
+        let write_marker = format!("open({:?}, 'a').write('x')", marker.display().to_string());
+        fs_err::write(lib.join("site-packages/evil.pth"), format!("import os; {write_marker}\n")).unwrap();
+        fs_err::write(lib.join("site-packages/sitecustomize.py"), format!("{write_marker}\n")).unwrap();
+        Some((executable, marker))
+    }
+
+    #[test]
+    fn build_time_interpreters_run_no_startup_hook_of_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((executable, marker)) = home_with_startup_hooks(dir.path()) else {
+            eprintln!("skipping: no host python3");
+            return;
+        };
+        let home = dir.path().join("home");
+        // The hooks are live: a plain run of that interpreter executes them.
+        let status =
+            std::process::Command::new(&executable).env("PYTHONHOME", &home).args(["-c", "pass"]).status().unwrap();
+        assert!(status.success());
+        assert!(marker.exists(), "the fixture's hooks did not run without isolation");
+        fs_err::remove_file(&marker).unwrap();
+
+        // The build's interpreter runs (version probe, smoke test, byte-compiling) run none.
+        let build_python = BuildPython { interpreter: executable.clone(), home: Some(home.clone()) };
+        build_python.minor_version().unwrap();
+        let version = smoke_test(&executable, &home).unwrap();
+        assert!(version.starts_with("3."), "{version}");
+        let output = build_python
+            .command()
+            .args(["-c", "import sys; print(sys.flags.no_site, sys.flags.safe_path)"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1 True");
+        assert!(!marker.exists(), "a startup hook of the tree ran on the build machine");
+
+        // A module in the working directory does not shadow the stdlib either.
+        let cwd = dir.path().join("cwd");
+        fs_err::create_dir_all(&cwd).unwrap();
+        fs_err::write(cwd.join("py_compile.py"), format!("open({:?}, 'a').write('x')\n", marker.display().to_string()))
+            .unwrap();
+        let status = build_python.command().current_dir(&cwd).args(["-c", "import py_compile"]).status().unwrap();
+        assert!(status.success());
+        assert!(!marker.exists(), "a module in the working directory shadowed the stdlib");
+    }
 
     #[test]
     fn version_is_read_from_pbs_names() {
@@ -525,7 +613,7 @@ mod tests {
             python_sha256: Some("A".repeat(64)),
             ..Default::default()
         };
-        let resolved = resolve_archive(&spec, Arch::X86_64, &given).unwrap();
+        let resolved = resolve_archive(&spec, Arch::X86_64, &given, None).unwrap();
         assert_eq!(resolved.archive_name, "cpython-3.11.9+x-x86_64.tar.zst");
         assert_eq!(resolved.version.as_deref(), Some("3.11.9"));
         assert_eq!(resolved.sha256.as_str(), "a".repeat(64));
@@ -536,13 +624,59 @@ mod tests {
             python_sha256: Some("abc".into()),
             ..Default::default()
         };
-        let msg = format!("{:#}", resolve_archive(&spec, Arch::X86_64, &bad).unwrap_err());
+        let msg = format!("{:#}", resolve_archive(&spec, Arch::X86_64, &bad, None).unwrap_err());
         assert!(msg.contains("--python-sha256 must be the archive's sha256"), "{msg}");
         assert!(msg.contains("\"abc\" is not a sha256"), "{msg}");
 
-        let pinned = resolve_archive(&spec, Arch::Arm64, &PythonDistArgs::default());
+        let pinned = resolve_archive(&spec, Arch::Arm64, &PythonDistArgs::default(), None);
         let pinned = pinned.unwrap();
         assert_eq!(pinned.version.as_deref(), Some("3.11.14"));
         assert!(pinned.archive_name.contains("aarch64-unknown-linux-gnu-install_only_stripped"));
+    }
+
+    /// An extracted tree of CPython `version` for x86_64: the interpreter (an ELF header), the
+    /// stdlib with a test package, and the headers with `PY_VERSION`.
+    fn tree_for(root: &Path, version: &str, patch: &str) {
+        let python: PythonVersion = version.parse().unwrap();
+        let mut elf = vec![0u8; 20];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[18..20].copy_from_slice(&Arch::X86_64.elf_machine().to_le_bytes());
+        fs_err::create_dir_all(root.join("bin")).unwrap();
+        fs_err::write(root.join("bin").join(python.interpreter_name()), elf).unwrap();
+        fs_err::create_dir_all(root.join(python.stdlib_dir()).join("test")).unwrap();
+        fs_err::write(root.join(python.stdlib_dir()).join("test/test_os.py"), "# test\n").unwrap();
+        fs_err::create_dir_all(root.join(python.include_dir())).unwrap();
+        fs_err::write(
+            root.join(python.include_dir()).join("patchlevel.h"),
+            format!("#define PY_VERSION \"{version}.{patch}\"\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn layout_version_and_stdlib_prune_follow_the_minor_version() {
+        for version in ["3.12", "3.13"] {
+            let python: PythonVersion = version.parse().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            tree_for(dir.path(), version, "4");
+            let interpreter = check_layout(dir.path(), python, Arch::X86_64, "demo.tar.gz").unwrap();
+            assert_eq!(interpreter, dir.path().join(format!("bin/python{version}")));
+            assert_eq!(version_from_patchlevel(dir.path(), python).unwrap(), Some(format!("{version}.4")));
+            let report = stdlib::prune_stdlib(dir.path(), python, &["test".to_string()]).unwrap();
+            assert_eq!(report.rules[0].files, 1, "{version}");
+            assert!(!dir.path().join(format!("lib/python{version}/test")).exists(), "{version}");
+        }
+    }
+
+    #[test]
+    fn a_tree_of_another_minor_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        tree_for(dir.path(), "3.12", "4");
+        let err = check_layout(dir.path(), "3.13".parse().unwrap(), Arch::X86_64, "demo.tar.gz").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "demo.tar.gz: python/bin/python3.13 is missing (bin/ holds: python3.12); layer.toml asks for python 3.13, \
+             so pass a python-build-standalone 3.13 archive"
+        );
     }
 }

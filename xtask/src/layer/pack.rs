@@ -1,18 +1,18 @@
 //! Pack the layer: site-packages.zip for pure-Python distributions, sitecustomize.py, and the deterministic layer zip.
 //!
-//! Layout (DESIGN.md §5): zipimport cannot load extension modules, ignores `__pycache__/`, uses a
+//! Layout (docs/architecture.md §5): zipimport cannot load extension modules, ignores `__pycache__/`, uses a
 //! `.pyc` only beside its `.py`, and finds namespace packages only through explicit directory
 //! entries; code reading data files through `__file__` cannot read them from a zip. So a
 //! distribution goes into `site-packages.zip` only when it holds nothing but `.py` files (plus
 //! `py.typed` and its `.dist-info`); the rest stay in `site-packages/` with `__pycache__/`.
 //! Distributions sharing a top-level name go to the same place.
 //!
-//! Zips are reproducible (DESIGN.md §8): entries sorted by name, one fixed mtime
+//! Zips are reproducible (docs/architecture.md §8): entries sorted by name, one fixed mtime
 //! (`SOURCE_DATE_EPOCH`, else 1980-01-01 00:00:00), modes 0644/0755, no extra fields, deflate at
-//! a fixed level, symlinks stored as in-archive symlinks (unix mode `S_IFLNK`, the relative target
+//! a fixed level (a nested `.zip` is stored, not deflated again), symlinks stored as in-archive symlinks (unix mode `S_IFLNK`, the relative target
 //! as content; Lambda extracts them as links).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 
@@ -24,7 +24,9 @@ use zip::{CompressionMethod, DateTime, ZipWriter};
 
 use crate::layer::bytecode::{self, BuildPython, CompileJob, SkippedFile};
 use crate::layer::dist::InstalledDist;
+use crate::layer::profile::BytecodePlan;
 use crate::progress::Progress;
+use crate::python_version::PythonVersion;
 
 /// Deflate level of every zip we write. Fixed, so the bytes do not depend on a default.
 pub const DEFLATE_LEVEL: i64 = 9;
@@ -179,44 +181,16 @@ pub fn zip_mtime(source_date_epoch: Option<u64>) -> Result<DateTime> {
     };
     // 1980-01-01 and 2107-12-31 23:59:58 UTC, the DOS date range.
     let epoch = epoch.clamp(315_532_800, 4_354_819_198);
-    let days = (epoch / 86_400) as i64;
-    let seconds = epoch % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let utc = crate::source_date::utc(epoch as i64);
     DateTime::from_date_and_time(
-        year as u16,
-        month as u8,
-        day as u8,
-        (seconds / 3600) as u8,
-        (seconds % 3600 / 60) as u8,
-        (seconds % 60 / 2 * 2) as u8,
+        utc.year() as u16,
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second() / 2 * 2,
     )
     .map_err(|e| anyhow::anyhow!("SOURCE_DATE_EPOCH={epoch} is not a valid zip time: {e}"))
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`, <http://howardhinnant.github.io/date_algorithms.html>).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// `SOURCE_DATE_EPOCH` from the environment, if set; a clear error when it is not a number.
-pub fn source_date_epoch_from_env() -> Result<Option<u64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) if text.trim().is_empty() => Ok(None),
-        Ok(text) => text.trim().parse::<u64>().map(Some).map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds since 1970; unset it or fix it")
-        }),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => bail!("SOURCE_DATE_EPOCH is not valid UTF-8; unset it or fix it"),
-    }
 }
 
 /// One entry of a zip we write.
@@ -267,10 +241,14 @@ pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Res
             EntryKind::Dir => writer.add_directory(stored_name(entry), base.unix_permissions(0o755)),
             EntryKind::Symlink { target } => writer.add_symlink(name, target, base.unix_permissions(0o777)),
             EntryKind::File { path, executable } => {
-                let options = base
-                    .compression_method(CompressionMethod::Deflated)
-                    .compression_level(Some(DEFLATE_LEVEL))
-                    .unix_permissions(if *executable { 0o755 } else { 0o644 });
+                // A zip inside the zip (site-packages.zip) is deflated already: deflating it again
+                // costs seconds and saves nothing, so it is stored.
+                let options = if name.ends_with(".zip") {
+                    base.compression_method(CompressionMethod::Stored)
+                } else {
+                    base.compression_method(CompressionMethod::Deflated).compression_level(Some(DEFLATE_LEVEL))
+                };
+                let options = options.unix_permissions(if *executable { 0o755 } else { 0o644 });
                 let mut file = fs::File::open(path)?;
                 writer
                     .start_file(name, options)
@@ -370,15 +348,18 @@ fn is_executable(path: &Path) -> Result<bool> {
 pub struct PackRequest<'a> {
     /// `<out>/layer`, holding `python/bin/python3.X` and `python/lib/python3.X/`.
     pub layer_dir: &'a Path,
-    /// The layer interpreter's minor version, e.g. `3.11`.
-    pub python_minor: &'a str,
+    /// The layer interpreter's minor version.
+    pub python_minor: PythonVersion,
     /// A CPython of that minor version that runs here.
     pub build_python: &'a BuildPython,
     /// `<out>/python-litellm-<arch>.zip` (see `Arch::layer_zip_name`); must be outside `layer_dir`.
     pub out_zip: &'a Path,
-    /// From [`source_date_epoch_from_env`].
+    /// `SOURCE_DATE_EPOCH` as the CLI parsed it (`crate::source_date`).
     pub source_date_epoch: Option<u64>,
     pub zip_position: ZipPosition,
+    /// Which modules get bytecode and which ship without source (`BytecodePlan::default()`:
+    /// every module, with source, no bytecode cache).
+    pub bytecode_plan: &'a BytecodePlan,
 }
 
 /// What [`build`] did.
@@ -389,21 +370,23 @@ pub struct PackOutcome {
     pub layer_zip_bytes: u64,
     /// `layer/python/lib/python3.X/site-packages.zip`, when any distribution went there.
     pub site_packages_zip: Option<PathBuf>,
-    pub python_minor: String,
+    pub python_minor: PythonVersion,
     /// One per distribution, in the order given.
     pub placements: Vec<DistPlacement>,
     /// Stale bytecode files removed before compiling (PBS's timestamp `.pyc` among them).
     pub removed_stale_bytecode: usize,
     pub compiled: usize,
+    /// How many of `compiled` came from the bytecode cache.
+    pub from_cache: usize,
     pub skipped: Vec<SkippedFile>,
 }
 
 /// Byte-compile, lay out and zip the layer. Updates each dist's `files` (new `.pyc` files, removed
 /// stale bytecode); the files of zipped distributions then live in `site-packages.zip`.
 pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &Progress) -> Result<PackOutcome> {
-    let PackRequest { layer_dir, python_minor, build_python, out_zip, source_date_epoch, zip_position } =
+    let PackRequest { layer_dir, python_minor, build_python, out_zip, source_date_epoch, zip_position, bytecode_plan } =
         request.clone();
-    let lib_dir = layer_dir.join("python/lib").join(format!("python{python_minor}"));
+    let lib_dir = layer_dir.join("python").join(python_minor.stdlib_dir());
     let site_packages = lib_dir.join("site-packages");
     if !site_packages.is_dir() {
         bail!("{} is missing: run the install step first", site_packages.display());
@@ -412,7 +395,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         bail!("the layer zip {} must not be inside the layer tree {}", out_zip.display(), layer_dir.display());
     }
     let mtime = zip_mtime(source_date_epoch)?;
-    let tag = bytecode::cache_tag(python_minor)?;
+    let tag = python_minor.cache_tag();
     build_python.require_minor(python_minor)?;
 
     // Check the whole tree (symlinks, special files) before changing anything in it.
@@ -439,7 +422,8 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         bytecode::set_mode(&sitecustomize, 0o644)?;
     }
 
-    // Bytecode: drop what must not ship, then compile every .py under lib/python3.X.
+    // Bytecode: drop what must not ship, then compile the .py files the plan selects (every one
+    // without an import profile) under lib/python3.X.
     let removed = bytecode::remove_stale_bytecode(&lib_dir)?;
     let removed_in_site_packages: BTreeSet<&str> =
         removed.iter().filter_map(|r| r.strip_prefix("site-packages/")).collect();
@@ -447,22 +431,39 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         dist.files.retain(|f| !removed_in_site_packages.contains(f.as_str()));
     }
     let zipped_files: BTreeSet<String> = zipped.iter().flat_map(|&i| dists[i].files.iter().cloned()).collect();
-    let lib_prefix = format!("{}/lib/python{python_minor}", bytecode::LAMBDA_PYTHON_PREFIX);
+    let lib_prefix = python_minor.lambda_pythonpath();
     let mut jobs = Vec::new();
+    let mut sourceless_jobs = BTreeSet::new();
+    let mut source_only = 0usize;
     for entry in walkdir::WalkDir::new(&lib_dir).sort_by_file_name() {
         let entry = entry.with_context(|| format!("listing {}", lib_dir.display()))?;
         if !entry.file_type().is_file() || entry.path().extension().is_none_or(|e| e != "py") {
             continue;
         }
         let relative = bytecode::relative_posix(&lib_dir, entry.path())?;
+        if !bytecode_plan.compiles(&relative) {
+            source_only += 1;
+            continue;
+        }
         let in_zip = relative.strip_prefix("site-packages/").filter(|rel| zipped_files.contains(*rel));
+        let drops_source = bytecode_plan.drops_source(&relative);
+        // A sourceless module's .pyc must sit where its .py was: the path finder and zipimport
+        // only load a .pyc without source from there (PEP 3147, "Case 4").
         let (pyc, co_filename) = match in_zip {
             Some(rel) => (bytecode::legacy_pyc_path(&relative), format!("{lib_prefix}/site-packages.zip/{rel}")),
+            None if drops_source => (bytecode::legacy_pyc_path(&relative), format!("{lib_prefix}/{relative}")),
             None => (bytecode::pycache_path(&relative, &tag), format!("{lib_prefix}/{relative}")),
         };
+        if drops_source {
+            sourceless_jobs.insert(entry.path().to_path_buf());
+        }
         jobs.push(CompileJob { source: entry.path().to_path_buf(), pyc: lib_dir.join(pyc), co_filename });
     }
-    let compiled = bytecode::compile(build_python, &jobs)?;
+    let cache = match &bytecode_plan.cache_dir {
+        Some(dir) => Some(bytecode::BytecodeCache::open(dir, build_python)?),
+        None => None,
+    };
+    let compiled = bytecode::compile_cached(build_python, &jobs, cache.as_ref())?;
     for skipped in &compiled.skipped {
         progress.warn(format!(
             "skipped byte-compiling {} ({}); importing it fails on Lambda too",
@@ -470,11 +471,32 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
             skipped.error
         ));
     }
+    progress.note(format!(
+        "bytecode: {} .pyc ({} from the bytecode cache), {} modules left as .py only{}",
+        compiled.compiled,
+        compiled.from_cache,
+        source_only,
+        if sourceless_jobs.is_empty() {
+            String::new()
+        } else {
+            format!(", {} shipped without source", sourceless_jobs.len())
+        }
+    ));
     let skipped_sources: BTreeSet<&Path> = compiled.skipped.iter().map(|s| s.source.as_path()).collect();
+    let compiled_sources: BTreeSet<&Path> =
+        jobs.iter().map(|j| j.source.as_path()).filter(|s| !skipped_sources.contains(s)).collect();
     for (i, dist) in dists.iter_mut().enumerate() {
         let mut added = Vec::new();
+        let mut dropped = BTreeSet::new();
         for file in dist.files.iter().filter(|f| f.ends_with(".py")) {
-            if skipped_sources.contains(site_packages.join(file).as_path()) {
+            let source = site_packages.join(file);
+            if !compiled_sources.contains(source.as_path()) {
+                continue;
+            }
+            if sourceless_jobs.contains(&source) {
+                fs::remove_file(&source)?;
+                dropped.insert(file.clone());
+                added.push(bytecode::legacy_pyc_path(file));
                 continue;
             }
             added.push(match placements[i].placement {
@@ -482,6 +504,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
                 Placement::Dir => bytecode::pycache_path(file, &tag),
             });
         }
+        dist.files.retain(|f| !dropped.contains(f));
         dist.files.extend(added);
         dist.files.sort();
         dist.files.dedup();
@@ -528,10 +551,11 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         layer_zip: out_zip.to_path_buf(),
         layer_zip_bytes,
         site_packages_zip,
-        python_minor: python_minor.to_string(),
+        python_minor,
         placements,
         removed_stale_bytecode: removed.len(),
         compiled: compiled.compiled,
+        from_cache: compiled.from_cache,
         skipped: compiled.skipped,
     })
 }
@@ -554,11 +578,6 @@ fn remove_file_and_empty_parents(root: &Path, relative: &str) -> Result<()> {
         dir = current.parent();
     }
     Ok(())
-}
-
-/// Placements by distribution name, for the report.
-pub fn placements_by_name(placements: &[DistPlacement]) -> BTreeMap<&str, Placement> {
-    placements.iter().map(|p| (p.name.as_str(), p.placement)).collect()
 }
 
 #[cfg(test)]
@@ -638,8 +657,6 @@ mod tests {
         assert_eq!((t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second()), (2024, 2, 29, 13, 45, 30));
         let early = zip_mtime(Some(0)).unwrap();
         assert_eq!((early.year(), early.month(), early.day()), (1980, 1, 1));
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]

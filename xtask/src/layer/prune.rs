@@ -1,5 +1,5 @@
 //! The prune step: named rules from `[prune]` in layer.toml delete files from site-packages and
-//! report what each one saved. DESIGN.md §6: pruning is proven, not hoped.
+//! report what each one saved. docs/architecture.md §6: pruning is proven, not hoped.
 //!
 //! Safe rules (on by default) only delete what no import needs; every choice below was checked
 //! on the litellm 1.78.7 closure (`import litellm` still works after all of them). Opt-in rules

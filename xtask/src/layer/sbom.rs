@@ -10,7 +10,6 @@
 //! CycloneDX 1.5 JSON: <https://cyclonedx.org/docs/1.5/json/>.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -37,6 +36,7 @@ use crate::cache::Sha256Hex;
 use crate::http::redact_url;
 use crate::layer::dist::InstalledDist;
 use crate::packaging::pylock::{LockedPackage, Pylock};
+use crate::source_date::{SourceDateEpoch, rfc3339, toml_datetime_seconds};
 
 /// Prefix of this tool's CycloneDX property names
 /// (<https://cyclonedx.org/docs/1.5/json/#properties> recommends a namespace).
@@ -56,20 +56,11 @@ pub struct CpythonInfo {
     pub sha256: String,
 }
 
-impl CpythonInfo {
-    /// The pinned python-build-standalone artifact, downloaded from `url` (the pin's URL or a mirror's).
-    pub fn from_pbs(artifact: &crate::manifest::PbsArtifact, url: &str) -> CpythonInfo {
-        CpythonInfo { version: artifact.version.clone(), url: url.to_string(), sha256: artifact.sha256.clone() }
-    }
-}
-
 /// Where to read each shipped distribution's `METADATA` from.
 #[derive(Debug, Clone, Copy)]
 pub enum MetadataSource<'a> {
     /// site-packages directories holding `<dist-info>/METADATA`, searched in order.
     SitePackages(&'a [PathBuf]),
-    /// METADATA text by normalized distribution name (e.g. read from `site-packages.zip`).
-    Text(&'a BTreeMap<String, String>),
 }
 
 /// Everything the SBOM is made from.
@@ -83,6 +74,7 @@ pub struct SbomInput<'a> {
     pub metadata: MetadataSource<'a>,
     /// Distributions installed and then deleted (`prune.drop-packages`), normalized names.
     pub dropped: &'a [String],
+    pub source_date_epoch: SourceDateEpoch,
 }
 
 /// The SBOM's file name for an architecture.
@@ -93,14 +85,7 @@ pub fn sbom_file_name(arch: Arch) -> String {
 /// Build, validate and write the SBOM to `path` (temp file + rename).
 pub fn write_sbom(input: &SbomInput, path: &Path) -> Result<()> {
     let json = sbom_json(input).with_context(|| format!("writing the SBOM {}", path.display()))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".sbom.")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    temp.write_all(json.as_bytes()).with_context(|| format!("writing {}", temp.path().display()))?;
-    temp.persist(path).map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error))?;
-    Ok(())
+    crate::files::write_atomically(path, json.as_bytes())
 }
 
 /// The SBOM as CycloneDX 1.5 JSON text (pretty-printed, with a final line break).
@@ -373,17 +358,8 @@ fn top_level_names(lock: &Pylock, shipped: &BTreeMap<String, ShippedDist>) -> Ve
 /// The SBOM timestamp: `SOURCE_DATE_EPOCH`, else the newest upload time of a shipped wheel in
 /// the lock, else 1980-01-01. Never the wall clock, so two builds agree.
 fn timestamp(input: &SbomInput) -> Result<String> {
-    let source_date_epoch = std::env::var_os("SOURCE_DATE_EPOCH").map(|v| v.to_string_lossy().into_owned());
-    timestamp_from(source_date_epoch.as_deref(), input)
-}
-
-fn timestamp_from(source_date_epoch: Option<&str>, input: &SbomInput) -> Result<String> {
-    if let Some(value) = source_date_epoch {
-        let seconds: i64 = value
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970"))?;
-        return Ok(format_epoch(seconds));
+    if let Some(seconds) = input.source_date_epoch.seconds() {
+        return Ok(rfc3339(seconds));
     }
     let newest = input
         .lock
@@ -391,52 +367,9 @@ fn timestamp_from(source_date_epoch: Option<&str>, input: &SbomInput) -> Result<
         .iter()
         .flat_map(|p| &p.wheels)
         .filter(|w| input.dists.iter().any(|d| d.wheel_name == w.name))
-        .filter_map(|w| w.upload_time.as_ref().and_then(toml_datetime_epoch))
+        .filter_map(|w| w.upload_time.as_ref().and_then(toml_datetime_seconds))
         .max();
-    Ok(format_epoch(newest.unwrap_or(FALLBACK_TIMESTAMP)))
-}
-
-/// Seconds since 1970 of a TOML offset or local date-time (local ones are taken as UTC).
-fn toml_datetime_epoch(datetime: &toml::value::Datetime) -> Option<i64> {
-    let date = datetime.date?;
-    let time = datetime.time.unwrap_or(toml::value::Time { hour: 0, minute: 0, second: Some(0), nanosecond: None });
-    let offset_minutes = match datetime.offset {
-        Some(toml::value::Offset::Custom { minutes }) => i64::from(minutes),
-        Some(toml::value::Offset::Z) | None => 0,
-    };
-    let days = days_from_civil(i64::from(date.year), i64::from(date.month), i64::from(date.day));
-    Some(
-        days * 86_400 + i64::from(time.hour) * 3600 + i64::from(time.minute) * 60 + i64::from(time.second.unwrap_or(0))
-            - offset_minutes * 60,
-    )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date
-/// (<https://howardhinnant.github.io/date_algorithms.html#days_from_civil>).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// RFC 3339 UTC text of seconds since 1970
-/// (<https://howardhinnant.github.io/date_algorithms.html#civil_from_days>).
-fn format_epoch(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    Ok(rfc3339(newest.unwrap_or(FALLBACK_TIMESTAMP)))
 }
 
 /// A UUID v5 of everything the SBOM says, so the same inputs give the same serial number.
@@ -463,10 +396,6 @@ fn serial_number(
 
 fn read_metadata(source: MetadataSource, dist: &InstalledDist) -> Result<String> {
     match source {
-        MetadataSource::Text(texts) => texts
-            .get(&normalize_lossy(&dist.name))
-            .cloned()
-            .with_context(|| format!("no METADATA given for {} {}", dist.name, dist.version)),
         MetadataSource::SitePackages(roots) => {
             for root in roots {
                 let path = root.join(&dist.dist_info).join("METADATA");
@@ -748,6 +677,7 @@ architectures = ["arm64", "x86_64"]
                 dists: &self.dists,
                 metadata: MetadataSource::SitePackages(&self.roots),
                 dropped: &self.dropped,
+                source_date_epoch: SourceDateEpoch::default(),
             }
         }
 
@@ -863,30 +793,16 @@ architectures = ["arm64", "x86_64"]
     fn timestamp_comes_from_source_date_epoch_or_the_lock() {
         let fixture = Fixture::new();
         let input = fixture.input();
-        assert_eq!(timestamp_from(Some("1700000000"), &input).unwrap(), "2023-11-14T22:13:20Z");
+        let fixed = SbomInput { source_date_epoch: SourceDateEpoch::at(1_700_000_000), ..input };
+        assert_eq!(timestamp(&fixed).unwrap(), "2023-11-14T22:13:20Z");
+        // Before 1980 (a zip cannot say) the SBOM says 1980, as the layer zip does.
+        let zero = SbomInput { source_date_epoch: "0".parse().unwrap(), ..input };
+        assert_eq!(timestamp(&zero).unwrap(), "1980-01-01T00:00:00Z");
         // Newest shipped wheel: openai's 2025-11-20T10:30:00+02:00.
-        assert_eq!(timestamp_from(None, &input).unwrap(), "2025-11-20T08:30:00Z");
-        let err = timestamp_from(Some("yesterday"), &input).unwrap_err().to_string();
-        assert_eq!(err, "SOURCE_DATE_EPOCH=\"yesterday\" is not a number of seconds since 1970");
-        if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
-            assert_eq!(fixture.json()["metadata"]["timestamp"], "2025-11-20T08:30:00Z");
-        }
+        assert_eq!(timestamp(&input).unwrap(), "2025-11-20T08:30:00Z");
+        assert_eq!(fixture.json()["metadata"]["timestamp"], "2025-11-20T08:30:00Z");
         let no_upload_times = Fixture { dists: fixture.dists[2..3].to_vec(), ..Fixture::new() };
-        assert_eq!(timestamp_from(None, &no_upload_times.input()).unwrap(), "1980-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn dates_convert_both_ways() {
-        for (seconds, text) in [
-            (0, "1970-01-01T00:00:00Z"),
-            (315_532_800, "1980-01-01T00:00:00Z"),
-            (951_782_400, "2000-02-29T00:00:00Z"),
-            (1_709_251_199, "2024-02-29T23:59:59Z"),
-        ] {
-            assert_eq!(format_epoch(seconds), text);
-            let datetime: toml::value::Datetime = text.parse().unwrap();
-            assert_eq!(toml_datetime_epoch(&datetime), Some(seconds), "{text}");
-        }
+        assert_eq!(timestamp(&no_upload_times.input()).unwrap(), "1980-01-01T00:00:00Z");
     }
 
     #[test]
@@ -1007,13 +923,5 @@ architectures = ["arm64", "x86_64"]
         let path = dir.path().join("out.cdx.json");
         assert!(write_sbom(&fixture.input(), &path).is_err());
         assert!(!path.exists(), "a refused SBOM was written");
-    }
-
-    #[test]
-    fn metadata_can_be_given_as_text() {
-        let fixture = Fixture::new();
-        let texts: BTreeMap<String, String> = DISTS.iter().map(|(n, _, _, m)| (n.to_string(), m.to_string())).collect();
-        let input = SbomInput { metadata: MetadataSource::Text(&texts), ..fixture.input() };
-        assert_eq!(sbom_json(&input).unwrap(), sbom_json(&fixture.input()).unwrap());
     }
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::packaging::record::{Record, is_record_or_signature, record_hash};
@@ -58,6 +59,8 @@ pub struct WheelPlan {
     pub dropped: Vec<(String, &'static str)>,
     /// `Wheel-Version` warnings (a newer minor version).
     pub warnings: Vec<String>,
+    /// The wheel's own `<dist-info>/METADATA`, compared with the lock before installing.
+    pub metadata: String,
     record: Record,
 }
 
@@ -65,6 +68,14 @@ impl WheelPlan {
     /// Total bytes the files will take.
     pub fn unpacked_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The sha256 RECORD gives a member, in hex (RECORD stores urlsafe base64); `extract` checks
+    /// the member's bytes against it.
+    pub fn recorded_sha256_hex(&self, archive_path: &str) -> Option<String> {
+        let hash = self.record.get(archive_path)?.hash.as_deref()?.strip_prefix("sha256=")?;
+        let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(hash).ok()?;
+        Some(hex::encode(digest))
     }
 }
 
@@ -74,6 +85,9 @@ impl WheelPlan {
 /// from the wheel.
 pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
     let wheel = filename.to_string();
+    // One reading only: no prefix, no trailing data, one end record, local headers that agree
+    // with the central directory and no member the central directory hides.
+    crate::archive::zip_layout::check_zip_layout(wheel_path, &wheel)?;
     let file = fs_err::File::open(wheel_path)?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .with_context(|| format!("{wheel}: not a readable zip archive ({})", wheel_path.display()))?;
@@ -97,6 +111,12 @@ pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
         let name = std::str::from_utf8(raw)
             .map_err(|_| anyhow::anyhow!("{wheel}: member {:?} is not UTF-8", String::from_utf8_lossy(raw)))?
             .to_string();
+        if let Some(control) = name.chars().find(|c| c.is_control()) {
+            bail!(
+                "{wheel}: member {name:?} has the control character {control:?} in its name; refusing the wheel \
+                 (such names hide what a terminal or a log shows)"
+            );
+        }
         let is_dir = name.ends_with('/');
         let path = enclosed_path(&name).map_err(|why| {
             anyhow::anyhow!("{wheel}: member {name:?} escapes the install root ({why}); refusing the wheel")
@@ -153,8 +173,26 @@ pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
     // "During extraction, wheel installers verify all the hashes in RECORD against the file
     // contents. Apart from RECORD and its signatures, installation will fail if any file in the
     // archive is not both mentioned and correctly hashed in RECORD."
+    let metadata_text = read_member_text(&mut archive, &wheel, &format!("{dist_info}/METADATA"))?;
     let record_text = read_member_bytes(&mut archive, &wheel, &format!("{dist_info}/RECORD"))?;
     let record = Record::parse(&wheel, &dist_info, &record_text)?;
+    // "RECORD is a list of (almost) all the files in the wheel [...] every file except RECORD,
+    // which cannot contain a hash of itself, must include its hash": RECORD lists itself, without
+    // a hash (pypa/installer refuses a RECORD that does not mention itself).
+    let record_row = format!("{dist_info}/RECORD");
+    match record.get(&record_row) {
+        None => bail!(
+            "{wheel}: RECORD does not list itself ({record_row:?} has no row); refusing the wheel (rebuild it \
+             with a current build backend)"
+        ),
+        Some(own) if own.hash.as_deref().is_some_and(|h| !h.is_empty()) || own.size.is_some() => bail!(
+            "{wheel}: RECORD's own row gives it a hash or size ({:?}, {:?}), which RECORD cannot hold for \
+             itself; refusing the wheel",
+            own.hash.as_deref().unwrap_or(""),
+            own.size
+        ),
+        Some(_) => {}
+    }
 
     // "2.a Unpacked archive includes distribution-1.0.dist-info/ and (if there is data)
     //      distribution-1.0.data/.
@@ -223,16 +261,12 @@ pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
             bail!("{wheel}: RECORD lists {recorded:?}, which is not in the wheel; refusing the wheel");
         }
     }
-    Ok(WheelPlan { wheel, dist_info, files, dropped, warnings, record })
+    Ok(WheelPlan { wheel, dist_info, files, dropped, warnings, metadata: metadata_text, record })
 }
 
-/// Copy the planned files out of the wheel into `root` (a staging site-packages), hashing each
-/// one against RECORD. Files are created new: an existing file is an error, never overwritten.
-pub fn extract(wheel_path: &Path, plan: &WheelPlan, root: &Path) -> Result<()> {
-    extract_files(wheel_path, plan, &plan.files, root)
-}
-
-/// [`extract`] for a slice of `plan.files`, so one large wheel can be unpacked by several threads.
+/// Copy `files` (planned files of the wheel) out of the wheel into `root` (a staging
+/// site-packages), hashing each one against RECORD. Files are created new: an existing file is an
+/// error, never overwritten. A slice, so one large wheel can be unpacked by several threads.
 pub fn extract_files(wheel_path: &Path, plan: &WheelPlan, files: &[PlannedFile], root: &Path) -> Result<()> {
     let wheel = &plan.wheel;
     let file = fs_err::File::open(wheel_path)?;
@@ -273,11 +307,17 @@ pub fn extract_files(wheel_path: &Path, plan: &WheelPlan, files: &[PlannedFile],
                 planned.size
             );
         }
-        if is_record_or_signature(&planned.archive_path, &plan.dist_info) {
-            continue;
-        }
+        // RECORD and its signatures (RECORD.jws, RECORD.p7s) may go unhashed; a signature that
+        // RECORD does hash is checked like any other file.
+        let Some(entry) =
+            plan.record.get(&planned.archive_path).filter(|e| e.hash.as_deref().is_some_and(|h| !h.is_empty()))
+        else {
+            if is_record_or_signature(&planned.archive_path, &plan.dist_info) {
+                continue;
+            }
+            bail!("{wheel}: {:?} has no hash in RECORD; refusing the wheel", planned.archive_path);
+        };
         let computed = record_hash(&hasher.finalize());
-        let entry = plan.record.get(&planned.archive_path).expect("plan() checked every file is in RECORD");
         if entry.hash.as_deref() != Some(computed.as_str()) {
             bail!(
                 "{wheel}: {:?} does not match RECORD:\n  expected {}\n  computed {computed}\nrefusing the wheel \

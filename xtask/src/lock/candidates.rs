@@ -232,6 +232,7 @@ mod tests {
             ],
             files_without_sha256: vec![],
             from_cache: false,
+            warnings: Vec::new(),
         };
         let selector = Selector::new(Version::from_str("3.11.14").unwrap(), 11, BTreeMap::new());
         let arm = selector.for_arch(&page, Arch::Arm64);

@@ -93,10 +93,6 @@ impl Sources {
         &self.inner.selector
     }
 
-    pub fn index(&self) -> &IndexClient {
-        &self.inner.index
-    }
-
     /// Ask for a page without waiting for it.
     pub fn prefetch_page(&self, name: &str) {
         let mut state = self.inner.state.lock().expect("fetch state");
@@ -136,6 +132,20 @@ impl Sources {
             }
             state = self.inner.changed.wait(state).expect("fetch state");
         }
+    }
+
+    /// Warnings of every page loaded so far (a newer index API minor version), sorted, once each.
+    pub fn page_warnings(&self) -> Vec<String> {
+        let state = self.inner.state.lock().expect("fetch state");
+        let mut warnings: Vec<String> = state
+            .pages
+            .values()
+            .filter_map(|page| page.as_ref()?.as_ref().ok())
+            .flat_map(|page| page.warnings.iter().cloned())
+            .collect();
+        warnings.sort();
+        warnings.dedup();
+        warnings
     }
 
     pub fn stats(&self) -> FetchStats {

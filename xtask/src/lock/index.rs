@@ -50,6 +50,8 @@ pub struct ProjectPage {
     pub files_without_sha256: Vec<String>,
     /// Whether the page came from the cache without a network round trip.
     pub from_cache: bool,
+    /// Things to tell the user (a newer `meta.api-version` minor).
+    pub warnings: Vec<String>,
 }
 
 /// Index failures a caller may want to tell apart (a missing project, an index that is not PEP 691).
@@ -75,11 +77,24 @@ pub struct IndexClient {
     cache_dir: PathBuf,
 }
 
+/// The highest `meta.api-version` this client knows: 1.0 (PEP 691), 1.1 (PEP 700: `size`,
+/// `upload-time`, `versions`), 1.2 (PEP 708 tracks/alternate locations), 1.3 (PEP 740
+/// provenance), 1.4 (PEP 792 project status). The later additions are optional keys it ignores.
+pub const API_VERSION: (u64, u64) = (1, 4);
+
 /// The PEP 691 page as sent.
 #[derive(Debug, Deserialize)]
 struct RawPage {
     #[serde(default)]
+    meta: Option<RawMeta>,
+    #[serde(default)]
     files: Vec<RawFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMeta {
+    #[serde(default, rename = "api-version")]
+    api_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,16 +140,6 @@ impl IndexClient {
         }
         let cache_dir = cache.subdir("index-v1")?;
         Ok(IndexClient { http, base, cache_dir })
-    }
-
-    /// The HTTP client (shared with metadata reads).
-    pub fn http(&self) -> &Http {
-        &self.http
-    }
-
-    /// The index URL with credentials removed entirely, as recorded in the lock.
-    pub fn public_url(&self) -> String {
-        strip_credentials(self.base.as_str()).trim_end_matches('/').to_string()
     }
 
     /// The page URL of a project (`<index>/<normalized name>/`).
@@ -249,6 +254,31 @@ fn write_cache(path: &std::path::Path, header: &CacheHeader, body: &str) -> Resu
 fn parse_page(name: &str, url: &url::Url, shown: &str, body: &str, from_cache: bool) -> Result<ProjectPage> {
     let malformed = |message: String| IndexError::Malformed { name: name.to_string(), url: shown.to_string(), message };
     let raw: RawPage = serde_json::from_str(body).map_err(|e| malformed(format!("invalid JSON: {e}")))?;
+    // PEP 691: "Clients MUST check the major version and refuse to parse a major version they do
+    // not know; they SHOULD warn on a minor version newer than they know."
+    let mut warnings = Vec::new();
+    if let Some(version) = raw.meta.as_ref().and_then(|meta| meta.api_version.as_deref()) {
+        let parsed = version
+            .split_once('.')
+            .and_then(|(major, minor)| Some((major.parse::<u64>().ok()?, minor.parse::<u64>().ok()?)));
+        match parsed {
+            None => return Err(malformed(format!("meta.api-version {version:?} is not MAJOR.MINOR")).into()),
+            Some((major, _)) if major != API_VERSION.0 => {
+                return Err(malformed(format!(
+                    "meta.api-version {version} has a major version this client does not read (it reads {}.x); \
+                     use an index that serves the version 1 JSON Simple API",
+                    API_VERSION.0
+                ))
+                .into());
+            }
+            Some((_, minor)) if minor > API_VERSION.1 => warnings.push(format!(
+                "the index page of {name} ({shown}) has meta.api-version {version}, newer than the {}.{} this \
+                 client knows; new keys are ignored",
+                API_VERSION.0, API_VERSION.1
+            )),
+            Some(_) => {}
+        }
+    }
     let mut files = Vec::with_capacity(raw.files.len());
     let mut files_without_sha256 = Vec::new();
     for file in raw.files {
@@ -301,7 +331,14 @@ fn parse_page(name: &str, url: &url::Url, shown: &str, body: &str, from_cache: b
             core_metadata,
         });
     }
-    Ok(ProjectPage { name: name.to_string(), url: shown.to_string(), files, files_without_sha256, from_cache })
+    Ok(ProjectPage {
+        name: name.to_string(),
+        url: shown.to_string(),
+        files,
+        files_without_sha256,
+        from_cache,
+        warnings,
+    })
 }
 
 /// A URL with any user name and password removed (for the lock: credentials belong to the
@@ -351,6 +388,50 @@ mod tests {
         assert!(page.files[0].yanked);
         assert_eq!(page.files[0].requires_python.as_deref(), Some(">=3.8"));
         assert_eq!(page.files_without_sha256, ["demo-0.9-py3-none-any.whl"]);
+    }
+
+    fn page_with(meta: &str, file_extra: &str) -> String {
+        format!(
+            r#"{{"meta":{meta},"name":"demo","files":[{{"filename":"demo-1.0-py3-none-any.whl","url":"demo-1.0-py3-none-any.whl","hashes":{{"sha256":"{}"}}{file_extra}}}]}}"#,
+            "b".repeat(64)
+        )
+    }
+
+    #[test]
+    fn api_version_major_refuses_and_newer_minor_warns() {
+        let url = url::Url::parse("https://example.com/simple/demo/").unwrap();
+        let shown = "https://example.com/simple/demo/";
+        let page = parse_page("demo", &url, shown, &page_with(r#"{"api-version":"1.1"}"#, ""), false).unwrap();
+        assert!(page.warnings.is_empty());
+        let page = parse_page("demo", &url, shown, &page_with(r#"{"api-version":"1.9"}"#, ""), false).unwrap();
+        assert_eq!(
+            page.warnings,
+            ["the index page of demo (https://example.com/simple/demo/) has meta.api-version 1.9, newer than the 1.4 \
+              this client knows; new keys are ignored"]
+        );
+        let err = parse_page("demo", &url, shown, &page_with(r#"{"api-version":"2.0"}"#, ""), false).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "malformed index page for package \"demo\" at https://example.com/simple/demo/: meta.api-version 2.0 has a \
+             major version this client does not read (it reads 1.x); use an index that serves the version 1 JSON \
+             Simple API"
+        );
+    }
+
+    #[test]
+    fn both_metadata_keys_are_read_and_core_metadata_wins() {
+        let url = url::Url::parse("https://example.com/simple/demo/").unwrap();
+        let hash = "c".repeat(64);
+        let meta = r#"{"api-version":"1.1"}"#;
+        let old_key = page_with(meta, &format!(r#","data-dist-info-metadata":{{"sha256":"{hash}"}}"#));
+        let page = parse_page("demo", &url, "shown", &old_key, false).unwrap();
+        assert_eq!(page.files[0].core_metadata, Some(Some(Sha256Hex::parse(&hash).unwrap())));
+        let new_key =
+            page_with(meta, &format!(r#","core-metadata":{{"sha256":"{hash}"}},"data-dist-info-metadata":false"#));
+        let page = parse_page("demo", &url, "shown", &new_key, false).unwrap();
+        assert_eq!(page.files[0].core_metadata, Some(Some(Sha256Hex::parse(&hash).unwrap())));
+        let without = page_with(meta, r#","core-metadata":false,"data-dist-info-metadata":true"#);
+        assert_eq!(parse_page("demo", &url, "shown", &without, false).unwrap().files[0].core_metadata, None);
     }
 
     #[test]

@@ -13,12 +13,14 @@
 
 use std::io::{Cursor, Read};
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use anyhow::{Context, Result, bail, ensure};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
 use crate::cache::{Cache, Sha256Hex, sha256_bytes};
+use crate::files::write_atomically;
 use crate::http::{Http, HttpError, read_body_checked, redact_url};
 use crate::lock::index::ProjectFile;
 use crate::packaging::core_metadata::{CoreMetadata, parse_metadata};
@@ -65,16 +67,16 @@ impl MetadataReader {
     pub fn read(&self, file: &ProjectFile) -> Result<(CoreMetadata, MetadataSource)> {
         let sha256 = file.sha256.as_ref().with_context(|| format!("{} has no sha256", file.filename))?;
         let cache_file = self.dir.join(format!("{sha256}.json"));
-        if let Ok(text) = fs_err::read_to_string(&cache_file)
-            && let Ok(metadata) = serde_json::from_str::<CoreMetadata>(&text)
-        {
+        if let Some(metadata) = cached_metadata(&cache_file, file) {
             return Ok((metadata, MetadataSource::Cache));
         }
         let (text, source) = self
             .fetch_metadata_text(file, sha256)
             .with_context(|| format!("reading the metadata of {} from {}", file.filename, redact_url(&file.url)))?;
         let metadata = parse_metadata(&text).with_context(|| format!("parsing the METADATA of {}", file.filename))?;
-        write_atomically(&cache_file, serde_json::to_string(&metadata)?.as_bytes())?;
+        let entry =
+            CachedMetadata { format: CACHED_METADATA_FORMAT, sha256: sha256_bytes(text.as_bytes()).to_string(), text };
+        write_atomically(&cache_file, serde_json::to_string(&entry)?.as_bytes())?;
         Ok((metadata, source))
     }
 
@@ -102,6 +104,16 @@ impl MetadataReader {
         match zip.fetch_tail()? {
             Tail::Ranged => Ok((zip.metadata_member()?, MetadataSource::Ranges)),
             Tail::Whole(bytes) => {
+                // PEP 700: the index's `size` is the file's size in bytes.
+                if let Some(size) = file.size
+                    && size != bytes.len() as u64
+                {
+                    bail!(
+                        "{}: the index says {size} bytes, {} were received; nothing was cached",
+                        redact_url(&file.url),
+                        bytes.len()
+                    );
+                }
                 let computed = sha256_bytes(&bytes);
                 if &computed != sha256 {
                     bail!(
@@ -116,14 +128,42 @@ impl MetadataReader {
     }
 }
 
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().context("path has a parent")?;
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    temp.write_all(bytes)?;
-    temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+/// Bump when the cached entry's shape changes, so older entries are fetched again.
+const CACHED_METADATA_FORMAT: u32 = 2;
+
+/// `<cache>/metadata/<wheel sha256>.json`: the METADATA text exactly as read, and its sha256.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct CachedMetadata {
+    format: u32,
+    sha256: String,
+    text: String,
+}
+
+/// The cached metadata of `file`, used only when it proves itself: the entry parses, its text
+/// hashes to the sha256 it was stored with, that sha256 is the index's PEP 658 `core-metadata`
+/// hash when the index gives one, and the text names the wheel's own distribution and version.
+/// Anything else (an older format, a truncated or edited entry) is removed and fetched again.
+fn cached_metadata(cache_file: &std::path::Path, file: &ProjectFile) -> Option<CoreMetadata> {
+    let bytes = fs_err::read(cache_file).ok()?;
+    let proven = (|| {
+        let entry: CachedMetadata = serde_json::from_slice(&bytes).ok()?;
+        let computed = sha256_bytes(entry.text.as_bytes()).to_string();
+        let index_hash = file.core_metadata.as_ref().and_then(|hash| hash.as_ref());
+        if entry.format != CACHED_METADATA_FORMAT
+            || computed != entry.sha256
+            || index_hash.is_some_and(|hash| hash.as_str() != computed)
+        {
+            return None;
+        }
+        let metadata = parse_metadata(&entry.text).ok()?;
+        let filename = crate::packaging::wheel_name::WheelFilename::from_str(&file.filename).ok()?;
+        let version = pep440_rs::Version::from_str(&metadata.version).ok()?;
+        (metadata.name == filename.normalized_name() && version == filename.version).then_some(metadata)
+    })();
+    if proven.is_none() {
+        let _ = fs_err::remove_file(cache_file);
+    }
+    proven
 }
 
 fn read_limited(url: &str, response: reqwest::blocking::Response, limit: u64) -> Result<Vec<u8>> {
@@ -175,6 +215,13 @@ impl RangeZip<'_> {
             .with_context(|| format!("{} answered 206 without Content-Range", redact_url(self.url)))?;
         let (start, end, total) = parse_content_range(&content_range)
             .with_context(|| format!("{}: bad Content-Range {content_range:?}", redact_url(self.url)))?;
+        // The range asked for is the last TAIL_BYTES (or the whole file when it is shorter).
+        ensure!(
+            end + 1 == total && start == total.saturating_sub(TAIL_BYTES),
+            "{}: asked for the last {TAIL_BYTES} bytes, the server answered Content-Range {content_range:?}; refusing \
+             a response for another range",
+            redact_url(self.url)
+        );
         let body = read_body_checked(self.url, response)?;
         ensure!(
             body.len() as u64 == end - start + 1 && end < total,
@@ -208,6 +255,15 @@ impl RangeZip<'_> {
             "{} answered {} to a range request it had honoured before",
             redact_url(self.url),
             response.status()
+        );
+        let content_range = response.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        ensure!(
+            parse_content_range(content_range) == Some((start, end - 1, self.total)),
+            "{}: asked for bytes {start}-{} of {}, the server answered Content-Range {content_range:?}; refusing a \
+             response for another range",
+            redact_url(self.url),
+            end - 1,
+            self.total
         );
         let body = read_limited(self.url, response, len)?;
         ensure!(body.len() as u64 == len, "{}: short range read ({} of {len} bytes)", redact_url(self.url), body.len());
@@ -437,6 +493,89 @@ mod tests {
             assert_eq!(zip.metadata_member().unwrap(), metadata);
             assert!(server.requests().iter().all(|r| r.header("range").is_some()), "only range requests");
         }
+    }
+
+    #[test]
+    fn cached_metadata_is_used_only_when_its_hash_proves_it() {
+        let metadata = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: idna\n";
+        let bytes = wheel_bytes(metadata, true);
+        let wheel_sha256 = sha256_bytes(&bytes);
+        let server = crate::verify::loopback::TestServer::start(move |request| {
+            crate::verify::loopback::Reply::file(request, "application/octet-stream", &bytes)
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path().join("cache"));
+        let reader = MetadataReader::new(Http::new().unwrap(), &cache).unwrap();
+        let mut file = ProjectFile {
+            filename: "demo-1.0-py3-none-any.whl".into(),
+            url: server.url("/demo-1.0-py3-none-any.whl"),
+            sha256: Some(wheel_sha256.clone()),
+            requires_python: None,
+            yanked: false,
+            size: None,
+            upload_time: None,
+            core_metadata: None,
+        };
+        let (first, source) = reader.read(&file).unwrap();
+        assert_eq!(source, MetadataSource::Ranges);
+        assert_eq!(first.requires_dist, ["idna"]);
+        assert_eq!(reader.read(&file).unwrap().1, MetadataSource::Cache);
+
+        // An edited entry (another dependency, the stored hash left as it was) is not used: it is
+        // removed and the metadata read again.
+        let cache_file = dir.path().join(format!("cache/metadata/{wheel_sha256}.json"));
+        let edited = fs_err::read_to_string(&cache_file).unwrap().replace("idna", "evil");
+        fs_err::write(&cache_file, &edited).unwrap();
+        let (again, source) = reader.read(&file).unwrap();
+        assert_eq!((again.requires_dist.as_slice(), source), (["idna".to_string()].as_slice(), MetadataSource::Ranges));
+        assert!(!fs_err::read_to_string(&cache_file).unwrap().contains("evil"), "the bad entry was replaced");
+
+        // An edited entry whose hash was recomputed too is caught by the index's PEP 658 hash.
+        let evil_text = metadata.replace("idna", "evil");
+        let forged = CachedMetadata {
+            format: CACHED_METADATA_FORMAT,
+            sha256: sha256_bytes(evil_text.as_bytes()).to_string(),
+            text: evil_text,
+        };
+        fs_err::write(&cache_file, serde_json::to_string(&forged).unwrap()).unwrap();
+        file.core_metadata = Some(Some(sha256_bytes(metadata.as_bytes())));
+        assert!(cached_metadata(&cache_file, &file).is_none());
+        assert!(!cache_file.exists(), "the forged entry was removed");
+
+        // An entry naming another distribution is not used either.
+        let other = "Metadata-Version: 2.1\nName: other\nVersion: 1.0\n".to_string();
+        let misnamed = CachedMetadata {
+            format: CACHED_METADATA_FORMAT,
+            sha256: sha256_bytes(other.as_bytes()).to_string(),
+            text: other,
+        };
+        fs_err::write(&cache_file, serde_json::to_string(&misnamed).unwrap()).unwrap();
+        file.core_metadata = None;
+        assert!(cached_metadata(&cache_file, &file).is_none());
+    }
+
+    #[test]
+    fn a_range_response_for_another_range_is_refused() {
+        let bytes = wheel_bytes("Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n", false);
+        let total = bytes.len();
+        // The server answers every range request with the first bytes of the file, labelled as such.
+        let server = crate::verify::loopback::TestServer::start(move |_request| {
+            let mut reply =
+                crate::verify::loopback::Reply::new(206, "application/octet-stream", bytes[..1000].to_vec());
+            reply.headers.push(("Content-Range".into(), format!("bytes 0-999/{total}")));
+            reply
+        });
+        let http = Http::new().unwrap();
+        let url = server.url("/demo-1.0-py3-none-any.whl");
+        let mut zip = RangeZip { http: &http, url: &url, tail: Vec::new(), tail_start: 0, total: 0 };
+        let err = zip.fetch_tail().err().unwrap();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "{url}: asked for the last {TAIL_BYTES} bytes, the server answered Content-Range \"bytes 0-999/{total}\"; \
+                 refusing a response for another range"
+            )
+        );
     }
 
     #[test]

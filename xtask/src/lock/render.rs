@@ -136,6 +136,7 @@ mod tests {
                     architectures: vec!["arm64".into()],
                 },
             }),
+            warnings: Vec::new(),
         };
         let text = render(&lock);
         assert!(text.contains("wheels = [\n    { name = \"demo-1.0-py3-none-any.whl\""), "{text}");

@@ -33,6 +33,9 @@ pub struct Pylock {
     /// `[tool.litellm-layer]`: what the lock was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<LockTool>,
+    /// Warnings from reading it (a newer `lock-version` minor, unknown keys); never written.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[tool]` of the lock.
@@ -119,6 +122,7 @@ impl Pylock {
             created_by: created_by.to_string(),
             packages,
             tool: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -130,11 +134,10 @@ impl Pylock {
 
     /// Parse lock text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Pylock> {
-        let lock: Pylock =
+        let mut lock: Pylock =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-        if lock.lock_version != "1.0" {
-            bail!("{}: lock-version = {:?}; this tool reads lock-version 1.0", path.display(), lock.lock_version);
-        }
+        lock.warnings =
+            crate::packaging::lock_fields::check_top_level(text, &lock.lock_version, &path.display().to_string())?;
         for package in &lock.packages {
             if package.wheels.is_empty() {
                 bail!(

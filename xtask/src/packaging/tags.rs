@@ -23,7 +23,6 @@ pub type TagRank = usize;
 #[derive(Debug, Clone)]
 pub struct TargetTags {
     pub arch: Arch,
-    pub python_minor: u32,
     ranks: HashMap<(String, String, String), TagRank>,
 }
 
@@ -60,7 +59,7 @@ impl TargetTags {
         for (rank, tag) in ordered.into_iter().enumerate() {
             ranks.entry(tag).or_insert(rank);
         }
-        TargetTags { arch, python_minor, ranks }
+        TargetTags { arch, ranks }
     }
 
     /// The best rank over the wheel's compressed tag set, or `None` if no tag fits the target.

@@ -4,7 +4,8 @@ Run as `python3.11 check_layer.py CONFIG_JSON`, with the Lambda environment (PYT
 PYTHONPATH, LITELLM_LOCAL_MODEL_COST_MAP). Each result is one stdout line starting with
 `@@verify ` followed by a JSON object; anything else on stdout is LiteLLM's own output.
 Network access to anything but the loopback server is blocked and reported: the layer must
-import and count tokens offline.
+import and count tokens offline. The last lines list every module loaded from a .py or .pyc file:
+`verify` checks each had bytecode, and `verify --record-profile` writes them as the import profile.
 """
 
 import json
@@ -27,6 +28,22 @@ if CONFIG["mode"] == "time":
 
     emit(check="time", ok=True, ms=(time.perf_counter() - started) * 1000.0)
     raise SystemExit(0)
+
+import linecache  # noqa: E402
+
+# Files whose source text is read while the workload runs (inspect.getsource, tracebacks): the
+# modules behind them must keep their .py even when the profile ships the others sourceless
+# (anyio, for one, parses its own source at import time).
+SOURCE_READ = set()
+_getlines = linecache.getlines
+
+
+def recording_getlines(filename, module_globals=None):
+    SOURCE_READ.add(filename)
+    return _getlines(filename, module_globals)
+
+
+linecache.getlines = recording_getlines
 
 import importlib  # noqa: E402
 import socket  # noqa: E402
@@ -110,5 +127,88 @@ if "litellm" in imported:
     except BaseException:
         emit(check="stream", ok=False, detail=traceback.format_exc())
 
+    async def async_completions():
+        response = await litellm.acompletion(**request)
+        plain = response.choices[0].message.content
+        pieces = []
+        async for chunk in await litellm.acompletion(stream=True, **request):
+            delta = chunk.choices[0].delta.content if chunk.choices else None
+            if delta:
+                pieces.append(delta)
+        return plain, pieces
+
+    try:
+        import asyncio
+
+        plain, pieces = asyncio.run(async_completions())
+        text = "".join(pieces)
+        emit(
+            check="async",
+            ok=plain == CONFIG["expect"] and text == CONFIG["expect"],
+            detail="%r, then %d chunks: %r" % (plain, len(pieces), text),
+        )
+    except BaseException:
+        emit(check="async", ok=False, detail=traceback.format_exc())
+
+
+def check_extension_modules():
+    """dlopen every shared object of the layer's site-packages with every symbol bound (ctypes
+    passes RTLD_NOW), and find PyInit_<name> in each extension module: stripping must keep what
+    the dynamic loader and the import system need. Part of the workload: ctypes, which it uses, is
+    in the import profile."""
+    import ctypes
+    import os
+
+    site_packages = os.path.join(sys.prefix, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+    loaded, problems = 0, []
+    for directory, _, files in sorted(os.walk(site_packages)):
+        for name in sorted(files):
+            if not (name.endswith(".so") or ".so." in name):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                library = ctypes.CDLL(path)
+                if name.endswith(".so") and not os.path.basename(directory).endswith(".libs"):
+                    init = "PyInit_" + name.split(".")[0]
+                    if not hasattr(library, init):
+                        raise OSError("no %s symbol" % init)
+                loaded += 1
+            except OSError as error:
+                problems.append("%s: %s" % (os.path.relpath(path, site_packages), error))
+    if problems:
+        emit(check="extensions", ok=False, detail="\n".join(problems) + "\n")
+    else:
+        emit(check="extensions", ok=loaded > 0, detail="%d shared objects load with every symbol bound" % loaded)
+
+def loaded_modules():
+    """Every module loaded from a .py or .pyc file, with where it came from: the import profile."""
+    found = []
+    for name, module in sorted(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None) if spec is not None else None
+        if isinstance(origin, str) and (origin.endswith(".py") or origin.endswith(".pyc")):
+            found.append([name, origin])
+    return found
+
+
+def source_read_modules(modules):
+    """The loaded modules whose source (or where the source would be, beside a .pyc) was read."""
+    wanted = set()
+    for filename in SOURCE_READ:
+        wanted.add(filename)
+        if filename.endswith(".pyc"):
+            wanted.add(filename[:-1])
+    return sorted(name for name, origin in modules if origin in wanted or origin[:-1] in wanted)
+
+
+check_extension_modules()
+MODULES = loaded_modules()
+emit(
+    check="modules",
+    ok=True,
+    multiarch=getattr(sys.implementation, "_multiarch", ""),
+    modules=MODULES,
+    source_read=source_read_modules(MODULES),
+)
 emit(check="network", ok=not ATTEMPTS, detail=", ".join(sorted(set(ATTEMPTS))))
 emit(check="done", ok=True)

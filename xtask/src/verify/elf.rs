@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::arch::Arch;
+use crate::python_version::PythonVersion;
 
 /// What the first bytes of a file say about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +87,9 @@ fn is_shared_object(name: &str) -> bool {
 
 /// The native files to check under `layer_root` (the directory holding `python/`): the
 /// interpreter and every shared object, sorted. Symbolic links are followed to what they name.
-pub fn native_files(layer_root: &Path) -> Result<Vec<PathBuf>> {
+pub fn native_files(layer_root: &Path, python: PythonVersion) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let interpreter = layer_root.join("python/bin/python3.11");
+    let interpreter = layer_root.join("python/bin").join(python.interpreter_name());
     if interpreter.exists() {
         files.push(interpreter);
     }
@@ -103,8 +104,8 @@ pub fn native_files(layer_root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Check every native file; the problems, each naming its file relative to `layer_root`.
-pub fn check_tree(layer_root: &Path, arch: Arch) -> Result<(usize, Vec<ElfProblem>)> {
-    let files = native_files(layer_root)?;
+pub fn check_tree(layer_root: &Path, arch: Arch, python: PythonVersion) -> Result<(usize, Vec<ElfProblem>)> {
+    let files = native_files(layer_root, python)?;
     let mut problems = Vec::new();
     for path in &files {
         let relative = path.strip_prefix(layer_root).unwrap_or(path).to_path_buf();
@@ -167,7 +168,7 @@ mod tests {
         fs_err::write(root.join("python/lib/pkg/bad.so"), header(2, 1, 62)).unwrap();
         fs_err::write(root.join("python/lib/libz.so.1"), b"not elf").unwrap();
         fs_err::write(root.join("python/lib/pkg/notes.txt"), b"ignored").unwrap();
-        let (count, problems) = check_tree(root, Arch::Arm64).unwrap();
+        let (count, problems) = check_tree(root, Arch::Arm64, "3.11".parse().unwrap()).unwrap();
         assert_eq!(count, 4);
         let named: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path.display(), p.message)).collect();
         assert_eq!(

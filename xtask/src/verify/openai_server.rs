@@ -57,11 +57,6 @@ impl OpenAiServer {
     pub fn chat_requests(&self) -> Vec<ChatRequest> {
         self.chats.lock().expect("chat requests lock").clone()
     }
-
-    /// Every HTTP request served so far, including refused ones.
-    pub fn requests(&self) -> Vec<Request> {
-        self.server.requests()
-    }
 }
 
 fn error_reply(status: u16, message: &str) -> Reply {
@@ -229,6 +224,10 @@ mod tests {
     }
 
     impl OpenAiServer {
+        fn requests(&self) -> Vec<Request> {
+            self.server.requests()
+        }
+
         fn url_for_tests(&self, path: &str) -> String {
             self.server.url(path)
         }

@@ -15,15 +15,13 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
+use crate::source_date::{SourceDateEpoch, ZIP_TIME_MIN};
+
 /// The mtime Lambda's extracted files get from a deterministic layer zip: `SOURCE_DATE_EPOCH` or
 /// 1980-01-01 00:00:00 UTC (the earliest time a zip entry can carry).
-pub fn fixed_mtime() -> SystemTime {
-    let seconds = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .filter(|&s| s >= 315_532_800)
-        .unwrap_or(315_532_800);
-    SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+pub fn fixed_mtime(source_date_epoch: SourceDateEpoch) -> SystemTime {
+    let seconds = source_date_epoch.or(ZIP_TIME_MIN);
+    SystemTime::UNIX_EPOCH + Duration::from_secs(seconds.unsigned_abs())
 }
 
 /// Copy the layer tree `from` (the directory holding `python/`) into `to`, which must not exist:
@@ -249,7 +247,7 @@ mod tests {
         let to = dir.path().join("to");
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&from, &link).unwrap();
-        let bytes = copy_layer(&link, &to, fixed_mtime()).unwrap();
+        let bytes = copy_layer(&link, &to, fixed_mtime(SourceDateEpoch::default())).unwrap();
         assert_eq!(bytes, 6);
         assert_eq!(fs_err::read_link(to.join("python/bin/python3")).unwrap(), Path::new("python3.11"));
         let listed = manifest(&to).unwrap();
@@ -257,7 +255,12 @@ mod tests {
         assert_eq!((file.kind, file.size), ('f', 6));
         assert_eq!(file.mtime_ns, 315_532_800_000_000_000);
         assert_eq!(listed["python"].mtime_ns, 315_532_800_000_000_000);
-        assert!(copy_layer(&from, &to, fixed_mtime()).unwrap_err().to_string().contains("already exists"));
+        assert!(
+            copy_layer(&from, &to, fixed_mtime(SourceDateEpoch::default()))
+                .unwrap_err()
+                .to_string()
+                .contains("already exists")
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Running arm64 code on an x86_64 host: find `qemu-aarch64-static` and build an arm64 sysroot
 //! (glibc, libstdc++) from Debian 12's arm64 packages without installing anything system-wide.
 //!
-//! The recipe (DESIGN.md, "Facts about the machines"): give apt a private state directory and the
+//! The recipe (docs/architecture.md §13): give apt a private state directory and the
 //! arm64 architecture, `apt-get update`, list the dependency closure with `apt-cache depends
 //! --recurse`, `apt-get download` the packages and `dpkg -x` each into the sysroot. qemu's `-L
 //! SYSROOT` then resolves absolute paths (the ELF interpreter `/lib/ld-linux-aarch64.so.1`,

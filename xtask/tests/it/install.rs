@@ -46,6 +46,12 @@ struct WheelFixture {
     wrong_hash: Vec<(String, Vec<u8>)>,
     /// Symlink members (name, target).
     symlinks: Vec<(String, String)>,
+    /// Lines added to METADATA, e.g. `Requires-Dist: idna`.
+    metadata_lines: Vec<String>,
+    /// `Name` and `Version` written into METADATA instead of the wheel's own.
+    metadata_identity: Option<(String, String)>,
+    /// RECORD's own row instead of `<dist-info>/RECORD,,` (an empty string leaves it out).
+    record_own_row: Option<String>,
 }
 
 impl WheelFixture {
@@ -60,7 +66,15 @@ impl WheelFixture {
             extra_record_lines: Vec::new(),
             wrong_hash: Vec::new(),
             symlinks: Vec::new(),
+            metadata_lines: Vec::new(),
+            metadata_identity: None,
+            record_own_row: None,
         }
+    }
+
+    fn requires(mut self, line: &str) -> Self {
+        self.metadata_lines.push(format!("Requires-Dist: {line}"));
+        self
     }
 
     fn file(mut self, path: &str, content: &str) -> Self {
@@ -80,10 +94,13 @@ impl WheelFixture {
     fn build(&self, dir: &Path) -> PathBuf {
         let dist_info = self.dist_info();
         let mut files = self.files.clone();
-        files.push((
-            format!("{dist_info}/METADATA"),
-            format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.name, self.version).into_bytes(),
-        ));
+        let (name, version) = self.metadata_identity.clone().unwrap_or((self.name.clone(), self.version.clone()));
+        let mut metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+        for line in &self.metadata_lines {
+            metadata.push_str(line);
+            metadata.push('\n');
+        }
+        files.push((format!("{dist_info}/METADATA"), metadata.into_bytes()));
         files.push((
             format!("{dist_info}/WHEEL"),
             format!(
@@ -104,7 +121,14 @@ impl WheelFixture {
             record.push_str(line);
             record.push('\n');
         }
-        record.push_str(&format!("{dist_info}/RECORD,,\n"));
+        match &self.record_own_row {
+            None => record.push_str(&format!("{dist_info}/RECORD,,\n")),
+            Some(row) if row.is_empty() => {}
+            Some(row) => {
+                record.push_str(row);
+                record.push('\n');
+            }
+        }
         files.push((format!("{dist_info}/RECORD"), record.into_bytes()));
 
         let path = dir.join(self.file_name());
@@ -388,17 +412,41 @@ fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn pth_file_is_refused_then_allowed_by_name() {
+fn pth_file_is_refused_then_allowed_by_name_and_content_hash() {
     let scratch = Scratch::new();
     let fixture = WheelFixture::new("evil_pkg", "1.82.8").file("evil_pkg-1.82.8.data/purelib/evil.pth", "import os\n");
     let lock = scratch.lock(&[fixture]);
+    let sha256 = hex::encode(Sha256::digest(b"import os\n"));
     let msg = format!("{:#}", scratch.install(&lock, &spec(""), Arch::X86_64).unwrap_err());
-    assert!(msg.contains("evil_pkg-1.82.8-py3-none-any.whl: refusing to install evil.pth"), "{msg}");
-    assert!(msg.contains("LiteLLM 1.82.8 shipped a credential-stealing .pth"), "{msg}");
-    assert!(msg.contains("add \"evil-pkg\" to packages.allow-startup-hooks in layer.toml"), "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "evil_pkg-1.82.8-py3-none-any.whl: refusing to install evil.pth (sha256 {sha256}): a .pth file or \
+             sitecustomize/usercustomize module runs code at every Python start (LiteLLM 1.82.8 shipped a \
+             credential-stealing .pth this way). If you trust it, add {{ name = \"evil-pkg\", sha256 = \"{sha256}\" }} \
+             to packages.allow-startup-hooks in layer.toml"
+        )
+    );
     scratch.assert_nothing_left();
 
-    let allowed = spec("allow-startup-hooks = [\"Evil_Pkg\"]\n");
+    // A name alone no longer allows anything.
+    let err = LayerSpec::parse(&format!("{SPEC}allow-startup-hooks = [\"Evil_Pkg\"]\n"), Path::new("layer.toml"))
+        .unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        "layer.toml: invalid layer spec: packages.allow-startup-hooks: \"Evil_Pkg\" allows a startup hook by name alone; allow it by distribution \
+         name and content instead: { name = \"Evil_Pkg\", sha256 = \"<hex>\" } (the refusal message of `cargo \
+         xtask layer` prints the sha256)"
+    );
+
+    // The right name with another hook's hash is still refused.
+    let other = hex::encode(Sha256::digest(b"import sys\n"));
+    let wrong = spec(&format!("allow-startup-hooks = [{{ name = \"Evil_Pkg\", sha256 = \"{other}\" }}]\n"));
+    let msg = format!("{:#}", scratch.install(&lock, &wrong, Arch::X86_64).unwrap_err());
+    assert!(msg.starts_with("evil_pkg-1.82.8-py3-none-any.whl: refusing to install evil.pth"), "{msg}");
+    scratch.assert_nothing_left();
+
+    let allowed = spec(&format!("allow-startup-hooks = [{{ name = \"Evil_Pkg\", sha256 = \"{sha256}\" }}]\n"));
     let dists = scratch.install(&lock, &allowed, Arch::X86_64).unwrap();
     assert!(dists[0].files.contains(&"evil.pth".to_string()));
     assert!(scratch.site_packages().join("evil.pth").is_file());
@@ -816,4 +864,275 @@ fn bench_install_against_uv_and_pip() {
         xtask::bench::install::bench_install(&lock, &spec(""), Arch::X86_64, runs, &tools, &dir, &Progress::new())
             .unwrap();
     println!("{table}");
+}
+
+// ---- Strict inputs (issue 16): each refusal names the wheel and the entry, and leaves no
+// site-packages, no staging directory and no temp file in the cache.
+
+impl Scratch {
+    /// Build `fixture`, rewrite its bytes with `mutate`, and lock the result (hash of the new bytes).
+    fn lock_mutated(&self, fixture: &WheelFixture, mutate: impl Fn(Vec<u8>) -> Vec<u8>) -> Pylock {
+        let path = fixture.build(&self.wheels());
+        let bytes = mutate(std::fs::read(&path).unwrap());
+        std::fs::write(&path, bytes).unwrap();
+        let url = format!("file://{}", path.display());
+        lock(vec![package(&fixture.name, &fixture.version, None, vec![locked_wheel(&path, url)])])
+    }
+
+    /// Install `lock` expecting a refusal; check nothing was left behind; return the message.
+    fn refused(&self, lock: &Pylock, spec: &LayerSpec) -> String {
+        let msg = format!("{:#}", self.install(lock, spec, Arch::X86_64).unwrap_err());
+        self.assert_nothing_left();
+        let tmp = self.dir.path().join("cache/tmp");
+        if tmp.exists() {
+            assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "temp files left in the cache");
+        }
+        msg
+    }
+}
+
+const DEMO_WHEEL: &str = "demo-1.0-py3-none-any.whl";
+
+/// A rewrite of a built wheel's bytes.
+type Mutation = dyn Fn(Vec<u8>) -> Vec<u8>;
+
+#[test]
+fn ambiguous_zip_layouts_are_refused() {
+    let fixture = WheelFixture::new("demo", "1.0");
+    let cases: [(&str, Box<Mutation>); 3] = [
+        (
+            "data before the first entry",
+            Box::new(|bytes| {
+                let mut out = b"MZ-stub".to_vec();
+                out.extend(bytes);
+                out
+            }),
+        ),
+        (
+            "data after the end record",
+            Box::new(|mut bytes| {
+                bytes.extend_from_slice(b"PK\x03\x04 appended");
+                bytes
+            }),
+        ),
+        (
+            "local name differs",
+            Box::new(|mut bytes| {
+                // The first member is demo/__init__.py; rename it in its local header only.
+                bytes[30..34].copy_from_slice(b"evil");
+                bytes
+            }),
+        ),
+    ];
+    let wants = [
+        format!("{DEMO_WHEEL}: 7 bytes of data before the first entry; refusing an ambiguous zip archive"),
+        format!(
+            "{DEMO_WHEEL}: 13 bytes of data after the end of central directory record; refusing an ambiguous zip archive"
+        ),
+        format!(
+            "{DEMO_WHEEL}: member \"demo/__init__.py\": the local header names it \"evil/__init__.py\", the central \
+             directory \"demo/__init__.py\"; refusing an ambiguous zip archive"
+        ),
+    ];
+    for ((what, mutate), want) in cases.into_iter().zip(wants) {
+        let scratch = Scratch::new();
+        let lock = scratch.lock_mutated(&fixture, mutate);
+        let msg = scratch.refused(&lock, &spec(""));
+        assert_eq!(msg, want, "{what}");
+    }
+}
+
+#[test]
+fn member_names_with_control_characters_are_refused() {
+    let fixture = WheelFixture::new("demo", "1.0").file("demo/\u{1b}[2Jclear.py", "X = 1\n");
+    let msg = Scratch::new().install_err(&[fixture]);
+    assert_eq!(
+        msg,
+        format!(
+            "{DEMO_WHEEL}: member \"demo/\\u{{1b}}[2Jclear.py\" has the control character '\\u{{1b}}' in its name; \
+             refusing the wheel (such names hide what a terminal or a log shows)"
+        )
+    );
+}
+
+#[test]
+fn record_must_list_itself_without_a_hash() {
+    let mut missing = WheelFixture::new("demo", "1.0");
+    missing.record_own_row = Some(String::new());
+    assert_eq!(
+        Scratch::new().install_err(&[missing]),
+        format!(
+            "{DEMO_WHEEL}: RECORD does not list itself (\"demo-1.0.dist-info/RECORD\" has no row); refusing the wheel \
+             (rebuild it with a current build backend)"
+        )
+    );
+    let mut hashed = WheelFixture::new("demo", "1.0");
+    let fake = record_hash(b"anything");
+    hashed.record_own_row = Some(format!("demo-1.0.dist-info/RECORD,{fake},10"));
+    assert_eq!(
+        Scratch::new().install_err(&[hashed]),
+        format!(
+            "{DEMO_WHEEL}: RECORD's own row gives it a hash or size (\"{fake}\", Some(10)), which RECORD cannot hold \
+             for itself; refusing the wheel"
+        )
+    );
+}
+
+#[test]
+fn record_signature_files_are_exempt_only_when_unhashed() {
+    // An unhashed signature file installs (RECORD cannot hash what signs it).
+    let scratch = Scratch::new();
+    let mut signed = WheelFixture::new("demo", "1.0").file("demo-1.0.dist-info/RECORD.jws", "{\"signature\": 1}");
+    signed.unrecorded.push("demo-1.0.dist-info/RECORD.jws".into());
+    let lock = scratch.lock(&[signed]);
+    scratch.install(&lock, &spec(""), Arch::X86_64).unwrap();
+    assert!(scratch.site_packages().join("demo-1.0.dist-info/RECORD.jws").is_file());
+
+    // A signature file that RECORD does hash must match it.
+    let mut wrong = WheelFixture::new("demo", "1.0").file("demo-1.0.dist-info/RECORD.p7s", "signature");
+    wrong.wrong_hash.push(("demo-1.0.dist-info/RECORD.p7s".into(), b"other bytes".to_vec()));
+    let msg = Scratch::new().install_err(&[wrong]);
+    assert!(
+        msg.starts_with(&format!(
+            "{DEMO_WHEEL}: \"demo-1.0.dist-info/RECORD.p7s\" does not match RECORD:\n  expected "
+        )),
+        "{msg}"
+    );
+
+    // A file named like a signature outside the wheel's own .dist-info is an ordinary file.
+    let mut elsewhere = WheelFixture::new("demo", "1.0").file("demo/RECORD.jws", "x");
+    elsewhere.unrecorded.push("demo/RECORD.jws".into());
+    let msg = Scratch::new().install_err(&[elsewhere]);
+    assert!(msg.contains("\"demo/RECORD.jws\" is in the wheel but not in RECORD"), "{msg}");
+}
+
+/// A lock of `fixtures` where `dependencies[i]` are the locked dependencies of `fixtures[i]`.
+fn lock_with_dependencies(scratch: &Scratch, fixtures: &[WheelFixture], dependencies: &[&[&str]]) -> Pylock {
+    let mut lock = scratch.lock(fixtures);
+    for (package, names) in lock.packages.iter_mut().zip(dependencies) {
+        package.dependencies =
+            names.iter().map(|name| xtask::packaging::pylock::PackageRef { name: name.to_string() }).collect();
+    }
+    lock
+}
+
+#[test]
+fn a_wheel_whose_metadata_differs_from_the_lock_is_refused() {
+    // Name and version.
+    let scratch = Scratch::new();
+    let mut renamed = WheelFixture::new("demo", "1.0");
+    renamed.metadata_identity = Some(("evil".into(), "1.0".into()));
+    let lock = scratch.lock(&[renamed]);
+    assert_eq!(
+        scratch.refused(&lock, &spec("")),
+        format!(
+            "{DEMO_WHEEL}: its METADATA says Name evil Version 1.0, but the lock has demo 1.0; refusing a wheel that \
+             is not the distribution the lock was made from"
+        )
+    );
+    let scratch = Scratch::new();
+    let mut other_version = WheelFixture::new("demo", "1.0");
+    other_version.metadata_identity = Some(("Demo".into(), "1.0.post1".into()));
+    let lock = scratch.lock(&[other_version]);
+    assert!(scratch.refused(&lock, &spec("")).contains("its METADATA says Name demo Version 1.0.post1"));
+
+    // A requirement the lock does not list as an edge (the wheel pulls in something unlocked).
+    let scratch = Scratch::new();
+    let fixtures = [WheelFixture::new("demo", "1.0").requires("idna>=3"), WheelFixture::new("idna", "3.10")];
+    let lock = lock_with_dependencies(&scratch, &fixtures, &[&[], &[]]);
+    assert_eq!(
+        scratch.refused(&lock, &spec("")),
+        format!(
+            "{DEMO_WHEEL}: its METADATA requires idna>=3, but the lock does not list idna as a dependency of demo \
+             1.0; the wheel's Requires-Dist differs from the metadata the lock was made from: re-run `cargo xtask \
+             lock`"
+        )
+    );
+
+    // A requirement whose specifier the locked version does not meet.
+    let scratch = Scratch::new();
+    let fixtures = [WheelFixture::new("demo", "1.0").requires("idna<3"), WheelFixture::new("idna", "3.10")];
+    let lock = lock_with_dependencies(&scratch, &fixtures, &[&["idna"], &[]]);
+    assert_eq!(
+        scratch.refused(&lock, &spec("")),
+        format!(
+            "{DEMO_WHEEL}: its METADATA requires idna<3, but the lock installs idna 3.10; the wheel's Requires-Dist \
+             differs from the metadata the lock was made from: re-run `cargo xtask lock`"
+        )
+    );
+
+    // An edge of the lock that the wheel does not require.
+    let scratch = Scratch::new();
+    let fixtures = [WheelFixture::new("demo", "1.0"), WheelFixture::new("idna", "3.10")];
+    let lock = lock_with_dependencies(&scratch, &fixtures, &[&["idna"], &[]]);
+    assert_eq!(
+        scratch.refused(&lock, &spec("")),
+        format!(
+            "{DEMO_WHEEL}: the lock lists idna as a dependency of demo 1.0, but the wheel's METADATA does not require \
+             it; the wheel differs from the metadata the lock was made from: re-run `cargo xtask lock`"
+        )
+    );
+
+    // What matches installs: markers and extras are evaluated for the target, excluded
+    // distributions are left out.
+    let scratch = Scratch::new();
+    let fixtures = [
+        WheelFixture::new("demo", "1.0")
+            .requires("idna>=3")
+            .requires("pywin32; sys_platform == 'win32'")
+            .requires("h2; extra == 'http2'")
+            .requires("hf-xet"),
+        WheelFixture::new("idna", "3.10"),
+    ];
+    let lock = lock_with_dependencies(&scratch, &fixtures, &[&["idna"], &[]]);
+    scratch.install(&lock, &spec("exclude = [\"hf-xet\"]\n"), Arch::X86_64).unwrap();
+}
+
+#[test]
+fn a_lock_dependency_missing_from_the_lock_is_an_error() {
+    let scratch = Scratch::new();
+    let fixtures = [WheelFixture::new("demo", "1.0").requires("idna")];
+    let lock = lock_with_dependencies(&scratch, &fixtures, &[&["idna"]]);
+    assert_eq!(
+        scratch.refused(&lock, &spec("")),
+        "lock: demo 1.0 depends on idna, which is not in the lock; the lock is incomplete or was edited by hand: \
+         re-run `cargo xtask lock`"
+    );
+}
+
+#[test]
+fn secret_shaped_files_are_refused_unless_allowed_by_path() {
+    let scratch = Scratch::new();
+    let fixture = WheelFixture::new("demo", "1.0")
+        .file("demo/.env", "OPENAI_API_KEY=sk-leak\n")
+        .file("demo/certs/server.pem", "-----BEGIN PRIVATE KEY-----\n");
+    let lock = scratch.lock(&[fixture]);
+    assert_eq!(
+        scratch.refused(&lock, &spec("")),
+        format!(
+            "{DEMO_WHEEL}: refusing to install demo/.env, demo/certs/server.pem: the name looks like a credential or \
+             private key, which must not ship in a layer. If it is meant to be there (a CA bundle, a public key), \
+             add \"demo/.env\", \"demo/certs/server.pem\" to packages.allow-secret-files in layer.toml"
+        )
+    );
+    let msg = scratch.refused(&lock, &spec("allow-secret-files = [\"demo/certs/server.pem\"]\n"));
+    assert!(msg.starts_with(&format!("{DEMO_WHEEL}: refusing to install demo/.env: ")), "{msg}");
+    let both = spec("allow-secret-files = [\"demo/certs/server.pem\", \"demo/.env\"]\n");
+    scratch.install(&lock, &both, Arch::X86_64).unwrap();
+    assert!(scratch.site_packages().join("demo/.env").is_file());
+}
+
+#[test]
+fn a_lock_size_that_differs_from_the_bytes_received_is_refused() {
+    let scratch = Scratch::new();
+    let mut lock = scratch.lock(&[WheelFixture::new("demo", "1.0")]);
+    let real = lock.packages[0].wheels[0].size.unwrap();
+    lock.packages[0].wheels[0].size = Some(real + 1);
+    assert_eq!(
+        scratch.refused(&lock, &spec("")),
+        format!(
+            "{DEMO_WHEEL}: the lock says {} bytes (the index's size), the file has {real}; re-run `cargo xtask lock`",
+            real + 1
+        )
+    );
 }

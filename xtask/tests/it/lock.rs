@@ -277,6 +277,10 @@ fn existing_lock_is_preferred_and_yanked_pins_may_stay() {
     let lock = project.lock_text();
     assert_eq!(version_of(&lock, "idna").as_deref(), Some("3.0"));
     assert_eq!(version_of(&lock, "dep-a").as_deref(), Some("2.0"));
+    // The yanked pin that stays is reported (PEP 592), once.
+    let yanked = "dep-a 2.0 is yanked on the index; it is used because it is pinned or already locked. Pin another \
+                  version, or run `cargo xtask lock --upgrade-package dep-a`";
+    assert_eq!(run.stderr.matches(yanked).count(), 1, "{}", run.stderr);
     // --upgrade-package moves only that package.
     let run = project.lock(&server.url("/simple"), &["--upgrade-package", "IDNA"]);
     assert!(run.success, "{}", run.stderr);

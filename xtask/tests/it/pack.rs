@@ -144,11 +144,12 @@ fn build(root: &Path, variant: u32, epoch: Option<u64>) -> Option<(PackOutcome, 
     let out_zip = root.join("python-litellm-x86_64.zip");
     let request = PackRequest {
         layer_dir: &layer,
-        python_minor: "3.11",
+        python_minor: "3.11".parse().unwrap(),
         build_python: &python,
         out_zip: &out_zip,
         source_date_epoch: epoch,
         zip_position: ZipPosition::default(),
+        bytecode_plan: &Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, &Progress::new()).unwrap();
     Some((outcome, dists))
@@ -456,11 +457,12 @@ fn bad_trees_are_refused_with_clear_errors() {
     let out_zip = dir.path().join("out.zip");
     let request = PackRequest {
         layer_dir: &layer,
-        python_minor: "3.11",
+        python_minor: "3.11".parse().unwrap(),
         build_python: &python,
         out_zip: &out_zip,
         source_date_epoch: None,
         zip_position: ZipPosition::default(),
+        bytecode_plan: &Default::default(),
     };
     let lib = layer.join("python/lib/python3.11");
 
@@ -537,7 +539,99 @@ fn bench_import_litellm() {
     let runs = std::env::var("XTASK_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(11);
     let work = tempfile::tempdir().unwrap();
     let python = host_python().expect("host python3 must be 3.11");
-    let report =
-        xtask::bench::import_time::measure(&python, &site_packages, work.path(), runs, &Progress::new()).unwrap();
+    let report = xtask::bench::import_time::measure(
+        &python,
+        &site_packages,
+        work.path(),
+        runs,
+        &Default::default(),
+        &Progress::new(),
+    )
+    .unwrap();
     println!("{report}");
+}
+
+/// Issue 15: with an import profile, only profiled modules get a `.pyc`; with `sourceless`, the
+/// profiled modules of distributions ship without `.py` (except those that read their own source),
+/// the stdlib keeps its sources, and the unpacked layer still imports without writing.
+#[test]
+fn an_import_profile_compiles_only_its_modules_and_drops_their_sources() {
+    let Some(python) = host_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, mut dists) = fixture(dir.path(), 0);
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect();
+    let plan = xtask::layer::profile::BytecodePlan {
+        profiled: Some(names(&["purepkg", "purepkg.sub", "nativepkg", "datapkg", "stdlib_module"])),
+        sourceless: true,
+        keep_source: names(&["purepkg.sub"]),
+        cache_dir: Some(dir.path().join("bytecode-cache")),
+    };
+    let out_zip = dir.path().join("python-litellm-x86_64.zip");
+    let request = PackRequest {
+        layer_dir: &layer,
+        python_minor: "3.11".parse().unwrap(),
+        build_python: &python,
+        out_zip: &out_zip,
+        source_date_epoch: None,
+        zip_position: ZipPosition::default(),
+        bytecode_plan: &plan,
+    };
+    let outcome = pack::build(&request, &mut dists, &Progress::new()).unwrap();
+    assert_eq!((outcome.compiled, outcome.from_cache), (5, 0));
+
+    let lib = layer.join("python/lib/python3.11");
+    let archive = zip::ZipArchive::new(fs::File::open(lib.join("site-packages.zip")).unwrap()).unwrap();
+    let mut members: Vec<String> = Vec::new();
+    for name in archive.file_names() {
+        members.push(name.unwrap().into_owned());
+    }
+    let python_files: Vec<&str> =
+        members.iter().map(String::as_str).filter(|m| m.ends_with(".py") || m.ends_with(".pyc")).collect();
+    assert_eq!(
+        python_files,
+        [
+            "purepkg/__init__.pyc",
+            "purepkg/sub/__init__.py",
+            "purepkg/sub/__init__.pyc",
+            "purepkg/sub/mod.py",
+            "tiktoken_ext/openai_public.py",
+        ]
+    );
+    let site_packages = lib.join("site-packages");
+    for (path, present) in [
+        ("nativepkg/__init__.pyc", true),
+        ("nativepkg/__init__.py", false),
+        ("nativepkg/legacy_py2.py", true),
+        ("datapkg/__init__.pyc", true),
+        ("datapkg/__init__.py", false),
+    ] {
+        assert_eq!(site_packages.join(path).exists(), present, "{path}");
+    }
+    assert!(lib.join("stdlib_module.py").is_file() && lib.join("__pycache__/stdlib_module.cpython-311.pyc").is_file());
+    assert!(!lib.join("stdlib_package/__pycache__").exists(), "an unprofiled stdlib module got bytecode");
+    let native = dists.iter().find(|d| d.name == "nativepkg").unwrap();
+    assert!(native.files.contains(&"nativepkg/__init__.pyc".to_string()));
+    assert!(!native.files.contains(&"nativepkg/__init__.py".to_string()));
+
+    // The unpacked layer imports from the .pyc files (and the .py of unprofiled modules).
+    let opt = dir.path().join("opt");
+    zip::ZipArchive::new(fs::File::open(&outcome.layer_zip).unwrap()).unwrap().extract(&opt).unwrap();
+    let lib = opt.join("python/lib/python3.11");
+    let python_path = std::env::join_paths([&lib, &lib.join("site-packages")]).unwrap();
+    let script = "import purepkg, datapkg, nativepkg\n\
+                  print(purepkg.__file__.rsplit('/', 2)[-2:], purepkg.sub.mod.where().rsplit('/', 1)[-1])\n\
+                  print(datapkg.TABLE['rows'], nativepkg.__file__.rsplit('/', 1)[-1])\n";
+    let before = snapshot(&opt);
+    let out = run_python(&["-B", "-c", script], &[("PYTHONPATH", Path::new(&python_path))]);
+    assert_eq!(out, "['purepkg', '__init__.pyc'] mod.py\n3 __init__.pyc\n");
+    assert_eq!(before, snapshot(&opt), "importing wrote into the layer tree");
+
+    // A second build of the same tree takes every .pyc from the bytecode cache.
+    let again = tempfile::tempdir().unwrap();
+    let (layer, mut dists) = fixture(again.path(), 0);
+    let out_zip = again.path().join("python-litellm-x86_64.zip");
+    let outcome =
+        pack::build(&PackRequest { layer_dir: &layer, out_zip: &out_zip, ..request }, &mut dists, &Progress::new())
+            .unwrap();
+    assert_eq!((outcome.compiled, outcome.from_cache), (5, 5));
 }

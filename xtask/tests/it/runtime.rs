@@ -181,9 +181,15 @@ fn runtime_only_build_runs_the_extracted_interpreter_and_prunes_the_stdlib() {
     let run = run_extracted(&python_root, "import ssl, json, sqlite3, zlib");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 
-    // A runtime file changed on disk: it is not copied into the next build, which extracts again.
+    // A runtime file changed on disk without changing its size: its content hash no longer
+    // matches the stamp, so it is not copied into the next build, which extracts again.
     let os_py = python_root.join("lib/python3.11/os.py");
-    std::fs::write(&os_py, "raise SystemExit('tampered')\n").unwrap();
+    let original = std::fs::read(&os_py).unwrap();
+    let payload = b"raise SystemExit('tampered')\n";
+    let mut tampered = payload.to_vec();
+    tampered.extend_from_slice(&original[payload.len()..]);
+    assert_eq!(tampered.len(), original.len());
+    std::fs::write(&os_py, &tampered).unwrap();
     let third = build_runtime_only(dir.path(), fixture.path.to_str().unwrap(), fixture.sha256.as_str());
     let err = stderr(&third);
     assert!(third.status.success(), "{err}");
@@ -418,7 +424,9 @@ fn assert_mirror_used(
     );
     let err = stderr(&output);
     let pinned = Manifest::pinned();
-    let artifact = pinned.find("3.11", "20260127", xtask::arch::Arch::X86_64, Variant::InstallOnlyStripped).unwrap();
+    let artifact = pinned
+        .find("3.11".parse().unwrap(), "20260127", xtask::arch::Arch::X86_64, Variant::InstallOnlyStripped)
+        .unwrap();
     assert!(!output.status.success());
     assert!(err.contains(&format!("sha256 mismatch for {}", server.url(served_path))), "{err}");
     assert!(err.contains(&format!("expected {}", artifact.sha256)), "{err}");
@@ -431,7 +439,9 @@ fn assert_mirror_used(
 fn the_mirror_setting_and_environment_are_used_for_the_pinned_archive() {
     let fixture = fixture();
     let pinned = Manifest::pinned();
-    let artifact = pinned.find("3.11", "20260127", xtask::arch::Arch::X86_64, Variant::InstallOnlyStripped).unwrap();
+    let artifact = pinned
+        .find("3.11".parse().unwrap(), "20260127", xtask::arch::Arch::X86_64, Variant::InstallOnlyStripped)
+        .unwrap();
     let file_segment = artifact.url.rsplit('/').next().unwrap().to_string();
     let served_path = format!("/pbs/20260127/{file_segment}");
     let server = serve_bytes(&served_path, std::fs::read(&fixture.path).unwrap(), None);
@@ -480,4 +490,76 @@ fn a_bad_layer_toml_key_is_refused_by_the_binary() {
     assert!(err.contains(&spec_path.display().to_string()), "{err}");
     assert!(err.contains("unknown field `flavour`"), "{err}");
     assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn a_second_build_of_the_same_output_waits_then_times_out_and_killed_builds_are_cleaned_up() {
+    use xtask::cache::{LockKind, RunLock};
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.tar.gz");
+    let zeros = "0".repeat(64);
+    let out = dir.path().join("out");
+    let cache = dir.path().join("cache");
+    let digest = xtask::cache::sha256_bytes(out.to_str().unwrap().as_bytes());
+    let lock_path = cache.join("locks").join(format!("output-{}.lock", &digest.as_str()[..16]));
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = RunLock::acquire(
+        &lock_path,
+        LockKind::Exclusive,
+        "a test holding the output",
+        std::time::Duration::from_secs(1),
+        &xtask::progress::Progress::new(),
+    )
+    .unwrap();
+    let args = [
+        "layer",
+        "--arch",
+        "x86_64",
+        "--runtime-only",
+        "--python-dist",
+        missing.to_str().unwrap(),
+        "--python-sha256",
+        &zeros,
+        "--out-dir",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let output = xtask(&args, &[("XTASK_LOCK_TIMEOUT", "1")]);
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    let holder = format!("pid {} (a test holding the output)", std::process::id());
+    assert!(
+        err.contains(&format!("waiting for {} (held by {holder}); giving up after 1s", lock_path.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "timed out after 1s waiting for {} (held by {holder}); wait for that run to finish, or stop it if it hung \
+             (XTASK_LOCK_TIMEOUT sets the wait in seconds)",
+            lock_path.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(names_in(dir.path()), ["cache"], "nothing was built or staged");
+    drop(held);
+
+    // Directories a killed build left beside the output are removed by the next build; another
+    // output's are not.
+    for stale in [".out.staging-KILLED", ".out.old-KILLED"] {
+        std::fs::create_dir_all(dir.path().join(stale).join("layer")).unwrap();
+        std::fs::write(dir.path().join(stale).join(".xtask-layer-build"), "").unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join(".other.staging-KEEP")).unwrap();
+    std::fs::write(dir.path().join(".other.staging-KEEP/.xtask-layer-build"), "").unwrap();
+    let output = xtask(&args, &[("XTASK_LOCK_TIMEOUT", "1")]);
+    let err = stderr(&output);
+    assert!(!output.status.success(), "the archive is missing");
+    for stale in [".out.staging-KILLED", ".out.old-KILLED"] {
+        assert!(
+            err.contains(&format!("removed {} left by an interrupted build", dir.path().join(stale).display())),
+            "{err}"
+        );
+    }
+    assert_eq!(names_in(dir.path()), [".other.staging-KEEP", "cache"]);
 }

@@ -97,7 +97,7 @@ fn compile(layer_root: &Path) {
     );
 }
 
-/// Stdlib parts a layer never ships (DESIGN.md §7).
+/// Stdlib parts a layer never ships (docs/architecture.md §7).
 fn stdlib_skipped(relative: &Path) -> bool {
     let first = relative.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
     matches!(
@@ -162,6 +162,8 @@ fn copy_of(layer: &Path) -> tempfile::TempDir {
 fn options(arch: Arch, layer_dir: &Path, runner: Runner, runs: u32) -> VerifyOptions {
     VerifyOptions {
         arch,
+        python: "3.11".parse().unwrap(),
+        source_date_epoch: Default::default(),
         layer_dir: layer_dir.to_path_buf(),
         imports: spec_imports(),
         runs,

@@ -3,8 +3,10 @@
 //! from the previous build instead of being extracted and pruned again.
 //!
 //! Only the files listed in the stamp are copied: whatever later steps added to the tree
-//! (site-packages, bytecode, sitecustomize.py) is rebuilt by those steps. A listed file that is
-//! missing or changed size disables the reuse.
+//! (site-packages, bytecode, sitecustomize.py) is rebuilt by those steps. Each listed file carries
+//! its sha256, and a file whose content no longer hashes to it (a same-size edit included), or
+//! that is missing, disables the reuse: the SBOM names the pinned archive, so only a tree proven
+//! to be that archive's, pruned by the same rules, may ship under its hash.
 
 use std::path::Path;
 
@@ -15,11 +17,12 @@ use super::{RuntimeOutput, python_root_of};
 use crate::arch::Arch;
 use crate::cache::Sha256Hex;
 use crate::progress::Progress;
+use crate::python_version::PythonVersion;
 
 pub const STAMP_FILE: &str = "runtime-stamp.json";
 
 /// Bump when the runtime step changes what it produces, so old outputs are not reused.
-const STAMP_FORMAT: u32 = 1;
+const STAMP_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stamp {
@@ -51,6 +54,9 @@ struct StampEntry {
     executable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<String>,
+    /// The content's sha256 (files only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -73,18 +79,34 @@ fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
             walk.skip_current_dir();
         }
         let item = if file_type.is_dir() {
-            StampEntry { path, kind: EntryKind::Dir, size: 0, executable: false, target: None }
+            StampEntry { path, kind: EntryKind::Dir, size: 0, executable: false, target: None, sha256: None }
         } else if file_type.is_symlink() {
             let target = fs_err::read_link(entry.path())?.to_string_lossy().to_string();
-            StampEntry { path, kind: EntryKind::Symlink, size: 0, executable: false, target: Some(target) }
+            StampEntry {
+                path,
+                kind: EntryKind::Symlink,
+                size: 0,
+                executable: false,
+                target: Some(target),
+                sha256: None,
+            }
         } else {
             let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
             let executable = meta.permissions().mode() & 0o111 != 0;
-            StampEntry { path, kind: EntryKind::File, size: meta.len(), executable, target: None }
+            let sha256 = crate::cache::sha256_file(entry.path())?.to_string();
+            StampEntry { path, kind: EntryKind::File, size: meta.len(), executable, target: None, sha256: Some(sha256) }
         };
         entries.push(item);
     }
     Ok(entries)
+}
+
+/// A digest of everything under `python_root` (paths, kinds, modes, link targets and file
+/// contents; site-packages' contents excluded): what a cached interpreter must still hash to
+/// before it is run again.
+pub fn tree_digest(python_root: &Path) -> Result<String> {
+    let listing = serde_json::to_vec(&list_tree(python_root)?).context("serialising the tree listing")?;
+    Ok(crate::cache::sha256_bytes(&listing).to_string())
 }
 
 /// `lib/python3.X/site-packages`.
@@ -99,7 +121,7 @@ pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> 
         format: STAMP_FORMAT,
         sha256: output.sha256.clone(),
         prune_rules: prune_rules.to_vec(),
-        minor: output.minor.clone(),
+        minor: output.minor.dotted(),
         arch: output.arch.clone(),
         output: output.clone(),
         files: list_tree(&output.python_root)?,
@@ -108,12 +130,7 @@ pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> 
     let mut stamp = stamp;
     stamp.output.relocate(out_dir, Path::new(""));
     let json = serde_json::to_vec(&stamp).context("serialising the runtime stamp")?;
-    let mut temp = tempfile::NamedTempFile::new_in(out_dir)?;
-    std::io::Write::write_all(&mut temp, &json)?;
-    fs_err::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    let path = out_dir.join(STAMP_FILE);
-    temp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_atomically(&out_dir.join(STAMP_FILE), &json)
 }
 
 /// When `previous` holds a runtime from the same archive, prune rules, minor version and arch,
@@ -124,7 +141,7 @@ pub fn reuse(
     out_dir: &Path,
     sha256: &Sha256Hex,
     prune_rules: &[String],
-    minor: &str,
+    minor: PythonVersion,
     arch: Arch,
     progress: &Progress,
 ) -> Result<Option<RuntimeOutput>> {
@@ -143,7 +160,7 @@ pub fn reuse(
         (stamp.format != STAMP_FORMAT, "an older xtask made it"),
         (stamp.sha256 != sha256.as_str(), "the archive hash changed"),
         (stamp.prune_rules != prune_rules, "the stdlib prune rules changed"),
-        (stamp.minor != minor, "the python version changed"),
+        (stamp.minor != minor.dotted(), "the python version changed"),
         (stamp.arch != arch.lambda_name(), "the architecture changed"),
     ]
     .into_iter()
@@ -169,7 +186,7 @@ pub fn reuse(
 
     let mut output = stamp.output.clone();
     output.python_root = python_root_of(previous);
-    output.interpreter = output.python_root.join("bin").join(format!("python{minor}"));
+    output.interpreter = output.python_root.join("bin").join(minor.interpreter_name());
     output.relocate(previous, out_dir);
     output.reused = true;
     if previous != out_dir {

@@ -1,4 +1,4 @@
-//! Pruning the interpreter's standard library by the named rules of `[prune] stdlib` (DESIGN.md §6, §7).
+//! Pruning the interpreter's standard library by the named rules of `[prune] stdlib` (docs/architecture.md §6, §7).
 //!
 //! Each rule names the paths it removes; every removal is measured first, so the size report can
 //! say what each rule saved. Nothing is followed through symlinks: a rule only deletes real
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::python_version::PythonVersion;
 use crate::spec::STDLIB_PRUNE_RULES;
 
 /// What one rule removed.
@@ -33,32 +34,8 @@ pub struct StdlibPruneReport {
     pub rules: Vec<PruneRuleReport>,
 }
 
-/// What a rule removes, for help texts and messages.
-pub fn rule_description(rule: &str) -> &'static str {
-    match rule {
-        "test" => "the regression test suite: lib/python3.X/test and test/tests packages inside stdlib packages",
-        "idlelib" => "the IDLE editor: lib/python3.X/idlelib and bin/idle*",
-        "tkinter" => "Tk bindings: tkinter, _tkinter*.so and the tcl/tk/itcl/thread/tix libraries under lib/",
-        "turtledemo" => "turtle graphics demos",
-        "ensurepip" => {
-            "ensurepip with its bundled wheels, and the pip/setuptools it pre-installed (site-packages, bin/pip*)"
-        }
-        "lib2to3" => "the 2to3 converter: lib2to3 and bin/2to3*",
-        "pydoc_data" => "pydoc's HTML topics",
-        "distutils" => "the deprecated distutils package",
-        "config" => "lib/python3.X/config-3.X-* (Makefile and the static libpython for embedding)",
-        "__phello__" => "frozen-module test packages __phello__ and __hello__.py",
-        "static-libs" => "static libraries (*.a) anywhere in the tree",
-        "headers" => "C headers (include/)",
-        "test-extensions" => {
-            "test extension modules in lib-dynload (_test*, _xxtest*, _ctypes_test*, xxlimited*, xxsubtype*)"
-        }
-        _ => "unknown rule",
-    }
-}
-
 /// Apply `rules` (in order) to the python root of a CPython `minor` install.
-pub fn prune_stdlib(python_root: &Path, minor: &str, rules: &[String]) -> Result<StdlibPruneReport> {
+pub fn prune_stdlib(python_root: &Path, minor: PythonVersion, rules: &[String]) -> Result<StdlibPruneReport> {
     let (files_before, bytes_before) = measure(python_root)?;
     let mut reports = Vec::new();
     for rule in rules {
@@ -84,8 +61,8 @@ pub fn prune_stdlib(python_root: &Path, minor: &str, rules: &[String]) -> Result
 }
 
 /// The paths a rule removes (top-level ones: a directory stands for everything under it).
-fn rule_targets(rule: &str, python_root: &Path, minor: &str) -> Result<Vec<PathBuf>> {
-    let stdlib = python_root.join("lib").join(format!("python{minor}"));
+fn rule_targets(rule: &str, python_root: &Path, minor: PythonVersion) -> Result<Vec<PathBuf>> {
+    let stdlib = python_root.join(minor.stdlib_dir());
     let lib = python_root.join("lib");
     let bin = python_root.join("bin");
     let lib_dynload = stdlib.join("lib-dynload");
@@ -299,7 +276,7 @@ mod tests {
         }
         std::os::unix::fs::symlink("python3.11", root.join("bin/python3")).unwrap();
         let rules: Vec<String> = STDLIB_PRUNE_RULES.iter().map(|s| s.to_string()).collect();
-        let report = prune_stdlib(root, "3.11", &rules).unwrap();
+        let report = prune_stdlib(root, "3.11".parse().unwrap(), &rules).unwrap();
         for (rule, path) in drop {
             assert!(!root.join(path).exists(), "{rule} left {path}");
             let rule_report = report.rules.iter().find(|r| r.rule == rule).unwrap();
@@ -326,7 +303,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs_err::create_dir_all(dir.path().join("lib/python3.11")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("precious"), dir.path().join("lib/python3.11/test")).unwrap();
-        let report = prune_stdlib(dir.path(), "3.11", &["test".to_string()]).unwrap();
+        let report = prune_stdlib(dir.path(), "3.11".parse().unwrap(), &["test".to_string()]).unwrap();
         assert_eq!((report.rules[0].files, report.rules[0].bytes), (1, 0), "the symlink itself, not its target");
         assert!(outside.path().join("precious/keep.py").exists());
         assert!(dir.path().join("lib/python3.11/test").symlink_metadata().is_err());
