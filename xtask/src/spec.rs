@@ -31,6 +31,7 @@ pub struct LayerSpec {
     pub serverless: ServerlessSpec,
     #[serde(default)]
     pub providers: ProvidersSpec,
+    #[serde(default)]
     pub pack: PackSpec,
     /// Where the spec was read from (not a key).
     #[serde(skip)]
