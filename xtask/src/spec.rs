@@ -253,6 +253,19 @@ impl LayerSpec {
         Ok(all)
     }
 
+    /// `[verify] imports` followed by the enabled providers' modules not already listed.
+    pub fn verify_imports(&self) -> Result<Vec<String>> {
+        let mut imports = self.verify.imports.clone();
+        for provider in self.enabled_providers()? {
+            for module in provider.imports {
+                if !imports.contains(&module) {
+                    imports.push(module);
+                }
+            }
+        }
+        Ok(imports)
+    }
+
     /// The Node service's model config: `models.yaml` beside `[serverless] file`.
     pub fn model_config_path(&self) -> PathBuf {
         let serverless = crate::project_root().join(&self.serverless.file);
@@ -585,6 +598,16 @@ requirements = ["litellm==1.78.7"]
         let spec =
             parse(&format!("{MINIMAL}\n[providers]\nenabled = [\"openai\", \"bedrock\", \"anthropic\"]\n")).unwrap();
         assert_eq!(spec.all_requirements().unwrap(), ["litellm==1.78.7", "boto3"]);
+        assert_eq!(
+            spec.verify_imports().unwrap(),
+            [
+                "litellm.llms.anthropic.chat.handler",
+                "boto3",
+                "botocore",
+                "litellm.llms.bedrock.chat.converse_handler",
+                "openai"
+            ]
+        );
         assert_eq!(
             spec.prune.keep_botocore_services.as_deref().unwrap(),
             ["bedrock", "bedrock-runtime", "sso", "sso-oidc", "sts"]
