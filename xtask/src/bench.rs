@@ -11,25 +11,17 @@ pub mod node;
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::arch::Arch;
-use crate::flags::{BenchArgs, GlobalArgs};
+use crate::flags::{BenchArgs, Benchmark, GlobalArgs};
 use crate::layer::bytecode::BuildPython;
 use crate::packaging::pylock::Pylock;
 use crate::progress::Progress;
 use crate::spec::LayerSpec;
 
-/// The benchmarks, in the order they run.
-pub const BENCHMARKS: &[&str] = &["lock", "install", "layer", "import", "cold-start", "import-gc", "warm-overhead"];
-
 pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
-    for name in &args.only {
-        if !BENCHMARKS.contains(&name.as_str()) {
-            bail!("unknown benchmark {name:?} for --only; benchmarks: {}", BENCHMARKS.join(", "));
-        }
-    }
-    let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let selected = |benchmark: Benchmark| args.only.is_empty() || args.only.contains(&benchmark);
     let root = crate::project_root();
     let progress = Progress::new();
     let spec_path = global.spec_path();
@@ -45,20 +37,20 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         spec.packages.requirements.join(" ")
     );
-    if selected("lock") {
+    if selected(Benchmark::Lock) {
         let exe = std::env::current_exe().context("locating the xtask binary")?;
         let table = progress.step("bench: lock vs uv pip compile", || {
             lock::bench_lock(&exe, &spec_path, &work.join("lock"), args.runs)
         })?;
         let _ = write!(out, "\n## lock\n\n{table}\n");
     }
-    if selected("install") {
+    if selected(Benchmark::Install) {
         let table = progress.step("bench: install vs uv and pip", || {
             install::bench_install(&lock, &spec, arch, args.runs, install::TOOLS, &work.join("install"), &progress)
         })?;
         let _ = write!(out, "\n## install\n\n{table}\n");
     }
-    if selected("layer") {
+    if selected(Benchmark::Layer) {
         let table = progress.step("bench: layer, cold and warm, vs uv + zip", || -> Result<String> {
             let venv = work.join("install/tools-venv");
             crate::bench::install::tools_venv(&xshell::Shell::new()?, &venv, &progress)?;
@@ -78,7 +70,7 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
         })?;
         let _ = write!(out, "\n## layer\n\n{table}\n");
     }
-    if selected("import") {
+    if selected(Benchmark::Import) {
         let report = progress.step("bench: import litellm, three layouts", || -> Result<String> {
             let site_packages = work.join("import/site-packages");
             let cache = crate::cache::Cache::locate(global.cache_dir.as_deref())?;
@@ -101,11 +93,15 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
         })?;
         let _ = write!(out, "\n## import litellm\n\n{report}\n");
     }
-    let node_selected: Vec<_> = node::NODE_BENCHMARKS.iter().filter(|(name, _, _)| selected(name)).collect();
+    let node_selected: Vec<_> = node::NODE_BENCHMARKS
+        .iter()
+        .filter(|(name, _, _)| args.only.is_empty() || args.only.iter().any(|b| b.name() == *name))
+        .collect();
     if !node_selected.is_empty() {
         // What the function runs: `LITELLM_PYTHON` when set, else the host-arch layer when built
         // (found by the scripts themselves), else the locked packages the Node tests use.
-        let layer_python = root.join(arch.build_dir_name()).join("layer/python/bin/python3.11");
+        let layer_python =
+            root.join(arch.build_dir_name()).join("layer/python/bin").join(spec.python.version.interpreter_name());
         let python = match std::env::var_os("LITELLM_PYTHON") {
             Some(python) => Some(std::path::PathBuf::from(python)),
             None if layer_python.exists() => None,

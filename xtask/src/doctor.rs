@@ -14,9 +14,6 @@ use crate::http::{Http, redact_url};
 use crate::manifest::Manifest;
 use crate::spec::LayerSpec;
 
-/// The commands `--for` understands.
-pub const COMMANDS: &[&str] = &["layer", "lock", "verify", "deploy", "test"];
-
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -31,18 +28,16 @@ pub struct Check {
 }
 
 pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<()> {
-    if !COMMANDS.contains(&args.r#for.as_str()) {
-        bail!("unknown command {:?} for --for; choose one of: {}", args.r#for, COMMANDS.join(", "));
-    }
+    let command = args.r#for.name();
     let checks = gather(global, args.offline);
-    print!("{}", render(&checks, &args.r#for));
-    let blocking: Vec<&Check> = checks.iter().filter(|c| !c.ok && c.needed_by.contains(&args.r#for.as_str())).collect();
+    print!("{}", render(&checks, command));
+    let blocking: Vec<&Check> = checks.iter().filter(|c| !c.ok && c.needed_by.contains(&command)).collect();
     if blocking.is_empty() {
-        println!("ready for `cargo xtask {}`", args.r#for);
+        println!("ready for `cargo xtask {command}`");
         Ok(())
     } else {
         let names: Vec<&str> = blocking.iter().map(|c| c.name).collect();
-        bail!("`cargo xtask {}` needs: {} (fixes above)", args.r#for, names.join(", "))
+        bail!("`cargo xtask {command}` needs: {} (fixes above)", names.join(", "))
     }
 }
 

@@ -197,8 +197,8 @@ pub struct PatchArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
     /// Judge readiness for this command (exit non-zero if something it needs is missing).
-    #[arg(long, value_name = "COMMAND", default_value = "layer")]
-    pub r#for: String,
+    #[arg(long, value_enum, value_name = "COMMAND", default_value_t = DoctorFor::Layer)]
+    pub r#for: DoctorFor,
     /// Skip the network reachability checks.
     #[arg(long)]
     pub offline: bool,
@@ -206,9 +206,9 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct TestArgs {
-    /// Run only these suites (repeatable): rust, node, e2e, lint.
-    #[arg(long, value_name = "SUITE")]
-    pub only: Vec<String>,
+    /// Run only these suites (repeatable).
+    #[arg(long, value_enum, value_name = "SUITE")]
+    pub only: Vec<Suite>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -219,16 +219,87 @@ pub struct BenchArgs {
     /// Where to write the Markdown tables (relative to the repository root).
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
     pub output: PathBuf,
-    /// Run only these benchmarks (repeatable): lock, install, layer, import, and the chat
-    /// service's cold-start, import-gc, warm-overhead.
-    #[arg(long, value_name = "NAME")]
-    pub only: Vec<String>,
+    /// Run only these benchmarks (repeatable).
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub only: Vec<Benchmark>,
     /// Scratch directory for venvs, caches and layouts (kept between runs).
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
     pub work_dir: PathBuf,
     /// The interpreter for the `layer` benchmark (default: the pinned download).
     #[command(flatten)]
     pub python: PythonDistArgs,
+}
+
+/// The command `doctor --for` judges readiness for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DoctorFor {
+    Layer,
+    Lock,
+    Verify,
+    Deploy,
+    Test,
+}
+
+impl DoctorFor {
+    /// The command's name, as `cargo xtask <name>` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DoctorFor::Layer => "layer",
+            DoctorFor::Lock => "lock",
+            DoctorFor::Verify => "verify",
+            DoctorFor::Deploy => "deploy",
+            DoctorFor::Test => "test",
+        }
+    }
+}
+
+/// A suite of `cargo xtask test`, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// rustfmt, clippy and the workflow lint.
+    Lint,
+    /// `cargo test --workspace`.
+    Rust,
+    /// The service's `npm test`.
+    Node,
+}
+
+impl Suite {
+    pub const ALL: [Suite; 3] = [Suite::Lint, Suite::Rust, Suite::Node];
+}
+
+/// A benchmark of `cargo xtask bench`, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Benchmark {
+    /// `cargo xtask lock` against `uv pip compile`.
+    Lock,
+    /// The install step against uv and pip.
+    Install,
+    /// The layer build, cold and warm, against uv + zip.
+    Layer,
+    /// `import litellm` in each layout.
+    Import,
+    /// The chat service's cold start (Node, `bench/cold-start.mjs`).
+    ColdStart,
+    /// `import litellm` with and without the garbage collector (`bench/import-gc.mjs`).
+    ImportGc,
+    /// The service's warm request overhead (`bench/warm-overhead.mjs`).
+    WarmOverhead,
+}
+
+impl Benchmark {
+    /// The name `--only` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Benchmark::Lock => "lock",
+            Benchmark::Install => "install",
+            Benchmark::Layer => "layer",
+            Benchmark::Import => "import",
+            Benchmark::ColdStart => "cold-start",
+            Benchmark::ImportGc => "import-gc",
+            Benchmark::WarmOverhead => "warm-overhead",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +334,24 @@ mod tests {
     fn python_dist_requires_a_hash() {
         let err = Xtask::try_parse_from(["xtask", "layer", "--python-dist", "/tmp/x.tar.gz"]).unwrap_err().to_string();
         assert!(err.contains("--python-sha256"), "{err}");
+    }
+
+    #[test]
+    fn only_and_for_take_known_names() {
+        let test = Xtask::try_parse_from(["xtask", "test", "--only", "rust", "--only", "lint"]).unwrap();
+        let Command::Test(args) = test.command else { panic!("not test") };
+        assert_eq!(args.only, [Suite::Rust, Suite::Lint]);
+        let err = Xtask::try_parse_from(["xtask", "test", "--only", "e2e"]).unwrap_err().to_string();
+        assert!(err.contains("invalid value 'e2e' for '--only <SUITE>'"), "{err}");
+        assert!(err.contains("[possible values: lint, rust, node]"), "{err}");
+        let doctor = Xtask::try_parse_from(["xtask", "doctor", "--for", "deploy"]).unwrap();
+        let Command::Doctor(args) = doctor.command else { panic!("not doctor") };
+        assert_eq!(args.r#for.name(), "deploy");
+        let err = Xtask::try_parse_from(["xtask", "bench", "--only", "size"]).unwrap_err().to_string();
+        assert!(
+            err.contains("[possible values: lock, install, layer, import, cold-start, import-gc, warm-overhead]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,12 +18,22 @@ pub const UNZIPPED_LIMIT_MB: f64 = 250.0;
 /// The most a zip may weigh when uploaded directly (not through S3), in MB.
 pub const DIRECT_UPLOAD_LIMIT_MB: f64 = 50.0;
 
+/// The layer's interpreter on Lambda: `/opt/python/bin/python3.X`.
+pub fn interpreter(python: PythonVersion) -> String {
+    format!("{PYTHON_HOME}/bin/{}", python.interpreter_name())
+}
+
+/// `PYTHONPATH` on Lambda, the layer's standard library: `/opt/python/lib/python3.X`.
+pub fn pythonpath(python: PythonVersion) -> String {
+    format!("{PYTHON_HOME}/{}", python.stdlib_dir())
+}
+
 /// The environment every function needs to run the layer's Python: its home, its standard
 /// library on the path, and LiteLLM's bundled model cost map instead of a download at import.
 pub fn python_environment(python: PythonVersion) -> [(&'static str, String); 3] {
     [
         ("PYTHONHOME", PYTHON_HOME.to_string()),
-        ("PYTHONPATH", python.lambda_pythonpath()),
+        ("PYTHONPATH", pythonpath(python)),
         ("LITELLM_LOCAL_MODEL_COST_MAP", "True".to_string()),
     ]
 }
@@ -34,17 +44,19 @@ mod tests {
 
     #[test]
     fn python_environment_follows_the_minor_version() {
-        for (version, pythonpath) in [
+        for (version, expected_pythonpath) in [
             ("3.11", "/opt/python/lib/python3.11"),
             ("3.12", "/opt/python/lib/python3.12"),
             ("3.13", "/opt/python/lib/python3.13"),
         ] {
-            let environment = python_environment(version.parse().unwrap());
+            let python = version.parse().unwrap();
+            assert_eq!(interpreter(python), format!("/opt/python/bin/python{version}"));
+            let environment = python_environment(python);
             assert_eq!(
                 environment,
                 [
                     ("PYTHONHOME", "/opt/python".to_string()),
-                    ("PYTHONPATH", pythonpath.to_string()),
+                    ("PYTHONPATH", expected_pythonpath.to_string()),
                     ("LITELLM_LOCAL_MODEL_COST_MAP", "True".to_string()),
                 ]
             );

@@ -34,6 +34,9 @@ pub(crate) mod stats;
 pub mod test_suite;
 pub mod verify;
 
+#[cfg(test)]
+mod pipeline_tests;
+
 /// The repository root: `XTASK_PROJECT_ROOT` when set (tests point commands at a temporary copy),
 /// else the parent of the `xtask` crate.
 pub fn project_root() -> PathBuf {

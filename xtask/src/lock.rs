@@ -197,6 +197,10 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
         }
     }
     let mut locked: BTreeMap<String, Version> = BTreeMap::new();
+    // Markers of the old lock are evaluated for arm64, never matched as text.
+    let arm64 = resolve::marker_environment(Arch::Arm64, &request.inputs.python_full_version)?;
+    let holds_on_arm64 =
+        |marker: &str| pep508_rs::MarkerTree::from_str(marker).is_ok_and(|tree| tree.evaluate(&arm64, &[]));
     if let Some(existing) = &request.existing
         && !request.upgrade
     {
@@ -210,7 +214,7 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
             }
             allowed.entry(package.name.clone()).or_default().insert(version.clone());
             // Prefer the arm64 entry when the lock splits a package by arch.
-            if package.marker.as_deref().is_none_or(|m| m.contains("aarch64")) || !locked.contains_key(&package.name) {
+            if package.marker.as_deref().is_none_or(holds_on_arm64) || !locked.contains_key(&package.name) {
                 locked.insert(package.name.clone(), version);
             }
         }

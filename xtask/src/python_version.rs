@@ -1,14 +1,12 @@
 //! The CPython minor version the layer ships and every name derived from it: the interpreter
 //! (`python3.X`), the standard library directory (`lib/python3.X`), the bytecode cache tag
-//! (`cpython-3X`), the wheel tags (`cp3X`), the Lambda runtime name, the paths under `/opt` and
-//! the range of `.pyc` magic numbers. Parsed once, from `[python] version` in `layer.toml`; no
+//! (`cpython-3X`), the wheel tags (`cp3X`), the Lambda runtime name and the range of `.pyc`
+//! magic numbers (the paths under `/opt` are `lambda`'s, from these). Parsed once, from `[python] version` in `layer.toml`; no
 //! other module spells a minor version out.
 
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
-
-use crate::lambda::PYTHON_HOME;
 
 /// A CPython 3 minor version the layer can be built for (3.11, 3.12 or 3.13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -86,16 +84,6 @@ impl PythonVersion {
         format!("cp3{}", self.minor)
     }
 
-    /// The interpreter on Lambda: `/opt/python/bin/python3.11`.
-    pub fn lambda_interpreter(self) -> String {
-        format!("{PYTHON_HOME}/bin/{}", self.interpreter_name())
-    }
-
-    /// `PYTHONPATH` on Lambda: `/opt/python/lib/python3.11`.
-    pub fn lambda_pythonpath(self) -> String {
-        format!("{PYTHON_HOME}/{}", self.stdlib_dir())
-    }
-
     /// The `.pyc` magic numbers (the first two bytes, little-endian) this minor version's
     /// releases write: the range CPython reserves for it in `Lib/importlib/_bootstrap_external.py`.
     pub fn magic_numbers(self) -> RangeInclusive<u16> {
@@ -147,9 +135,6 @@ impl fmt::Display for PythonVersion {
 }
 
 #[cfg(test)]
-mod pipeline_tests;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -169,8 +154,6 @@ mod tests {
                     "include/python3.11",
                     "cpython-311",
                     "cp311",
-                    "/opt/python/bin/python3.11",
-                    "/opt/python/lib/python3.11",
                 ],
                 3450..=3499,
             ),
@@ -183,8 +166,6 @@ mod tests {
                     "include/python3.12",
                     "cpython-312",
                     "cp312",
-                    "/opt/python/bin/python3.12",
-                    "/opt/python/lib/python3.12",
                 ],
                 3500..=3549,
             ),
@@ -197,8 +178,6 @@ mod tests {
                     "include/python3.13",
                     "cpython-313",
                     "cp313",
-                    "/opt/python/bin/python3.13",
-                    "/opt/python/lib/python3.13",
                 ],
                 3550..=3599,
             ),
@@ -212,8 +191,6 @@ mod tests {
                 v.include_dir(),
                 v.cache_tag(),
                 v.cp_tag(),
-                v.lambda_interpreter(),
-                v.lambda_pythonpath(),
             ];
             assert_eq!(derived, names, "{text}");
             assert_eq!(v.magic_numbers(), magic, "{text}");

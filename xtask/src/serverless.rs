@@ -63,7 +63,7 @@ pub struct PatchPlan {
     pub arch: Arch,
     /// The layer's `path`, with `{arch}` already replaced.
     pub layer_path: String,
-    /// CPython minor version in the layer, e.g. "3.11".
+    /// CPython minor version in the layer, e.g. 3.11.
     pub python_minor: PythonVersion,
     /// Accept `allowedAccounts: ['*']` on the layer (with a warning) instead of refusing.
     pub allow_public_layer: bool,
@@ -92,7 +92,7 @@ impl PatchPlan {
                         "environment",
                         Desired::Map(vec![
                             ("PYTHONHOME", Desired::Str(crate::lambda::PYTHON_HOME.to_string())),
-                            ("PYTHONPATH", Desired::Str(self.python_minor.lambda_pythonpath())),
+                            ("PYTHONPATH", Desired::Str(crate::lambda::pythonpath(self.python_minor))),
                             // A string, not a YAML boolean: LiteLLM compares the variable with "True".
                             ("LITELLM_LOCAL_MODEL_COST_MAP", Desired::Str("True".to_string())),
                         ]),

@@ -42,7 +42,7 @@ pub struct LayerSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PythonSpec {
-    /// Minor version, e.g. "3.11".
+    /// Minor version, e.g. 3.11.
     #[serde(deserialize_with = "python_version_key")]
     pub version: PythonVersion,
     /// python-build-standalone release tag, e.g. "20260127".

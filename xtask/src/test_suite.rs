@@ -9,28 +9,25 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
-use crate::flags::{GlobalArgs, TestArgs};
+use crate::flags::{GlobalArgs, Suite, TestArgs};
 use crate::progress::Progress;
 
-/// Every suite, in the order they run.
-pub const SUITES: &[&str] = &["lint", "rust", "node"];
-
 pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
-    for suite in &args.only {
-        if !SUITES.contains(&suite.as_str()) {
-            bail!("unknown suite {suite:?} for --only; suites: {}", SUITES.join(", "));
-        }
-    }
-    let selected: Vec<&str> =
-        SUITES.iter().copied().filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s)).collect();
+    let selected: Vec<Suite> =
+        Suite::ALL.into_iter().filter(|s| args.only.is_empty() || args.only.contains(s)).collect();
     let sh = Shell::new()?;
     sh.change_dir(crate::project_root());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let progress = Progress::new();
     let started = Instant::now();
     for suite in selected {
-        progress.step(format!("{suite} tests"), || match suite {
-            "lint" => {
+        let name = match suite {
+            Suite::Lint => "lint",
+            Suite::Rust => "rust",
+            Suite::Node => "node",
+        };
+        progress.step(format!("{name} tests"), || match suite {
+            Suite::Lint => {
                 cmd!(sh, "{cargo} fmt --all --check")
                     .run()
                     .context("rustfmt found unformatted code: run `cargo fmt`")?;
@@ -39,15 +36,14 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<()> {
                     .context("clippy found problems (see above)")?;
                 run_npm_tests(&sh, ".github/lint", "workflow lint")
             }
-            "rust" => {
+            Suite::Rust => {
                 cmd!(sh, "{cargo} test --workspace --no-fail-fast").run().context("Rust tests failed (see above)")
             }
-            "node" => {
+            Suite::Node => {
                 let python = prepare_node_python(global, &progress)?;
                 let _python = sh.push_env("LITELLM_PYTHON", &python);
                 run_npm_tests(&sh, "amplify-lambda-js", "the service's Node tests")
             }
-            _ => unreachable!("suites are checked above"),
         })?;
     }
     eprintln!("all tests passed in {:.0}s ({})", started.elapsed().as_secs_f64(), progress.timing_summary());

@@ -187,7 +187,7 @@ pub fn measure(
         &[CompileJob {
             source: ours_before.join("sitecustomize.py"),
             pyc: ours_before.join(bytecode::pycache_path("sitecustomize.py", &version.cache_tag())),
-            co_filename: format!("{}/sitecustomize.py", version.lambda_pythonpath()),
+            co_filename: format!("{}/sitecustomize.py", crate::lambda::pythonpath(version)),
         }],
     )?;
 

@@ -24,7 +24,7 @@ use crate::python_version::PythonVersion;
 /// A CPython that runs on the build host, of the same minor version as the layer's interpreter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildPython {
-    /// The interpreter binary, e.g. `layer/python/bin/python3.11` or `python3` from `PATH`.
+    /// The interpreter binary, e.g. `layer/python/bin/python3.X` or `python3` from `PATH`.
     pub interpreter: PathBuf,
     /// `PYTHONHOME` to run it with (a relocated python-build-standalone tree), if any.
     pub home: Option<PathBuf>,
@@ -153,7 +153,7 @@ pub struct CompileOutcome {
 
 /// The driver run by the build python: reads `source\tpyc\tco_filename` lines from the file named
 /// by `argv[1]`, compiles each with unchecked-hash invalidation at optimisation level 0 (what a
-/// plain `python3.11` loads), and prints one JSON line per file it could not compile. I/O errors
+/// plain `python3.X` loads), and prints one JSON line per file it could not compile. I/O errors
 /// are not caught: they stop the driver and fail the build.
 const DRIVER: &str = r#"
 import json, py_compile, sys

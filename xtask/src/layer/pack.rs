@@ -431,7 +431,7 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         dist.files.retain(|f| !removed_in_site_packages.contains(f.as_str()));
     }
     let zipped_files: BTreeSet<String> = zipped.iter().flat_map(|&i| dists[i].files.iter().cloned()).collect();
-    let lib_prefix = python_minor.lambda_pythonpath();
+    let lib_prefix = crate::lambda::pythonpath(python_minor);
     let mut jobs = Vec::new();
     let mut sourceless_jobs = BTreeSet::new();
     let mut source_only = 0usize;

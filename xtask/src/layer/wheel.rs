@@ -200,7 +200,7 @@ pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
     //      subdirectory of distribution-1.0.data/ is a key into a dict of destination directories,
     //      such as distribution-1.0.data/(purelib|platlib|headers|scripts|data)."
     // purelib and platlib both go to site-packages. `scripts` is dropped: the layer has no
-    // console scripts (Node runs `python3.11 -c` / a bridge script, never an entry point).
+    // console scripts (Node runs `python3.X -c` / a bridge script, never an entry point).
     // `headers` (C headers for building extensions) and `data` (files meant for sys.prefix, e.g.
     // `share/man`) are dropped with a note: nothing imports them, and the layer's prefix holds
     // only the interpreter. Refusing them instead would reject ordinary wheels for no safety gain.

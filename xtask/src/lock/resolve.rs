@@ -31,6 +31,7 @@ use crate::lock::candidates::{ArchCandidates, compromised};
 use crate::lock::fetch::Sources;
 use crate::lock::index::{IndexError, ProjectFile};
 use crate::packaging::wheel_name::normalize_name;
+use crate::python_version::PythonVersion;
 
 /// A node of the resolution graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +56,9 @@ impl fmt::Display for Pkg {
 
 /// The Lambda marker environment of an arch for a CPython full version.
 pub fn marker_environment(arch: Arch, python_full: &str) -> Result<MarkerEnvironment> {
-    let minor: String = python_full.split('.').take(2).collect::<Vec<_>>().join(".");
+    let minor = PythonVersion::from_full_version(python_full)
+        .with_context(|| format!("python full version {python_full:?}"))?
+        .dotted();
     MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
         implementation_name: "cpython",
         implementation_version: python_full,

@@ -1,6 +1,6 @@
 """The checks `cargo xtask verify` runs inside the layer's own interpreter.
 
-Run as `python3.11 check_layer.py CONFIG_JSON`, with the Lambda environment (PYTHONHOME,
+Run as `python3.X check_layer.py CONFIG_JSON` with the Lambda environment (PYTHONHOME,
 PYTHONPATH, LITELLM_LOCAL_MODEL_COST_MAP). Each result is one stdout line starting with
 `@@verify ` followed by a JSON object; anything else on stdout is LiteLLM's own output.
 Network access to anything but the loopback server is blocked and reported: the layer must

@@ -66,7 +66,7 @@ fn expected_bytecode(relative: &str) -> Option<(bool, String)> {
     if let Some((_, member)) = relative.split_once("/site-packages.zip/") {
         return Some((true, bytecode::legacy_pyc_path(member)));
     }
-    // `lib/python3.11/...`: the cache tag comes from the version directory.
+    // `lib/python3.X/...`: the cache tag comes from the version directory.
     let version = relative.strip_prefix("lib/python")?.split('/').next()?;
     let tag = version.parse::<crate::python_version::PythonVersion>().ok()?.cache_tag();
     Some((false, bytecode::pycache_path(relative, &tag)))

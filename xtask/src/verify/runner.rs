@@ -98,7 +98,7 @@ impl Sandbox {
         match (&self.runner, self.isolation) {
             (Runner::Native, Isolation::MountNamespace) if Path::new("/opt").is_dir() => {
                 let mount = Mount { source: opt, target: PathBuf::from("/opt"), read_only };
-                (PathBuf::from("/opt"), mount, PathBuf::from(self.python.lambda_interpreter()))
+                (PathBuf::from("/opt"), mount, PathBuf::from(crate::lambda::interpreter(self.python)))
             }
             (Runner::Native, _) => {
                 let mount = Mount { source: opt.clone(), target: opt.clone(), read_only };

@@ -80,7 +80,7 @@ fn verify_checks_the_versions_interpreter() {
 
 #[test]
 fn the_patch_and_the_deploy_check_expect_the_versions_pythonpath() {
-    let template_text = include_str!("../../test_data/deploy/template-arm64.json");
+    let template_text = include_str!("../test_data/deploy/template-arm64.json");
     for version in VERSIONS {
         let spec = spec_for(version);
         let python = spec.python.version;
@@ -107,7 +107,7 @@ fn the_patch_and_the_deploy_check_expect_the_versions_pythonpath() {
             )]
         );
         // ...and passes once the environment names the version's standard library.
-        let fixed = template_text.replace("/opt/python/lib/python3.11", &python.lambda_pythonpath());
+        let fixed = template_text.replace("/opt/python/lib/python3.11", &crate::lambda::pythonpath(python));
         let fixed: serde_json::Value = serde_json::from_str(&fixed).unwrap();
         crate::deploy::template::check_template(&fixed, Arch::Arm64, python).unwrap();
     }
