@@ -88,6 +88,16 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
         Some(dir) => std::path::absolute(dir).with_context(|| format!("resolving --out-dir {}", dir.display()))?,
         None => crate::project_root().join(arch.build_dir_name()),
     };
+    // A model the service is configured for must be servable by the layer: refused before building.
+    if !options.runtime_only
+        && let Some(checked) = spec.check_model_config()?
+    {
+        progress.note(format!(
+            "models: every model of {} goes to an enabled provider ({})",
+            checked.display(),
+            spec.providers.enabled.join(", ")
+        ));
+    }
     // The layer installs exactly the lock; a lock made from other inputs is refused up front.
     let lock = if options.runtime_only { None } else { Some(load_current_lock(&spec, global.index_override())?) };
 

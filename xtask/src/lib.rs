@@ -25,6 +25,7 @@ pub mod lock;
 pub mod manifest;
 pub mod packaging;
 pub mod progress;
+pub mod providers;
 pub mod python_version;
 pub mod serverless;
 pub mod source_date;

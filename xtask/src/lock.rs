@@ -87,7 +87,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
     let cache = Cache::locate(global.cache_dir.as_deref())?;
     let _cache_lock = cache.lock_for_run("`cargo xtask lock`", crate::cache::lock_timeout(), &progress)?;
     let request = LockRequest {
-        requirements: spec.packages.requirements.clone(),
+        requirements: inputs.requirements.clone(),
         inputs: inputs.clone(),
         index_url,
         existing,
@@ -145,7 +145,8 @@ pub fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockInputs> 
     exclude.sort();
     exclude.dedup();
     Ok(LockInputs {
-        requirements: spec.packages.requirements.clone(),
+        // The enabled providers' requirements (`[providers]`) are resolved like the spec's own.
+        requirements: spec.all_requirements()?,
         exclude,
         index_url: strip_credentials(index_url.trim()).trim_end_matches('/').to_string(),
         python_full_version: full_versions.into_iter().next().expect("one version"),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::lambda;
 use crate::manifest::{Manifest, Variant};
+use crate::providers::{Catalog, Provider};
 use crate::python_version::PythonVersion;
 
 /// The parsed and validated layer spec.
@@ -28,6 +29,8 @@ pub struct LayerSpec {
     pub verify: VerifySpec,
     #[serde(default)]
     pub serverless: ServerlessSpec,
+    #[serde(default)]
+    pub providers: ProvidersSpec,
     #[serde(default)]
     pub pack: PackSpec,
     /// Where the spec was read from (not a key).
@@ -114,6 +117,10 @@ pub struct PruneSpec {
     /// Opt-in: paths under `litellm/proxy/` to delete (relative to it, e.g. `_experimental`).
     #[serde(default)]
     pub litellm_proxy_paths: Vec<String>,
+    /// botocore service models to keep under `botocore/data/` when botocore is installed; absent:
+    /// the services of the enabled providers (`xtask/data/providers.toml`).
+    #[serde(default)]
+    pub keep_botocore_services: Option<Vec<String>>,
     /// Opt-in: whole distributions to delete after install.
     #[serde(default)]
     pub drop_packages: Vec<String>,
@@ -153,6 +160,7 @@ impl Default for PruneSpec {
             safe: default_safe_rules(),
             keep_litellm_providers: Vec::new(),
             litellm_proxy_paths: Vec::new(),
+            keep_botocore_services: None,
             drop_packages: Vec::new(),
             stdlib: default_stdlib_rules(),
         }
@@ -205,6 +213,76 @@ impl Default for BudgetSpec {
 pub struct VerifySpec {
     #[serde(default)]
     pub imports: Vec<String>,
+}
+
+/// `[providers]`: which LLM providers of the catalog (`xtask/data/providers.toml`) the layer serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProvidersSpec {
+    /// Catalog names, e.g. `["openai", "bedrock"]`; OpenAI alone by default.
+    #[serde(default = "default_providers")]
+    pub enabled: Vec<String>,
+}
+
+fn default_providers() -> Vec<String> {
+    vec!["openai".to_string()]
+}
+
+impl Default for ProvidersSpec {
+    fn default() -> Self {
+        ProvidersSpec { enabled: default_providers() }
+    }
+}
+
+impl LayerSpec {
+    /// The enabled providers, from the catalog (names were checked when the spec was read).
+    pub fn enabled_providers(&self) -> Result<Vec<Provider>> {
+        Ok(Catalog::builtin().enabled(&self.providers.enabled)?.into_iter().cloned().collect())
+    }
+
+    /// `[packages] requirements` followed by the enabled providers' extra requirements: what
+    /// `lock` resolves and records.
+    pub fn all_requirements(&self) -> Result<Vec<String>> {
+        let providers = self.enabled_providers()?;
+        let mut all = self.packages.requirements.clone();
+        for extra in crate::providers::requirements(&providers.iter().collect::<Vec<_>>()) {
+            if !all.contains(&extra) {
+                all.push(extra);
+            }
+        }
+        Ok(all)
+    }
+
+    /// `[verify] imports` followed by the enabled providers' modules not already listed.
+    pub fn verify_imports(&self) -> Result<Vec<String>> {
+        let mut imports = self.verify.imports.clone();
+        for provider in self.enabled_providers()? {
+            for module in provider.imports {
+                if !imports.contains(&module) {
+                    imports.push(module);
+                }
+            }
+        }
+        Ok(imports)
+    }
+
+    /// The Node service's model config: `models.yaml` beside `[serverless] file`.
+    pub fn model_config_path(&self) -> PathBuf {
+        let serverless = crate::project_root().join(&self.serverless.file);
+        serverless.parent().map(|dir| dir.join("models.yaml")).unwrap_or_else(|| PathBuf::from("models.yaml"))
+    }
+
+    /// Check that every model of the service's `models.yaml` goes to an enabled provider (run by
+    /// `layer`, and meant for `deploy` before anything is uploaded). Returns the file checked, or
+    /// `None` when the service has no models.yaml.
+    pub fn check_model_config(&self) -> Result<Option<PathBuf>> {
+        let path = self.model_config_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        crate::providers::check_model_config(&path, &self.providers.enabled, &self.path)?;
+        Ok(Some(path))
+    }
 }
 
 /// `[pack]`: which modules get bytecode and which ship without source (see `layer/profile.rs`).
@@ -293,6 +371,11 @@ impl LayerSpec {
         let mut spec: LayerSpec =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         spec.path = path.to_path_buf();
+        if spec.prune.keep_botocore_services.is_none()
+            && let Ok(providers) = Catalog::builtin().enabled(&spec.providers.enabled)
+        {
+            spec.prune.keep_botocore_services = Some(crate::providers::botocore_services(&providers));
+        }
         spec.validate().with_context(|| format!("{}: invalid layer spec", path.display()))?;
         Ok(spec)
     }
@@ -350,6 +433,10 @@ impl LayerSpec {
                     .map_err(|e| anyhow::anyhow!("{key}: {name:?} is not a package name: {e}"))?;
             }
         }
+        if self.providers.enabled.is_empty() {
+            bail!("providers.enabled is empty: name at least one provider, e.g. [\"openai\"]");
+        }
+        Catalog::builtin().enabled(&self.providers.enabled).context("providers.enabled")?;
         let url = url::Url::parse(&self.index.url)
             .with_context(|| format!("index.url = {:?} is not a URL", self.index.url))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -492,6 +579,7 @@ requirements = ["litellm==1.78.7"]
                 "at most 50 MB zipped by direct upload",
             ),
             (format!("{MINIMAL}\n[budget]\nupload = \"ftp\"\n"), "unknown variant `ftp`"),
+            (format!("{MINIMAL}\n[providers]\nenabled = []\n"), "providers.enabled is empty"),
             (MINIMAL.replace("release = \"20260127\"", "release = \"20260127\"\nvariant = \"debug\""), "variant"),
         ];
         for (text, want) in cases {
@@ -499,5 +587,43 @@ requirements = ["litellm==1.78.7"]
             assert!(msg.contains(want), "want {want:?} in: {msg}");
             assert!(msg.contains("litellm-layer/layer.toml"), "{msg}");
         }
+    }
+
+    #[test]
+    fn providers_default_to_openai_and_add_their_requirements() {
+        let spec = parse(MINIMAL).unwrap();
+        assert_eq!(spec.providers.enabled, ["openai"]);
+        assert_eq!(spec.all_requirements().unwrap(), ["litellm==1.78.7"]);
+        assert_eq!(spec.prune.keep_botocore_services, Some(Vec::new()));
+        let spec =
+            parse(&format!("{MINIMAL}\n[providers]\nenabled = [\"openai\", \"bedrock\", \"anthropic\"]\n")).unwrap();
+        assert_eq!(spec.all_requirements().unwrap(), ["litellm==1.78.7", "boto3"]);
+        assert_eq!(
+            spec.verify_imports().unwrap(),
+            [
+                "litellm.llms.anthropic.chat.handler",
+                "boto3",
+                "botocore",
+                "litellm.llms.bedrock.chat.converse_handler",
+                "openai"
+            ]
+        );
+        assert_eq!(
+            spec.prune.keep_botocore_services.as_deref().unwrap(),
+            ["bedrock", "bedrock-runtime", "sso", "sso-oidc", "sts"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_provider_is_an_error_naming_the_file_and_the_known_ones() {
+        let msg = format!(
+            "{:#}",
+            parse(&format!("{MINIMAL}\n[providers]\nenabled = [\"openai\", \"gemini\"]\n")).unwrap_err()
+        );
+        assert_eq!(
+            msg,
+            "litellm-layer/layer.toml: invalid layer spec: providers.enabled: unknown provider \"gemini\"; known \
+             providers: anthropic, azure, bedrock, openai (add one to xtask/data/providers.toml)"
+        );
     }
 }

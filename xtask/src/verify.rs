@@ -105,7 +105,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
         arch: args.arch,
         python: spec.python.version,
         layer_dir,
-        imports: spec.verify.imports.clone(),
+        imports: spec.verify_imports()?,
         runs: args.runs,
         timeout: default_timeout(&runner),
         runner,
@@ -133,7 +133,7 @@ fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::ar
     let path = profile_path(&lock_path);
     let lock_sha256 = file_sha256(&lock_path)?;
     let mut imports = vec!["litellm".to_string()];
-    imports.extend(spec.verify.imports.iter().filter(|i| *i != "litellm").cloned());
+    imports.extend(spec.verify_imports()?.into_iter().filter(|i| *i != "litellm"));
     let workload = workload_sha256(CHECK_SCRIPT, &imports);
     if !record {
         match ImportProfile::load(&path)? {

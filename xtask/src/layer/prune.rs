@@ -172,6 +172,10 @@ enum Rule {
     LitellmProxyPaths { paths: Vec<String> },
     /// Whole distributions.
     DropPackages { names: Vec<String> },
+    /// botocore service models (`botocore/data/<service>/`) other than these. The files directly
+    /// in `botocore/data/` (endpoints.json, partitions.json, _retry.json,
+    /// sdk-default-configuration.json) stay: every client reads them.
+    BotocoreServices { keep: Vec<String> },
 }
 
 impl Rule {
@@ -188,6 +192,7 @@ impl Rule {
             Rule::KeepLitellmProviders { .. } => "keep-litellm-providers",
             Rule::LitellmProxyPaths { .. } => "litellm-proxy-paths",
             Rule::DropPackages { .. } => "drop-packages",
+            Rule::BotocoreServices { .. } => "botocore-services",
         }
     }
 
@@ -255,6 +260,13 @@ impl Rule {
                         .is_some_and(|rest| paths.iter().any(|p| rest == p || rest.starts_with(&format!("{p}/"))))
             }
             Rule::DropPackages { .. } => false,
+            Rule::BotocoreServices { keep } => {
+                dist.name == "botocore"
+                    && dirs.len() >= 3
+                    && dirs[0] == "botocore"
+                    && dirs[1] == "data"
+                    && !keep.iter().any(|k| k == dirs[2])
+            }
         }
     }
 }
@@ -415,6 +427,28 @@ fn resolve_rules(
         }
         rules.push(Rule::DropPackages { names });
     }
+    if let Some(keep) = spec.keep_botocore_services.as_ref().filter(|keep| !keep.is_empty())
+        && dists.iter().any(|d| d.name == "botocore")
+    {
+        let data = site_packages.join("botocore/data");
+        let mut present = Vec::new();
+        for entry in fs_err::read_dir(&data)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                present.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        for service in keep {
+            if !present.contains(service) {
+                bail!(
+                    "prune.keep-botocore-services: {service:?} is not a service of botocore/data/ ({} services there); \
+                     check the spelling in layer.toml or the provider's botocore-services in xtask/data/providers.toml",
+                    present.len()
+                );
+            }
+        }
+        rules.push(Rule::BotocoreServices { keep: keep.clone() });
+    }
     Ok(rules)
 }
 
@@ -481,5 +515,64 @@ mod tests {
         assert!(!rule.matches(&d, "litellm/llms/openai/openai.py"));
         assert!(!rule.matches(&d, "litellm/llms/anthropic/chat/handler.py"), "loaded by import litellm");
         assert!(!rule.matches(&d, "litellm/llms/base.py"), "files directly in llms/ stay");
+    }
+
+    #[test]
+    fn botocore_services_keeps_the_named_services_and_the_shared_data() {
+        let d = dist("botocore", &[]);
+        let rule = Rule::BotocoreServices { keep: vec!["bedrock-runtime".into(), "sts".into()] };
+        assert!(rule.matches(&d, "botocore/data/ec2/2016-11-15/service-2.json.gz"));
+        assert!(!rule.matches(&d, "botocore/data/bedrock-runtime/2023-09-30/service-2.json.gz"));
+        assert!(!rule.matches(&d, "botocore/data/endpoints.json"), "shared data stays");
+        assert!(!rule.matches(&d, "botocore/client.py"));
+        assert!(!rule.matches(&dist("boto3", &[]), "botocore/data/ec2/x.json"), "only botocore's own files");
+    }
+
+    #[test]
+    fn botocore_services_prunes_a_synthetic_tree_and_reports_the_savings() {
+        let root = tempfile::tempdir().unwrap();
+        let files = [
+            "botocore/__init__.py",
+            "botocore/data/endpoints.json",
+            "botocore/data/ec2/2016-11-15/service-2.json.gz",
+            "botocore/data/s3/2006-03-01/service-2.json.gz",
+            "botocore/data/sts/2011-06-15/service-2.json.gz",
+            "botocore/data/bedrock-runtime/2023-09-30/service-2.json.gz",
+            "botocore-1.0.dist-info/METADATA",
+        ];
+        for (i, file) in files.iter().enumerate() {
+            let path = root.path().join(file);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(&path, vec![b'x'; 10 * (i + 1)]).unwrap();
+        }
+        let mut dists = vec![dist("botocore", &files)];
+        let spec = PruneSpec {
+            safe: Vec::new(),
+            stdlib: Vec::new(),
+            keep_botocore_services: Some(vec!["bedrock-runtime".into(), "sts".into()]),
+            ..PruneSpec::default()
+        };
+        let outcomes = prune(root.path(), &mut dists, &spec, &Progress::new()).unwrap();
+        assert_eq!(
+            outcomes,
+            [PruneOutcome {
+                rule: "botocore-services".into(),
+                files: 2,
+                bytes: 30 + 40,
+                by_dist: vec![DistPruned { name: "botocore".into(), files: 2, bytes: 70 }],
+            }]
+        );
+        assert!(!root.path().join("botocore/data/ec2").exists(), "emptied directories are removed");
+        assert!(root.path().join("botocore/data/sts/2011-06-15/service-2.json.gz").exists());
+        assert!(root.path().join("botocore/data/endpoints.json").exists());
+        assert_eq!(dists[0].files.len(), 5);
+
+        let misspelt = PruneSpec { keep_botocore_services: Some(vec!["bedrock-runtim".into()]), ..spec };
+        let err = prune(root.path(), &mut dists, &misspelt, &Progress::new()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "prune.keep-botocore-services: \"bedrock-runtim\" is not a service of botocore/data/ (2 services there); \
+             check the spelling in layer.toml or the provider's botocore-services in xtask/data/providers.toml"
+        );
     }
 }

@@ -294,3 +294,58 @@ fn arm64_layer_from_the_real_lock_passes_verify_under_qemu() {
     let report = verify::verify_layer(&options, &Progress::new()).unwrap();
     assert!(report.passed(), "{}", report.render());
 }
+
+#[test]
+fn enabling_a_provider_makes_the_lock_out_of_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed = fs_err::read_to_string(committed_spec()).unwrap();
+    assert!(committed.contains("\nenabled = [\"openai\"]\n"), "the committed spec enables OpenAI alone");
+    let spec = committed.replace("\nenabled = [\"openai\"]\n", "\nenabled = [\"openai\", \"bedrock\"]\n");
+    fs_err::write(dir.path().join("layer.toml"), spec).unwrap();
+    fs_err::copy(repo_root().join("litellm-layer/pylock.toml"), dir.path().join("pylock.toml")).unwrap();
+    let out_dir = dir.path().join("layer-build-x86_64");
+    let output = layer(&dir.path().join("layer.toml"), Arch::X86_64, &out_dir, &[]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "packages.requirements: the lock has [\"litellm==1.78.7\"], now [\"litellm==1.78.7\", \"boto3\"]"
+        ),
+        "{stderr}"
+    );
+    assert!(!out_dir.exists(), "a refused build created {}", out_dir.display());
+}
+
+#[test]
+fn a_model_of_a_provider_not_enabled_is_refused_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = dir.path().join("service");
+    fs_err::create_dir_all(&service).unwrap();
+    fs_err::write(
+        service.join("models.yaml"),
+        "model_list:\n  - model_name: haiku\n    litellm_params:\n      model: anthropic/claude-3-5-haiku-latest\n",
+    )
+    .unwrap();
+    let spec = format!(
+        "{}\n[serverless]\nfile = {:?}\nlayer-path = \"../layer-build-{{arch}}/layer\"\n",
+        fs_err::read_to_string(committed_spec()).unwrap(),
+        service.join("serverless.yml").to_str().unwrap()
+    );
+    fs_err::write(dir.path().join("layer.toml"), spec).unwrap();
+    fs_err::copy(repo_root().join("litellm-layer/pylock.toml"), dir.path().join("pylock.toml")).unwrap();
+    let out_dir = dir.path().join("layer-build-x86_64");
+    let output = layer(&dir.path().join("layer.toml"), Arch::X86_64, &out_dir, &[]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let models = service.join("models.yaml");
+    let spec_path = dir.path().join("layer.toml");
+    let want = format!(
+        "{models}: model_list[0] (model_name \"haiku\"): model \"anthropic/claude-3-5-haiku-latest\" is served by \
+         Anthropic (provider \"anthropic\"), which is not enabled in {spec}\nfix: set `[providers] enabled = \
+         [\"anthropic\", \"openai\"]` in {spec} and run `cargo xtask lock`, or remove the model from {models}",
+        models = models.display(),
+        spec = spec_path.display()
+    );
+    assert!(stderr.contains(&want), "want:\n{want}\nin:\n{stderr}");
+    assert!(!out_dir.exists(), "a refused build created {}", out_dir.display());
+}
