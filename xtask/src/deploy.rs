@@ -51,6 +51,10 @@ pub fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<()> {
     let spec = LayerSpec::load(&global.spec_path())?;
     let service_dir = crate::serverless::service_dir(&spec);
     let layer_out_dir = root.join(args.arch.build_dir_name());
+    // Every configured model must go to a provider the layer was built for: refused before any upload.
+    if let Some(checked) = spec.check_model_config()? {
+        progress.note(format!("models: every model of {} goes to an enabled provider", checked.display()));
+    }
 
     progress.step(format!("layer ({})", args.arch), || {
         ensure_layer_fresh(&root, global, args, &layer_out_dir, &progress)
