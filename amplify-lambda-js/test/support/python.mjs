@@ -7,11 +7,11 @@
 //! nothing is skipped.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 
 import { PACKAGE_ROOT, resolvePython, verifyPythonEnvironment } from "../../common/pythonExec.js";
+import { withDirLock } from "./dirLock.mjs";
 
 const VENV = path.join(PACKAGE_ROOT, ".venv-test");
 const LOCK = `${VENV}.lock`;
@@ -30,26 +30,8 @@ export function litellmRequirement() {
   return match[1].replace(/\s+/g, "");
 }
 
-async function withLock(work) {
-  const started = Date.now();
-  for (;;) {
-    try {
-      mkdirSync(LOCK);
-      break;
-    } catch (error) {
-      if (error.code !== "EEXIST") throw error;
-      if (Date.now() - statSync(LOCK).mtimeMs > 15 * 60_000) {
-        throw new Error(`${LOCK} is older than 15 minutes: another test run died while creating the venv; delete it and rerun`);
-      }
-      if (Date.now() - started > 15 * 60_000) throw new Error(`timed out waiting for ${LOCK}`);
-      await sleep(500);
-    }
-  }
-  try {
-    return await work();
-  } finally {
-    rmSync(LOCK, { recursive: true, force: true });
-  }
+function withLock(work) {
+  return withDirLock(LOCK, "the venv", work);
 }
 
 function ensureVenv() {

@@ -6,39 +6,19 @@
 //! a different pin rebuilds it. A failed install leaves no marker, so the next run starts over.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 
 import { PACKAGE_ROOT } from "../../common/pythonExec.js";
+import { withDirLock } from "./dirLock.mjs";
 
 const REQUIREMENTS = path.join(PACKAGE_ROOT, "test", "sdk", "requirements.txt");
 const VENV = path.resolve(PACKAGE_ROOT, "..", "target", "test-fixtures", "openai-sdk");
 const LOCK = `${VENV}.lock`;
 const MARKER = path.join(VENV, ".installed");
-const STALE_LOCK_MS = 15 * 60_000;
 
-async function withLock(work) {
-  mkdirSync(path.dirname(LOCK), { recursive: true });
-  const started = Date.now();
-  for (;;) {
-    try {
-      mkdirSync(LOCK);
-      break;
-    } catch (error) {
-      if (error.code !== "EEXIST") throw error;
-      if (Date.now() - statSync(LOCK).mtimeMs > STALE_LOCK_MS) {
-        throw new Error(`${LOCK} is older than 15 minutes: another test run died while creating the SDK venv; delete it and rerun`);
-      }
-      if (Date.now() - started > STALE_LOCK_MS) throw new Error(`timed out waiting for ${LOCK}`);
-      await sleep(500);
-    }
-  }
-  try {
-    return await work();
-  } finally {
-    rmSync(LOCK, { recursive: true, force: true });
-  }
+function withLock(work) {
+  return withDirLock(LOCK, "the SDK venv", work);
 }
 
 function run(file, args) {
