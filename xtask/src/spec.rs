@@ -99,9 +99,60 @@ impl Default for IndexSpec {
 
 pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple";
 
-/// The prune rules that are safe for every distribution and on by default.
-pub const SAFE_PRUNE_RULES: &[&str] =
-    &["tests", "docs", "examples", "type-stubs", "c-sources", "build-tools", "console-scripts", "record"];
+/// A prune rule that is safe for every distribution and on by default (`[prune] safe`); what each
+/// removes is below; `layer::prune` applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SafeRule {
+    /// Directories named `tests`, `test` or `_tests`, and `conftest.py` files. Modules whose names
+    /// merely contain "test" stay: `jinja2/tests.py`, `click/testing.py`, `anyio/_core/_testing.py`
+    /// and `aiohttp/test_utils.py` are imported by their packages.
+    Tests,
+    /// `.rst` files, `.md` files outside `templates/` directories (huggingface_hub reads its
+    /// model-card templates, `templates/*.md`, at run time), and `docs/` directories. `.txt` files
+    /// stay: litellm reads `huggingface_llms_metadata/*.txt` and `proxy/llamaguard_prompt.txt`.
+    Docs,
+    /// Directories named `examples`.
+    Examples,
+    /// `.pyi` stubs (`py.typed` markers stay).
+    TypeStubs,
+    /// C, C++ and Cython sources and headers.
+    CSources,
+    /// The pip, setuptools and wheel distributions, and `_distutils_hack` wherever it comes from.
+    BuildTools,
+    /// A top-level `bin/` directory.
+    ConsoleScripts,
+    /// `RECORD` (and its signatures, `INSTALLER`, `REQUESTED`, `direct_url.json`) in `.dist-info`.
+    Record,
+}
+
+impl SafeRule {
+    /// Every safe rule, in the order they run by default.
+    pub const ALL: [SafeRule; 8] = [
+        SafeRule::Tests,
+        SafeRule::Docs,
+        SafeRule::Examples,
+        SafeRule::TypeStubs,
+        SafeRule::CSources,
+        SafeRule::BuildTools,
+        SafeRule::ConsoleScripts,
+        SafeRule::Record,
+    ];
+
+    /// The rule's name in layer.toml and the size report.
+    pub fn name(self) -> &'static str {
+        match self {
+            SafeRule::Tests => "tests",
+            SafeRule::Docs => "docs",
+            SafeRule::Examples => "examples",
+            SafeRule::TypeStubs => "type-stubs",
+            SafeRule::CSources => "c-sources",
+            SafeRule::BuildTools => "build-tools",
+            SafeRule::ConsoleScripts => "console-scripts",
+            SafeRule::Record => "record",
+        }
+    }
+}
 
 /// `[prune]`: which named rules run. Safe rules are on by default; opt-in rules must be named and
 /// `verify` must pass after them.
@@ -110,7 +161,7 @@ pub const SAFE_PRUNE_RULES: &[&str] =
 pub struct PruneSpec {
     /// Safe rules to run (default: all of them).
     #[serde(default = "default_safe_rules")]
-    pub safe: Vec<String>,
+    pub safe: Vec<SafeRule>,
     /// Opt-in: keep only these LiteLLM providers under `litellm/llms/` (empty: keep all).
     #[serde(default)]
     pub keep_litellm_providers: Vec<String>,
@@ -129,8 +180,8 @@ pub struct PruneSpec {
     pub stdlib: Vec<String>,
 }
 
-fn default_safe_rules() -> Vec<String> {
-    SAFE_PRUNE_RULES.iter().map(|s| s.to_string()).collect()
+fn default_safe_rules() -> Vec<SafeRule> {
+    SafeRule::ALL.to_vec()
 }
 
 /// Standard-library parts removable with LiteLLM still working (docs/architecture.md §6, §7).
@@ -442,11 +493,6 @@ impl LayerSpec {
         if !matches!(url.scheme(), "http" | "https") {
             bail!("index.url = {:?}: only http and https indexes are supported", self.index.url);
         }
-        for rule in &self.prune.safe {
-            if !SAFE_PRUNE_RULES.contains(&rule.as_str()) {
-                bail!("prune.safe: unknown rule {rule:?}; known rules: {}", SAFE_PRUNE_RULES.join(", "));
-            }
-        }
         for rule in &self.prune.stdlib {
             if !STDLIB_PRUNE_RULES.contains(&rule.as_str()) {
                 bail!("prune.stdlib: unknown rule {rule:?}; known rules: {}", STDLIB_PRUNE_RULES.join(", "));
@@ -518,7 +564,7 @@ requirements = ["litellm==1.78.7"]
         let spec = parse(MINIMAL).unwrap();
         assert_eq!(spec.python.variant, Variant::InstallOnlyStripped);
         assert_eq!(spec.index.url, DEFAULT_INDEX_URL);
-        assert_eq!(spec.prune.safe.len(), SAFE_PRUNE_RULES.len());
+        assert_eq!(spec.prune.safe, SafeRule::ALL);
         assert_eq!(spec.budget.zipped_mb, 50.0);
         assert_eq!(spec.pack.bytecode, BytecodeChoice::Profile);
         assert_eq!(spec.pack.sourceless, Sourceless::Off);
@@ -572,7 +618,10 @@ requirements = ["litellm==1.78.7"]
             (MINIMAL.replace("20260127", "19990101"), "python.release"),
             (MINIMAL.replace("litellm==1.78.7", "litellm==="), "packages.requirements"),
             (format!("{MINIMAL}\n[budget]\nzipped-mb = -1\n"), "budget.zipped-mb"),
-            (format!("{MINIMAL}\n[prune]\nsafe = [\"everything\"]\n"), "prune.safe: unknown rule \"everything\""),
+            (
+                format!("{MINIMAL}\n[prune]\nsafe = [\"everything\"]\n"),
+                "unknown variant `everything`, expected one of `tests`, `docs`, `examples`, `type-stubs`, `c-sources`, `build-tools`, `console-scripts`, `record`",
+            ),
             (format!("{MINIMAL}\n[index]\nurl = \"ftp://x\"\n"), "index.url"),
             (
                 format!("{MINIMAL}\n[budget]\nzipped-mb = 60\nupload = \"direct\"\n"),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::layer::dist::InstalledDist;
 use crate::packaging::wheel_name::normalize_name;
 use crate::progress::{Progress, human_bytes};
-use crate::spec::PruneSpec;
+use crate::spec::{PruneSpec, SafeRule};
 
 /// What one rule removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,26 +146,8 @@ pub const LITELLM_MEASURED_VERSION: &str = "1.78.7";
 /// One rule, resolved from the spec.
 #[derive(Debug, Clone)]
 enum Rule {
-    /// Directories named `tests`, `test` or `_tests`, and `conftest.py` files. Modules whose names
-    /// merely contain "test" stay: `jinja2/tests.py`, `click/testing.py`, `anyio/_core/_testing.py`
-    /// and `aiohttp/test_utils.py` are imported by their packages.
-    Tests,
-    /// `.rst` files, `.md` files outside `templates/` directories (huggingface_hub reads its
-    /// model-card templates, `templates/*.md`, at run time), and `docs/` directories. `.txt` files
-    /// stay: litellm reads `huggingface_llms_metadata/*.txt` and `proxy/llamaguard_prompt.txt`.
-    Docs,
-    /// Directories named `examples`.
-    Examples,
-    /// `.pyi` stubs (`py.typed` markers stay).
-    TypeStubs,
-    /// C, C++ and Cython sources and headers.
-    CSources,
-    /// The pip, setuptools and wheel distributions, and `_distutils_hack` wherever it comes from.
-    BuildTools,
-    /// A top-level `bin/` directory.
-    ConsoleScripts,
-    /// `RECORD` (and its signatures, `INSTALLER`, `REQUESTED`, `direct_url.json`) in `.dist-info`.
-    Record,
+    /// A rule of `[prune] safe` (what each removes is documented on `SafeRule`).
+    Safe(SafeRule),
     /// Provider directories under `litellm/llms/` not in the keep-list nor loaded at import time.
     KeepLitellmProviders { keep: Vec<String> },
     /// Paths under `litellm/proxy/`.
@@ -181,14 +163,7 @@ enum Rule {
 impl Rule {
     fn name(&self) -> &'static str {
         match self {
-            Rule::Tests => "tests",
-            Rule::Docs => "docs",
-            Rule::Examples => "examples",
-            Rule::TypeStubs => "type-stubs",
-            Rule::CSources => "c-sources",
-            Rule::BuildTools => "build-tools",
-            Rule::ConsoleScripts => "console-scripts",
-            Rule::Record => "record",
+            Rule::Safe(rule) => rule.name(),
             Rule::KeepLitellmProviders { .. } => "keep-litellm-providers",
             Rule::LitellmProxyPaths { .. } => "litellm-proxy-paths",
             Rule::DropPackages { .. } => "drop-packages",
@@ -199,7 +174,7 @@ impl Rule {
     /// Whether the rule removes the whole distribution (its METADATA included).
     fn drops_whole(&self, dist: &InstalledDist) -> bool {
         match self {
-            Rule::BuildTools => BUILD_TOOLS.contains(&dist.name.as_str()),
+            Rule::Safe(SafeRule::BuildTools) => BUILD_TOOLS.contains(&dist.name.as_str()),
             Rule::DropPackages { names } => names.contains(&dist.name),
             _ => false,
         }
@@ -217,27 +192,27 @@ impl Rule {
         };
         let extension = file.rsplit_once('.').map(|(_, ext)| ext).unwrap_or("");
         match self {
-            Rule::Tests => {
+            Rule::Safe(SafeRule::Tests) => {
                 !in_dist_info
                     && (dirs.iter().any(|d| matches!(*d, "tests" | "test" | "_tests")) || file == "conftest.py")
             }
-            Rule::Docs => {
+            Rule::Safe(SafeRule::Docs) => {
                 !in_dist_info
                     && (dirs.contains(&"docs")
                         || extension == "rst"
                         || (extension == "md" && !dirs.iter().any(|d| matches!(*d, "templates" | "template"))))
             }
-            Rule::Examples => !in_dist_info && dirs.contains(&"examples"),
-            Rule::TypeStubs => extension == "pyi",
-            Rule::CSources => {
+            Rule::Safe(SafeRule::Examples) => !in_dist_info && dirs.contains(&"examples"),
+            Rule::Safe(SafeRule::TypeStubs) => extension == "pyi",
+            Rule::Safe(SafeRule::CSources) => {
                 !in_dist_info && matches!(extension, "c" | "h" | "cc" | "cpp" | "cxx" | "hpp" | "pyx" | "pxd" | "pxi")
             }
-            Rule::BuildTools => {
+            Rule::Safe(SafeRule::BuildTools) => {
                 let first = path.split('/').next().unwrap_or(path);
                 first == "_distutils_hack" || first == "distutils-precedence.pth"
             }
-            Rule::ConsoleScripts => dirs.first() == Some(&"bin"),
-            Rule::Record => {
+            Rule::Safe(SafeRule::ConsoleScripts) => dirs.first() == Some(&"bin"),
+            Rule::Safe(SafeRule::Record) => {
                 in_dist_info
                     && dirs.len() == 1
                     && matches!(
@@ -333,22 +308,7 @@ fn resolve_rules(
     spec: &PruneSpec,
     progress: &Progress,
 ) -> Result<Vec<Rule>> {
-    let mut rules = Vec::new();
-    for name in &spec.safe {
-        rules.push(match name.as_str() {
-            "tests" => Rule::Tests,
-            "docs" => Rule::Docs,
-            "examples" => Rule::Examples,
-            "type-stubs" => Rule::TypeStubs,
-            "c-sources" => Rule::CSources,
-            "build-tools" => Rule::BuildTools,
-            "console-scripts" => Rule::ConsoleScripts,
-            "record" => Rule::Record,
-            other => {
-                bail!("prune.safe: unknown rule {other:?}; known rules: {}", crate::spec::SAFE_PRUNE_RULES.join(", "))
-            }
-        });
-    }
+    let mut rules: Vec<Rule> = spec.safe.iter().copied().map(Rule::Safe).collect();
     let litellm = dists.iter().find(|d| d.name == "litellm");
     let needs_litellm = |key: &str| -> Result<&InstalledDist> {
         let Some(litellm) = litellm else { bail!("prune.{key} is set but litellm is not installed; remove the key") };
@@ -487,24 +447,25 @@ mod tests {
     fn modules_named_like_tests_are_not_tests() {
         let d = dist("x", &[]);
         for kept in ["jinja2/tests.py", "click/testing.py", "anyio/_core/_testing.py", "aiohttp/test_utils.py"] {
-            assert!(!Rule::Tests.matches(&d, kept), "{kept}");
+            assert!(!Rule::Safe(SafeRule::Tests).matches(&d, kept), "{kept}");
         }
         for gone in
             ["jsonschema/tests/test_x.py", "sniffio/_tests/test_sniffio.py", "fsspec/conftest.py", "regex/tests/t.py"]
         {
-            assert!(Rule::Tests.matches(&d, gone), "{gone}");
+            assert!(Rule::Safe(SafeRule::Tests).matches(&d, gone), "{gone}");
         }
     }
 
     #[test]
     fn docs_keep_templates_and_txt_data() {
         let d = dist("x", &[]);
-        assert!(Rule::Docs.matches(&d, "litellm/proxy/README.md"));
-        assert!(!Rule::Docs.matches(&d, "huggingface_hub/templates/modelcard_template.md"));
+        assert!(Rule::Safe(SafeRule::Docs).matches(&d, "litellm/proxy/README.md"));
+        assert!(!Rule::Safe(SafeRule::Docs).matches(&d, "huggingface_hub/templates/modelcard_template.md"));
         assert!(
-            !Rule::Docs.matches(&d, "litellm/llms/huggingface/huggingface_llms_metadata/hf_text_generation_models.txt")
+            !Rule::Safe(SafeRule::Docs)
+                .matches(&d, "litellm/llms/huggingface/huggingface_llms_metadata/hf_text_generation_models.txt")
         );
-        assert!(!Rule::Docs.matches(&d, "x-1.0.dist-info/licenses/LICENSE.md"));
+        assert!(!Rule::Safe(SafeRule::Docs).matches(&d, "x-1.0.dist-info/licenses/LICENSE.md"));
     }
 
     #[test]
