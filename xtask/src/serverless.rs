@@ -25,7 +25,6 @@
 mod edit;
 mod yaml;
 
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -204,23 +203,8 @@ pub fn patch_file(path: &Path, plan: &PatchPlan, check: bool) -> Result<PatchOut
             PatchError::OutOfDate { file: path.display().to_string(), changes: outcome.changes.join("; ") }.into()
         );
     }
-    write_atomically(path, new_text.as_bytes())?;
+    crate::files::write_atomically(path, new_text.as_bytes())?;
     Ok(outcome)
-}
-
-/// Replace `path` with `bytes` through a temporary file in the same directory, keeping its permissions.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".serverless.yml.")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    temp.write_all(bytes).with_context(|| format!("writing {}", temp.path().display()))?;
-    temp.as_file().sync_all().with_context(|| format!("writing {}", temp.path().display()))?;
-    let permissions = fs_err::metadata(path)?.permissions();
-    fs_err::set_permissions(temp.path(), permissions)?;
-    temp.persist(path).map_err(|e| anyhow::anyhow!("replacing {}: {}", path.display(), e.error))?;
-    Ok(())
 }
 
 /// `cargo xtask patch`: relative `--file` and `--spec` paths are taken from the repository root.
@@ -295,11 +279,7 @@ impl LayerWiring {
         let mut text = serde_json::to_string_pretty(self).context("serialising the layer wiring")?;
         text.push('\n');
         let path = dir.join(WIRING_FILE);
-        let mut temp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        temp.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-        temp.persist(&path).map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error))?;
-        Ok(())
+        crate::files::write_atomically(&path, text.as_bytes())
     }
 
     /// Read `build_dir/serverless-layer.json`; `arch` is the build it must describe.

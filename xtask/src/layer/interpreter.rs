@@ -167,9 +167,7 @@ pub fn build_python(
             }
         }
         let digest = stamp::tree_digest(&home.join("python"))?;
-        let mut temp = tempfile::NamedTempFile::new_in(digest_file.parent().unwrap_or(Path::new(".")))?;
-        std::io::Write::write_all(&mut temp, digest.as_bytes())?;
-        temp.persist(&digest_file).with_context(|| format!("writing {}", digest_file.display()))?;
+        crate::files::write_atomically(&digest_file, digest.as_bytes())?;
     } else {
         progress
             .note(format!("cpython {minor} for this {host} host (byte-compiling only): reusing {}", home.display()));

@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -133,14 +133,7 @@ impl ImportProfile {
 
     /// Write the profile to `path` (temp file in the same directory, then rename).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut temp = tempfile::NamedTempFile::new_in(parent)
-            .with_context(|| format!("creating a temp file in {}", parent.display()))?;
-        std::io::Write::write_all(&mut temp, self.to_toml().as_bytes())
-            .with_context(|| format!("writing {}", temp.path().display()))?;
-        crate::layer::bytecode::set_mode(temp.path(), 0o644)?;
-        temp.persist(path).with_context(|| format!("replacing {}", path.display()))?;
-        Ok(())
+        crate::files::write_atomically(path, self.to_toml().as_bytes())
     }
 
     /// Why this profile does not describe `lock_sha256` and `workload_sha256` (empty: it does).

@@ -237,16 +237,10 @@ fn read_cache(path: &std::path::Path) -> Option<(CacheHeader, String)> {
 }
 
 fn write_cache(path: &std::path::Path, header: &CacheHeader, body: &str) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().context("cache file has a parent")?;
-    let mut temp =
-        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
     let mut text = serde_json::to_string(header)?;
     text.push('\n');
     text.push_str(body);
-    temp.write_all(text.as_bytes())?;
-    temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::files::write_atomically(path, text.as_bytes())
 }
 
 /// Parse a PEP 691 page. Files without a sha256 are dropped and listed in `files_without_sha256`

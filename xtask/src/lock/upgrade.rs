@@ -111,10 +111,7 @@ pub fn apply(
         }
     }
     if changed {
-        let dir = spec_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut temp, document.to_string().as_bytes())?;
-        temp.persist(spec_path).map_err(|e| anyhow::anyhow!("writing {}: {}", spec_path.display(), e.error))?;
+        crate::files::write_atomically(spec_path, document.to_string().as_bytes())?;
     }
     Ok(requests.iter().map(|request| request.name.clone()).collect())
 }

@@ -5,7 +5,6 @@
 //! the zip is packed, [`record`] adds its hash. `deploy` and the deploy workflow compare the zip
 //! they upload with [`read`].
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -28,14 +27,7 @@ pub fn record(sbom_path: &Path, zip: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     bom.output_as_json_v1_5(&mut bytes).context("serialising the SBOM")?;
     bytes.push(b'\n');
-    let dir = sbom_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".sbom.")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    temp.write_all(&bytes).with_context(|| format!("writing {}", temp.path().display()))?;
-    temp.persist(sbom_path).map_err(|e| anyhow::anyhow!("writing {}: {}", sbom_path.display(), e.error))?;
-    Ok(())
+    crate::files::write_atomically(sbom_path, &bytes)
 }
 
 /// The sha256 the SBOM at `sbom_path` names as its subject's hash.
