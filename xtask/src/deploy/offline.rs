@@ -45,6 +45,9 @@ pub struct StandInCloudFormation {
     actions: Arc<Mutex<Vec<String>>>,
     thread: Option<JoinHandle<()>>,
     preload_dir: tempfile::TempDir,
+    /// The listening socket, alive while the accept loop runs (tests check that drop closes it).
+    #[cfg(test)]
+    listening: std::sync::Weak<TcpListener>,
 }
 
 impl StandInCloudFormation {
@@ -56,6 +59,9 @@ impl StandInCloudFormation {
         let actions = Arc::new(Mutex::new(Vec::new()));
         let preload_dir = tempfile::Builder::new().prefix("xtask-dry-run-").tempdir()?;
         fs_err::write(preload_dir.path().join("aws-endpoint.cjs"), PRELOAD)?;
+        let listener = Arc::new(listener);
+        #[cfg(test)]
+        let listening = Arc::downgrade(&listener);
         let thread = {
             let (stop, actions) = (stop.clone(), actions.clone());
             std::thread::spawn(move || {
@@ -70,7 +76,15 @@ impl StandInCloudFormation {
                 }
             })
         };
-        Ok(StandInCloudFormation { address, stop, actions, thread: Some(thread), preload_dir })
+        Ok(StandInCloudFormation {
+            address,
+            stop,
+            actions,
+            thread: Some(thread),
+            preload_dir,
+            #[cfg(test)]
+            listening,
+        })
     }
 
     /// The endpoint URL, `http://127.0.0.1:<port>`.
@@ -255,10 +269,13 @@ mod tests {
     #[test]
     fn the_stand_in_stops_when_dropped() {
         let stand_in = StandInCloudFormation::start().unwrap();
-        let address = stand_in.address;
+        let listening = stand_in.listening.clone();
         let preload = stand_in.preload_dir.path().to_path_buf();
+        assert!(listening.upgrade().is_some());
         drop(stand_in);
-        assert!(TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_err());
+        // The socket itself is gone (connecting to the port would race with other tests that
+        // may bind the same free port right after).
+        assert!(listening.upgrade().is_none(), "the stand-in's socket is still open");
         assert!(!preload.exists(), "the preload script was left behind");
     }
 
