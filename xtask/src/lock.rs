@@ -305,8 +305,10 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
 /// Merge the per-arch resolutions into one lock: one entry per package and version, with the
 /// wheels of every arch that installs it and a marker when only some arches do.
 fn assemble(inputs: &LockInputs, per_arch: &[(Arch, BTreeMap<String, ResolvedDist>)]) -> Pylock {
-    // (name, version) → (arches, wheels by file name, dependencies, requires-python)
-    type Entry = (BTreeSet<Arch>, BTreeMap<String, LockedWheel>, BTreeSet<String>, Option<String>);
+    // (name, version) → (arches, wheels by file name, dependencies, requires-python, yanked with
+    // its reason)
+    type Entry =
+        (BTreeSet<Arch>, BTreeMap<String, LockedWheel>, BTreeSet<String>, Option<String>, Option<Option<String>>);
     let mut entries: BTreeMap<(String, Version), Entry> = BTreeMap::new();
     for (arch, resolved) in per_arch {
         for (name, dist) in resolved {
@@ -315,12 +317,16 @@ fn assemble(inputs: &LockInputs, per_arch: &[(Arch, BTreeMap<String, ResolvedDis
             entry.1.insert(dist.wheel.filename.clone(), locked_wheel(&dist.wheel));
             entry.2.extend(dist.dependencies.iter().cloned());
             entry.3 = dist.requires_python.clone();
+            // PEP 592 marks files; any yanked file of the version marks the locked version.
+            if dist.wheel.yanked && entry.4.as_ref().is_none_or(Option::is_none) {
+                entry.4 = Some(dist.wheel.yanked_reason.clone());
+            }
         }
     }
     let all_arches: BTreeSet<Arch> = per_arch.iter().map(|(a, _)| *a).collect();
     let packages = entries
         .into_iter()
-        .map(|((name, version), (arches, wheels, dependencies, requires_python))| LockedPackage {
+        .map(|((name, version), (arches, wheels, dependencies, requires_python, yanked))| LockedPackage {
             name,
             version: version.to_string(),
             marker: (arches != all_arches).then(|| {
@@ -334,6 +340,7 @@ fn assemble(inputs: &LockInputs, per_arch: &[(Arch, BTreeMap<String, ResolvedDis
             dependencies: dependencies.into_iter().map(|name| PackageRef { name }).collect(),
             index: Some(inputs.index_url.clone()),
             wheels: wheels.into_values().collect(),
+            tool: yanked.map(|reason| LockedPackage::yanked_tool(reason.as_deref())),
         })
         .collect();
     Pylock {

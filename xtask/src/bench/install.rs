@@ -303,6 +303,7 @@ pub fn pylock_from_wheel_dir(dir: &Path) -> Result<Pylock> {
                 dependencies: Vec::new(),
                 index: None,
                 wheels: vec![wheel],
+                tool: None,
             }),
         }
     }
@@ -334,6 +335,7 @@ pub fn pylock_from_pip_report(report: &Path) -> Result<Pylock> {
                 upload_time: None,
                 hashes: Hashes { sha256: sha256.to_string() },
             }],
+            tool: None,
         });
     }
     packages.sort_by(|a, b| a.name.cmp(&b.name));

@@ -166,6 +166,25 @@ pub fn select_wheels<'a>(lock: &'a Pylock, target: &Target) -> Result<Vec<Select
     Ok(selected.into_values().collect())
 }
 
+/// One warning per selected package the lock records as yanked (PEP 592: a yanked version is still
+/// installed when pinned exactly, which the lock does, but the user should hear of it).
+pub fn yanked_warnings(selected: &[SelectedWheel]) -> Vec<String> {
+    selected
+        .iter()
+        .filter_map(|choice| {
+            let package = choice.package;
+            let reason = package.yanked()?;
+            let reason = reason.map(|r| format!(" (reason: {r})")).unwrap_or_default();
+            Some(format!(
+                "{name} {} is yanked on the index{reason}: it is installed because the lock pins it; run `cargo \
+                 xtask lock --upgrade-package {name}` (`{name}==VERSION` when layer.toml pins it) to move off it",
+                package.version,
+                name = package.name
+            ))
+        })
+        .collect()
+}
+
 /// Install exactly the lock for `arch` into `site_packages`, which is replaced as a whole when
 /// every wheel installed (and untouched otherwise). Returns the installed distributions, sorted by
 /// name.
@@ -181,6 +200,9 @@ pub fn install_lock(
     let target = Target::new(arch, spec, lock)?;
     resolved::check_dependency_edges(lock)?;
     let selected = select_wheels(lock, &target)?;
+    for warning in yanked_warnings(&selected) {
+        progress.warn(warning);
+    }
 
     // Fetch and plan every wheel, several at a time.
     let started = std::time::Instant::now();

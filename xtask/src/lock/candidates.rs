@@ -211,6 +211,7 @@ mod tests {
             sha256: Some(crate::cache::Sha256Hex::parse(&"a".repeat(64)).unwrap()),
             requires_python: requires_python.map(str::to_string),
             yanked,
+            yanked_reason: None,
             size: None,
             upload_time: None,
             core_metadata: None,

@@ -31,6 +31,8 @@ pub struct ProjectFile {
     pub sha256: Option<Sha256Hex>,
     pub requires_python: Option<String>,
     pub yanked: bool,
+    /// PEP 592: the reason given with a yanked mark, when the index gave a non-empty one.
+    pub yanked_reason: Option<String>,
     pub size: Option<u64>,
     /// RFC 3339 upload time (PEP 700), when the index gives it.
     pub upload_time: Option<String>,
@@ -296,9 +298,10 @@ fn parse_page(name: &str, url: &url::Url, shown: &str, body: &str, from_cache: b
             ))
             .into());
         }
-        let yanked = match file.yanked {
-            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
-            Some(serde_json::Value::Bool(true)) | Some(serde_json::Value::String(_)) => true,
+        let (yanked, yanked_reason) = match file.yanked {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => (false, None),
+            Some(serde_json::Value::Bool(true)) => (true, None),
+            Some(serde_json::Value::String(reason)) => (true, Some(reason).filter(|r| !r.trim().is_empty())),
             Some(other) => {
                 return Err(malformed(format!(
                     "file {}: yanked = {other} (expected a bool or a string)",
@@ -320,6 +323,7 @@ fn parse_page(name: &str, url: &url::Url, shown: &str, body: &str, from_cache: b
             sha256: Some(sha256),
             requires_python: file.requires_python.filter(|s| !s.trim().is_empty()),
             yanked,
+            yanked_reason,
             size: file.size,
             upload_time: file.upload_time,
             core_metadata,
@@ -380,6 +384,7 @@ mod tests {
         assert_eq!(page.files.len(), 1);
         assert_eq!(page.files[0].url, "https://u:p@example.com/files/demo-1.0-py3-none-any.whl");
         assert!(page.files[0].yanked);
+        assert_eq!(page.files[0].yanked_reason.as_deref(), Some("broken"));
         assert_eq!(page.files[0].requires_python.as_deref(), Some(">=3.8"));
         assert_eq!(page.files_without_sha256, ["demo-0.9-py3-none-any.whl"]);
     }

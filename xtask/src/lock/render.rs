@@ -5,7 +5,7 @@
 
 use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value, value};
 
-use crate::packaging::pylock::{LockedPackage, Pylock};
+use crate::packaging::pylock::{LockedPackage, Pylock, Yanked};
 
 /// The lock as TOML text.
 pub fn render(lock: &Pylock) -> String {
@@ -79,6 +79,19 @@ fn package_table(package: &LockedPackage) -> Table {
         Value::InlineTable(entry)
     });
     table.insert("wheels", Item::Value(Value::Array(multiline(wheels))));
+    // `[packages.tool.litellm-layer]` (PEP 751 `[packages.tool]`), only when there is something to
+    // say, so a lock with nothing yanked has no such table.
+    if let Some(yanked) = package.tool.as_ref().and_then(|t| t.litellm_layer.as_ref()).and_then(|n| n.yanked.as_ref()) {
+        let mut ours = Table::new();
+        match yanked {
+            Yanked::Flag(flag) => ours.insert("yanked", value(*flag)),
+            Yanked::Reason(reason) => ours.insert("yanked", value(reason)),
+        };
+        let mut tool = Table::new();
+        tool.set_implicit(true);
+        tool.insert("litellm-layer", Item::Table(ours));
+        table.insert("tool", Item::Table(tool));
+    }
     table
 }
 
@@ -126,6 +139,7 @@ mod tests {
                     upload_time: Some("2024-01-02T03:04:05.123456Z".parse().unwrap()),
                     hashes: Hashes { sha256: "a".repeat(64) },
                 }],
+                tool: Some(LockedPackage::yanked_tool(Some("broken"))),
             }],
             tool: Some(LockTool {
                 litellm_layer: LockInputs {
@@ -140,6 +154,7 @@ mod tests {
         };
         let text = render(&lock);
         assert!(text.contains("wheels = [\n    { name = \"demo-1.0-py3-none-any.whl\""), "{text}");
+        assert!(text.contains("\n[packages.tool.litellm-layer]\nyanked = \"broken\"\n"), "{text}");
         let parsed = Pylock::parse(&text, std::path::Path::new("pylock.toml")).unwrap();
         assert_eq!(parsed, lock);
     }

@@ -81,6 +81,53 @@ pub struct LockedPackage {
     pub index: Option<String>,
     #[serde(default)]
     pub wheels: Vec<LockedWheel>,
+    /// `[packages.tool]` (PEP 751: per-package tool data, like pyproject.toml's `[tool]`); only
+    /// our own `litellm-layer` table is read, other tools' tables are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<PackageTool>,
+}
+
+/// `[packages.tool]` of one package.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PackageTool {
+    #[serde(rename = "litellm-layer", default, skip_serializing_if = "Option::is_none")]
+    pub litellm_layer: Option<PackageNotes>,
+}
+
+/// `[packages.tool.litellm-layer]`: what the index said about the locked version when locking.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PackageNotes {
+    /// PEP 592: `true`, or the index's reason, when the locked version is yanked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yanked: Option<Yanked>,
+}
+
+/// A yanked mark as PEP 592 gives it: a flag, or a reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Yanked {
+    Flag(bool),
+    Reason(String),
+}
+
+impl LockedPackage {
+    /// `Some(reason)` when the lock records this version as yanked; the reason may be absent.
+    pub fn yanked(&self) -> Option<Option<&str>> {
+        match self.tool.as_ref()?.litellm_layer.as_ref()?.yanked.as_ref()? {
+            Yanked::Flag(false) => None,
+            Yanked::Flag(true) => Some(None),
+            Yanked::Reason(reason) => Some(Some(reason.as_str()).filter(|r| !r.trim().is_empty())),
+        }
+    }
+
+    /// The `[packages.tool]` table recording a yanked version (`reason` when the index gave one).
+    pub fn yanked_tool(reason: Option<&str>) -> PackageTool {
+        let yanked = match reason {
+            Some(reason) if !reason.trim().is_empty() => Yanked::Reason(reason.to_string()),
+            _ => Yanked::Flag(true),
+        };
+        PackageTool { litellm_layer: Some(PackageNotes { yanked: Some(yanked) }) }
+    }
 }
 
 /// An entry of `dependencies`: enough to find the package in `packages`.
@@ -159,5 +206,60 @@ impl Pylock {
     /// The `[tool.litellm-layer]` inputs, if present.
     pub fn inputs(&self) -> Option<&LockInputs> {
         self.tool.as_ref().map(|t| &t.litellm_layer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_text(tool_tables: &str) -> String {
+        format!(
+            "lock-version = \"1.0\"\ncreated-by = \"test\"\n\n[[packages]]\nname = \"demo\"\nversion = \"1.0\"\nwheels = \
+             [{{ name = \"demo-1.0-py3-none-any.whl\", url = \"https://files.example/demo-1.0-py3-none-any.whl\", \
+             hashes = {{ sha256 = \"{}\" }} }}]\n{tool_tables}",
+            "a".repeat(64)
+        )
+    }
+
+    fn parse(text: &str) -> Pylock {
+        Pylock::parse(text, Path::new("pylock.toml")).unwrap()
+    }
+
+    #[test]
+    fn yanked_reason_in_the_package_tool_table_round_trips() {
+        let lock = parse(&lock_text("[packages.tool.litellm-layer]\nyanked = \"broken wheel\"\n"));
+        assert_eq!(lock.packages[0].yanked(), Some(Some("broken wheel")));
+        assert_eq!(lock.packages[0].tool, Some(LockedPackage::yanked_tool(Some("broken wheel"))));
+        let again = parse(&toml::to_string(&lock).unwrap());
+        assert_eq!(again, lock);
+    }
+
+    #[test]
+    fn yanked_without_a_reason_is_a_flag() {
+        let flagged = parse(&lock_text("[packages.tool.litellm-layer]\nyanked = true\n"));
+        assert_eq!(flagged.packages[0].yanked(), Some(None));
+        assert_eq!(flagged.packages[0].tool, Some(LockedPackage::yanked_tool(None)));
+        assert_eq!(LockedPackage::yanked_tool(Some("  ")), LockedPackage::yanked_tool(None));
+        let not = parse(&lock_text("[packages.tool.litellm-layer]\nyanked = false\n"));
+        assert_eq!(not.packages[0].yanked(), None);
+        assert_eq!(parse(&lock_text("")).packages[0].yanked(), None);
+    }
+
+    #[test]
+    fn another_tools_package_table_is_ignored() {
+        let lock = parse(&lock_text("[packages.tool.other-tool]\nyanked = 3\nnotes = [\"x\"]\n"));
+        assert_eq!(lock.packages[0].yanked(), None);
+        assert_eq!(lock.packages[0].tool, Some(PackageTool { litellm_layer: None }));
+        assert!(lock.warnings.is_empty(), "{:?}", lock.warnings);
+    }
+
+    #[test]
+    fn a_malformed_yanked_mark_names_the_file() {
+        let err = Pylock::parse(&lock_text("[packages.tool.litellm-layer]\nyanked = 3\n"), Path::new("pylock.toml"))
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("pylock.toml: "), "{msg}");
+        assert!(msg.contains("yanked"), "{msg}");
     }
 }

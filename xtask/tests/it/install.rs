@@ -11,8 +11,9 @@ use xtask::arch::Arch;
 use xtask::cache::{Cache, sha256_file};
 use xtask::http::Http;
 use xtask::layer::dist::InstalledDist;
-use xtask::layer::install::install_lock;
+use xtask::layer::install::{Target, install_lock, select_wheels, yanked_warnings};
 use xtask::layer::prune::{PruneOutcome, prune};
+use xtask::lock::write_lock;
 use xtask::packaging::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
 use xtask::progress::Progress;
 use xtask::spec::LayerSpec;
@@ -171,6 +172,7 @@ fn package(name: &str, version: &str, marker: Option<&str>, wheels: Vec<LockedWh
         dependencies: Vec::new(),
         index: None,
         wheels,
+        tool: None,
     }
 }
 
@@ -1135,5 +1137,38 @@ fn a_lock_size_that_differs_from_the_bytes_received_is_refused() {
             "{DEMO_WHEEL}: the lock says {} bytes (the index's size), the file has {real}; re-run `cargo xtask lock`",
             real + 1
         )
+    );
+}
+
+#[test]
+fn yanked_pins_install_with_one_warning_each() {
+    let scratch = Scratch::new();
+    let mut lock = scratch.lock(&[
+        WheelFixture::new("broken", "1.2.3"),
+        WheelFixture::new("flagged", "2.0"),
+        WheelFixture::new("fine", "1.0"),
+    ]);
+    lock.packages[0].tool = Some(LockedPackage::yanked_tool(Some("memory leak")));
+    lock.packages[1].tool = Some(LockedPackage::yanked_tool(None));
+    // Through the lock file, as `lock` writes it and `layer` reads it.
+    let path = scratch.dir.path().join("pylock.toml");
+    write_lock(&path, &lock).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\n[packages.tool.litellm-layer]\nyanked = \"memory leak\"\n"), "{text}");
+    assert!(text.contains("\n[packages.tool.litellm-layer]\nyanked = true\n"), "{text}");
+    assert_eq!(text.matches("[packages.tool").count(), 2, "{text}");
+    let lock = Pylock::load(&path).unwrap();
+    let installed = scratch.install(&lock, &spec(""), Arch::X86_64).unwrap();
+    assert_eq!(installed.len(), 3);
+    let target = Target::new(Arch::X86_64, &spec(""), &lock).unwrap();
+    let warnings = yanked_warnings(&select_wheels(&lock, &target).unwrap());
+    assert_eq!(
+        warnings,
+        [
+            "broken 1.2.3 is yanked on the index (reason: memory leak): it is installed because the lock pins it; run \
+             `cargo xtask lock --upgrade-package broken` (`broken==VERSION` when layer.toml pins it) to move off it",
+            "flagged 2.0 is yanked on the index: it is installed because the lock pins it; run `cargo xtask lock \
+             --upgrade-package flagged` (`flagged==VERSION` when layer.toml pins it) to move off it",
+        ]
     );
 }

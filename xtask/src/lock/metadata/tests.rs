@@ -50,6 +50,7 @@ fn cached_metadata_is_used_only_when_its_hash_proves_it() {
         sha256: Some(wheel_sha256.clone()),
         requires_python: None,
         yanked: false,
+        yanked_reason: None,
         size: None,
         upload_time: None,
         core_metadata: None,
