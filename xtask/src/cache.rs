@@ -320,14 +320,6 @@ fn real_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// How long a run waits for a lock another run holds: `XTASK_LOCK_TIMEOUT` seconds, else 10 min.
-pub fn lock_timeout() -> Duration {
-    std::env::var("XTASK_LOCK_TIMEOUT")
-        .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .map_or(Duration::from_secs(600), Duration::from_secs)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
     Shared,

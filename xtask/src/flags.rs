@@ -35,6 +35,14 @@ pub struct GlobalArgs {
     /// The layer spec to read.
     #[arg(long, global = true, value_name = "FILE", default_value = "litellm-layer/layer.toml")]
     pub spec: PathBuf,
+    /// The repository to work on, instead of the one found from cargo or the current directory
+    /// (tests point commands at a temporary copy). Empty means unset.
+    #[arg(long, global = true, value_name = "DIR", env = "XTASK_PROJECT_ROOT", hide_env_values = true)]
+    pub project_root: Option<PathBuf>,
+    /// How long a run waits for a lock (cache, output directory) another run holds, in seconds.
+    /// Default: 600.
+    #[arg(long, global = true, value_name = "SECONDS", env = "XTASK_LOCK_TIMEOUT", hide_env_values = true)]
+    pub lock_timeout: Option<u64>,
     /// The fixed time of every output (zip entries, the files `verify` unpacks, the SBOM), in
     /// seconds since 1970; empty means unset. Times before 1980 are taken as 1980-01-01.
     #[arg(
@@ -57,6 +65,11 @@ impl GlobalArgs {
     /// `--pbs-mirror` / `XTASK_PBS_MIRROR` when set and not empty.
     pub fn pbs_mirror_override(&self) -> Option<&str> {
         self.pbs_mirror.as_deref().filter(|url| !url.trim().is_empty())
+    }
+
+    /// `--lock-timeout` / `XTASK_LOCK_TIMEOUT`, else 10 minutes.
+    pub fn lock_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lock_timeout.unwrap_or(600))
     }
 
     /// The spec path: `--spec` as given when absolute, else relative to the repository root (so
@@ -141,6 +154,9 @@ pub struct LockArgs {
     /// Where to write the lock. Default: `pylock.toml` beside the spec.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Print each index request's start and duration on stderr (to see where a slow lock waits).
+    #[arg(long, env = "XTASK_LOCK_TRACE", hide_env_values = true, value_parser = clap::builder::FalseyValueParser::new())]
+    pub trace: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -158,6 +174,16 @@ pub struct VerifyArgs {
     /// (`import-profile.toml`), which `layer` uses to choose what to byte-compile.
     #[arg(long)]
     pub record_profile: bool,
+    /// Make the sandbox read-only with permission bits only, without trying `unshare -m`.
+    #[arg(long, env = "XTASK_VERIFY_NO_UNSHARE", hide_env_values = true, value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_unshare: bool,
+    /// An arm64 sysroot (a directory holding `lib/ld-linux-aarch64.so.1`) for running arm64 under
+    /// qemu, instead of the one built once into the cache. Empty means unset.
+    #[arg(long, value_name = "DIR", env = "XTASK_ARM64_SYSROOT", hide_env_values = true)]
+    pub arm64_sysroot: Option<PathBuf>,
+    /// The Debian mirror the cached arm64 sysroot is built from. Default: deb.debian.org.
+    #[arg(long, value_name = "URL", env = "XTASK_DEBIAN_MIRROR", hide_env_values = true)]
+    pub debian_mirror: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use crate::arch::Arch;
 use crate::archive::Limits;
-use crate::cache::{Cache, LockKind, RunLock, lock_timeout};
+use crate::cache::{Cache, LockKind, RunLock};
 use crate::flags::{GlobalArgs, LayerArgs, PythonDistArgs};
 use crate::http::Http;
 use crate::layer::interpreter::{RuntimeOutput, RuntimeRequest};
@@ -102,8 +102,9 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     let lock = if options.runtime_only { None } else { Some(load_current_lock(&spec, global.index_override())?) };
 
     // One run per output directory at a time; every run holds the cache shared (see `Cache::lock_for_run`).
-    let _cache_lock = cache.lock_for_run(&format!("`cargo xtask layer --arch {arch}`"), lock_timeout(), &progress)?;
-    let _out_lock = lock_output_dir(&cache, &out_dir, arch, &progress)?;
+    let _cache_lock =
+        cache.lock_for_run(&format!("`cargo xtask layer --arch {arch}`"), global.lock_timeout(), &progress)?;
+    let _out_lock = lock_output_dir(&cache, &out_dir, arch, global.lock_timeout(), &progress)?;
     let staging = StagedOutput::begin(&out_dir, &progress)?;
     let http = Http::new()?;
     let previous = staging.previous().map(Path::to_path_buf);
@@ -320,12 +321,18 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
 /// second build of the same output waits (saying for what) and then fails with a clear timeout,
 /// instead of both swapping directories under each other. The lock file lives in the cache so
 /// nothing but the output appears beside it.
-fn lock_output_dir(cache: &Cache, out_dir: &Path, arch: Arch, progress: &Progress) -> Result<RunLock> {
+fn lock_output_dir(
+    cache: &Cache,
+    out_dir: &Path,
+    arch: Arch,
+    timeout: std::time::Duration,
+    progress: &Progress,
+) -> Result<RunLock> {
     use std::os::unix::ffi::OsStrExt;
     let digest = crate::cache::sha256_bytes(out_dir.as_os_str().as_bytes());
     let path = cache.subdir("locks")?.join(format!("output-{}.lock", &digest.as_str()[..16]));
     let purpose = format!("`cargo xtask layer --arch {arch}` building {}", out_dir.display());
-    RunLock::acquire(&path, LockKind::Exclusive, &purpose, lock_timeout(), progress)
+    RunLock::acquire(&path, LockKind::Exclusive, &purpose, timeout, progress)
 }
 
 /// A build directory under construction beside the real output, swapped in by `commit`.

@@ -37,6 +37,16 @@ pub mod verify;
 #[cfg(test)]
 mod pipeline_tests;
 
+/// `--project-root` / `XTASK_PROJECT_ROOT` as parsed by `main.rs`, handed over once before the
+/// command runs.
+static PROJECT_ROOT_OVERRIDE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Remember the parsed `--project-root` for [`project_root`]; only the first call counts, and it
+/// must come before the first [`project_root`] call to take effect.
+pub fn set_project_root_override(root: Option<PathBuf>) {
+    let _ = PROJECT_ROOT_OVERRIDE.set(root);
+}
+
 /// The repository root, found at run time and remembered for the rest of the process.
 ///
 /// Never a compile-time constant: with a shared `CARGO_TARGET_DIR`, one binary serves every clone,
@@ -47,7 +57,7 @@ pub fn project_root() -> PathBuf {
     ROOT.get_or_init(|| {
         let cwd = std::env::current_dir().unwrap_or_default();
         match find_project_root(
-            std::env::var_os("XTASK_PROJECT_ROOT").as_deref(),
+            PROJECT_ROOT_OVERRIDE.get().and_then(|root| root.as_deref()).map(std::path::Path::as_os_str),
             std::env::var_os("CARGO_MANIFEST_DIR").as_deref(),
             &cwd,
         ) {

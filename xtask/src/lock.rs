@@ -85,7 +85,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
         (spec, inputs, names)
     };
     let cache = Cache::locate(global.cache_dir.as_deref())?;
-    let _cache_lock = cache.lock_for_run("`cargo xtask lock`", crate::cache::lock_timeout(), &progress)?;
+    let _cache_lock = cache.lock_for_run("`cargo xtask lock`", global.lock_timeout(), &progress)?;
     let request = LockRequest {
         requirements: inputs.requirements.clone(),
         inputs: inputs.clone(),
@@ -93,6 +93,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
         existing,
         upgrade: args.upgrade,
         upgrade_packages,
+        trace: args.trace,
     };
     let (lock, stats) = match lock(&request, &cache, &progress) {
         Ok(locked) => locked,
@@ -191,6 +192,8 @@ pub struct LockRequest {
     pub existing: Option<Pylock>,
     pub upgrade: bool,
     pub upgrade_packages: BTreeSet<String>,
+    /// Print each index request's start and duration (`--trace` / `XTASK_LOCK_TRACE`).
+    pub trace: bool,
 }
 
 /// Resolve both arches and build the lock.
@@ -258,7 +261,7 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
     let index = IndexClient::new(http.clone(), &request.index_url, cache)?;
     let reader = MetadataReader::new(http, cache)?;
     progress.note(format!("index: {}", redact_url(&request.index_url)));
-    let sources = Sources::start(index, reader, selector, locked.clone());
+    let sources = Sources::start(index, reader, selector, locked.clone(), request.trace);
     let mut preferred = locked.clone();
     let mut per_arch: Vec<(Arch, BTreeMap<String, ResolvedDist>)> = Vec::new();
     for arch in Arch::ALL {

@@ -7,6 +7,7 @@ use xtask::flags::{Command, Xtask};
 
 fn main() -> ExitCode {
     let cli = Xtask::parse();
+    xtask::set_project_root_override(cli.global.project_root.clone());
     let result = match &cli.command {
         Command::Layer(args) => xtask::layer::run(&cli.global, args),
         Command::Lock(args) => xtask::lock::run(&cli.global, args),

@@ -98,7 +98,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
     }
     let runner = match runner_plan {
         Plan::Native => Runner::Native,
-        Plan::Qemu(qemu) => Runner::Qemu { qemu, sysroot: locate_sysroot(global, &progress)? },
+        Plan::Qemu(qemu) => Runner::Qemu { qemu, sysroot: locate_sysroot(global, args, &progress)? },
         Plan::Skip(_) => unreachable!("handled above"),
     };
     let options = VerifyOptions {
@@ -110,7 +110,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
         timeout: default_timeout(&runner),
         runner,
         size_report: Some(build_dir.join("size-report.json")),
-        isolation: None,
+        isolation: args.no_unshare.then_some(Isolation::PermissionBits),
         source_date_epoch: global.source_date_epoch,
     };
     let report = verify_layer(&options, &progress)?;
@@ -195,10 +195,9 @@ fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::ar
     Ok(())
 }
 
-/// `$XTASK_ARM64_SYSROOT`, else the cached Debian 12 sysroot, built on first use.
-pub fn locate_sysroot(global: &GlobalArgs, progress: &Progress) -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os(sysroot::SYSROOT_ENV).filter(|d| !d.is_empty()) {
-        let dir = PathBuf::from(dir);
+/// `--arm64-sysroot` / `$XTASK_ARM64_SYSROOT`, else the cached Debian 12 sysroot, built on first use.
+pub fn locate_sysroot(global: &GlobalArgs, args: &VerifyArgs, progress: &Progress) -> Result<PathBuf> {
+    if let Some(dir) = args.arm64_sysroot.clone().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.join("lib/ld-linux-aarch64.so.1").exists() {
             bail!(
                 "{}={}: not an arm64 sysroot (no lib/ld-linux-aarch64.so.1); unset it to build one in the cache",
@@ -213,7 +212,7 @@ pub fn locate_sysroot(global: &GlobalArgs, progress: &Progress) -> Result<PathBu
     if !sysroot::is_complete(&dir) {
         progress.note(format!("building the arm64 sysroot in {} (once)", dir.display()));
     }
-    sysroot::ensure_sysroot(&dir, sysroot::VERIFY_PACKAGES, progress)
+    sysroot::ensure_sysroot(&dir, sysroot::VERIFY_PACKAGES, args.debian_mirror.as_deref(), progress)
 }
 
 /// Verify the layer at `options.layer_dir`.

@@ -36,6 +36,8 @@ struct State {
 }
 
 struct Inner {
+    /// Print each request's start and duration (to see where a slow lock waits).
+    trace: bool,
     index: IndexClient,
     reader: MetadataReader,
     selector: Selector,
@@ -68,8 +70,10 @@ impl Sources {
         reader: MetadataReader,
         selector: Selector,
         preferred: BTreeMap<String, Version>,
+        trace: bool,
     ) -> Sources {
         let inner = Arc::new(Inner {
+            trace,
             index,
             reader,
             selector,
@@ -190,9 +194,8 @@ fn worker(inner: &Inner) {
                 state = inner.changed.wait(state).expect("fetch state");
             }
         };
-        // `XTASK_LOCK_TRACE=1` prints each request's duration (to see where a slow lock waits).
         let started = std::time::Instant::now();
-        let trace = std::env::var_os("XTASK_LOCK_TRACE").is_some();
+        let trace = inner.trace;
         match job {
             Job::Page(name) => {
                 if trace {

@@ -35,7 +35,8 @@ pub const VERIFY_PACKAGES: &[&str] = &["libc6", "libstdc++6", "libgcc-s1", "zlib
 const SKIPPED_PACKAGES: &[&str] = &["dpkg", "perl", "perl-base", "tar", "install-info", "debconf"];
 
 /// Debian 12's archive, whatever distribution the host runs (Ubuntu's arm64 packages live on a
-/// different mirror, so the host's own source list cannot be reused). Overridable for mirrors.
+/// different mirror, so the host's own source list cannot be reused). `--debian-mirror` of `verify`
+/// reads this variable; the test fixtures pass it on themselves.
 pub const DEBIAN_MIRROR_ENV: &str = "XTASK_DEBIAN_MIRROR";
 const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -63,7 +64,7 @@ pub fn is_complete(dir: &Path) -> bool {
 /// there yet. Safe against concurrent callers: a lock file beside `dir` serialises builders, the
 /// build happens in a temporary directory beside it, and only a finished sysroot is renamed into
 /// place.
-pub fn ensure_sysroot(dir: &Path, packages: &[&str], progress: &Progress) -> Result<PathBuf> {
+pub fn ensure_sysroot(dir: &Path, packages: &[&str], mirror: Option<&str>, progress: &Progress) -> Result<PathBuf> {
     // The marker holds the package list: a sysroot built from another list is built again.
     let built_from = |dir: &Path| fs_err::read_to_string(dir.join(COMPLETE_MARKER)).ok() == Some(packages.join(" "));
     if built_from(dir) {
@@ -87,7 +88,7 @@ pub fn ensure_sysroot(dir: &Path, packages: &[&str], progress: &Progress) -> Res
         .tempdir_in(parent)
         .with_context(|| format!("creating a build directory in {}", parent.display()))?;
     let root = work.path().join("root");
-    build_sysroot(work.path(), &root, packages, progress)
+    build_sysroot(work.path(), &root, packages, mirror, progress)
         .with_context(|| format!("building an arm64 sysroot for {}", dir.display()))?;
     fs_err::write(root.join(COMPLETE_MARKER), packages.join(" "))?;
     fs_err::rename(&root, dir)?;
@@ -154,7 +155,7 @@ pub fn closure_from_depends(output: &str) -> Vec<String> {
 }
 
 /// The recipe itself: apt state under `work/apt`, packages into `work/debs`, extracted into `root`.
-fn build_sysroot(work: &Path, root: &Path, packages: &[&str], progress: &Progress) -> Result<()> {
+fn build_sysroot(work: &Path, root: &Path, packages: &[&str], mirror: Option<&str>, progress: &Progress) -> Result<()> {
     let state = work.join("apt");
     for dir in ["lists/partial", "cache/archives/partial"] {
         fs_err::create_dir_all(state.join(dir))?;
@@ -164,9 +165,8 @@ fn build_sysroot(work: &Path, root: &Path, packages: &[&str], progress: &Progres
             "{DEBIAN_KEYRING} is missing: install it with `apt-get install debian-archive-keyring` (apt checks Debian's signatures with it)"
         );
     }
-    let mirror =
-        std::env::var(DEBIAN_MIRROR_ENV).ok().filter(|m| !m.is_empty()).unwrap_or_else(|| DEBIAN_MIRROR.into());
-    fs_err::write(state.join("sources.list"), sources_list(&mirror))?;
+    let mirror = mirror.filter(|m| !m.is_empty()).unwrap_or(DEBIAN_MIRROR);
+    fs_err::write(state.join("sources.list"), sources_list(mirror))?;
     let options = apt_options(&state);
     progress.note("apt-get update (arm64 package lists, private state directory)");
     run_tool(Command::new("apt-get").args(&options).args(["-qq", "update"]), "apt-get update")?;

@@ -47,7 +47,12 @@ pub fn arm64_fixture() -> Result<Arm64Fixture> {
     let dir = fixtures_dir();
     fs_err::create_dir_all(&dir)?;
     let progress = Progress::new();
-    let sysroot = sysroot::ensure_sysroot(&dir.join("arm64-sysroot"), FIXTURE_PACKAGES, &progress)?;
+    let sysroot = sysroot::ensure_sysroot(
+        &dir.join("arm64-sysroot"),
+        FIXTURE_PACKAGES,
+        std::env::var(sysroot::DEBIAN_MIRROR_ENV).ok().as_deref(),
+        &progress,
+    )?;
     let fixture = Arm64Fixture {
         layer_root: sysroot.join("opt"),
         archive: dir.join("cpython-3.11-debian12-aarch64-install_only.tar.gz"),
