@@ -76,7 +76,8 @@ export function describeFailure(error, params, deadline) {
       param: null,
       code: tooLarge ? "response_too_large" : (error.code ?? "bridge_unavailable"),
       retry_after: retryAfter,
-      retry: tooLarge ? false : null,
+      // A model config that cannot be used stays so until it is fixed and redeployed: no retry helps.
+      retry: tooLarge || error.code === "bridge_misconfigured" ? false : null,
       ours: true,
     };
   }

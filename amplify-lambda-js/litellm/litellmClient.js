@@ -247,6 +247,12 @@ export class LiteLLMClient {
     this.failedStarts = 0;
     this.backoffUntil = 0;
     this.lastFailure = null;
+    /**
+     * Set when a child reported that the model config cannot be used: the file and the
+     * environment it reads are fixed for this process, so starting again (and paying LiteLLM's
+     * import again) cannot help. Every request gets this error until the process is restarted.
+     */
+    this.misconfigured = null;
     this.readyWaiters = new Set();
     this.closed = false;
   }
@@ -274,7 +280,7 @@ export class LiteLLMClient {
 
   /** Starts the child now unless one runs or the client is backing off. */
   start() {
-    if (this.child || Date.now() < this.backoffUntil) return;
+    if (this.child || this.misconfigured || Date.now() < this.backoffUntil) return;
     this.#spawn();
   }
 
@@ -422,6 +428,7 @@ export class LiteLLMClient {
   /** Why no request can be sent now (backing off after failed starts), or null. */
   #unavailable() {
     if (this.child) return null;
+    if (this.misconfigured) return this.misconfigured;
     const wait = this.backoffUntil - Date.now();
     if (wait <= 0) return null;
     return new BridgeError(
@@ -648,6 +655,14 @@ export class LiteLLMClient {
     const count = this.#detach(child, error);
     if (child.retired || child.stopping) return;
     this.logger.error(detail + (count > 0 ? ` (${count} request(s) in flight rejected)` : ""), { child_pid: child.proc.pid });
+    if (child.fatalKind === "config" && current && !this.closed) {
+      this.misconfigured = new BridgeError("the LiteLLM bridge cannot start: its model config is invalid; the function's logs say why", {
+        code: "bridge_misconfigured",
+        detail,
+      });
+      this.logger.error("the model config cannot be used; the bridge is not restarted until the config is fixed and the process restarted");
+      return;
+    }
     // A crash loop: the child died before it could serve. Back off from the second failure on.
     const healthy = wasReady && (child.answered || Date.now() - child.readyAt >= STABLE_AFTER_MS);
     this.failedStarts = healthy ? 1 : this.failedStarts + 1;

@@ -349,6 +349,27 @@ describe("failures in OpenAI's error shape", () => {
     });
   });
 
+  test("a model config the bridge cannot use is a 503 the SDK does not retry", async () => {
+    const client = scriptedClient({
+      chat: async () => {
+        throw new BridgeError("the LiteLLM bridge cannot start: its model config is invalid; the function's logs say why", { code: "bridge_misconfigured" });
+      },
+    });
+    const { handler } = build({ client });
+    const reply = await invokeUrlRaw(handler, urlEvent(body()));
+    assert.equal(reply.statusCode, 503);
+    assert.equal(reply.headers["x-should-retry"], "false");
+    assert.equal(reply.headers["retry-after"], undefined);
+    assert.deepEqual(reply.json(), {
+      error: {
+        message: "the LiteLLM bridge cannot start: its model config is invalid; the function's logs say why",
+        type: "bridge_unavailable",
+        param: null,
+        code: "bridge_misconfigured",
+      },
+    });
+  });
+
   test("the deadline is the configured timeout, capped by Lambda's remaining time minus a second; passing it is a 504", async () => {
     const client = scriptedClient({
       chat: async () => {

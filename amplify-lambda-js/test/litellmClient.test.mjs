@@ -260,18 +260,25 @@ describe("logs", () => {
 });
 
 describe("startup failures", () => {
-  test("a bad model config is a clear error naming the file; callers get no details", async () => {
+  test("a bad model config is a clear error naming the file; callers get no details; no restart pays the import again", async () => {
     const config = path.join(configDir, "bad.yaml");
     writeFileSync(config, "model_list:\n  - model_name: broken\n");
     const { client, logger } = newClient({ config });
     assert.equal(await client.waitReady(30_000), false);
-    await assert.rejects(client.chat(chat("broken")), (error) => {
-      assert.ok(error instanceof BridgeError, `expected BridgeError, got ${error}`);
-      assert.equal(error.message, "the LiteLLM bridge could not start (config error); the function's logs say why");
-      assert.equal(error.code, "bridge_start_failed");
-      assert.doesNotMatch(error.message, /bad\.yaml/);
-      return true;
-    });
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      await assert.rejects(client.chat(chat("broken")), (error) => {
+        assert.ok(error instanceof BridgeError, `expected BridgeError, got ${error}`);
+        assert.equal(error.message, "the LiteLLM bridge cannot start: its model config is invalid; the function's logs say why");
+        assert.equal(error.code, "bridge_misconfigured");
+        assert.doesNotMatch(error.message, /bad\.yaml/);
+        return true;
+      });
+    }
+    // The config cannot change under a running process: one child tried it, none is started again.
+    assert.equal(await client.waitReady(1_000), false);
+    assert.equal(client.spawnCount, 1);
+    assert.equal(client.pid, null);
+    assert.match(logger.text(), /the bridge is not restarted until the config is fixed and the process restarted/);
     assert.match(logger.text(), new RegExp(`the model config cannot be used: ${config.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: model_list\\[0\\] \\(broken\\): litellm_params must be a mapping`));
   });
 
