@@ -73,7 +73,7 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 /// Why an archive was refused. Callers and tests match on the variants; the messages name the
 /// archive and the entry and say what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
+pub(crate) enum ArchiveError {
     #[error(
         "{archive}: not a .tar.gz or .tar.zst archive: found {found} (expected gzip magic 1f 8b or zstd magic \
          28 b5 2f fd); check that the file is the python-build-standalone download and not an error page"
@@ -92,7 +92,7 @@ pub enum ArchiveError {
 
 /// What is wrong with one entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("absolute path")]
     AbsolutePath,
     #[error("path contains '..'")]
@@ -129,6 +129,24 @@ pub enum Refusal {
     SymlinkLoop { target: String },
     #[error("it is a second top-level directory (the first was {first:?}); an interpreter archive has one")]
     SecondTopLevel { first: String },
+    #[error("unsafe name: {0}")]
+    UnsafeName(crate::files::UnsafePath),
+}
+
+impl From<crate::files::UnsafePath> for Refusal {
+    fn from(unsafe_path: crate::files::UnsafePath) -> Refusal {
+        use crate::files::UnsafePath;
+        match unsafe_path {
+            UnsafePath::Empty => Refusal::Empty,
+            UnsafePath::Absolute => Refusal::AbsolutePath,
+            UnsafePath::NulByte => Refusal::NulByte,
+            UnsafePath::ControlCharacter(control) => Refusal::ControlCharacter(control),
+            UnsafePath::ParentDir => Refusal::ParentDir,
+            other @ (UnsafePath::Backslash | UnsafePath::DriveLetter | UnsafePath::EmptyComponent) => {
+                Refusal::UnsafeName(other)
+            }
+        }
+    }
 }
 
 /// What an extraction unpacked.
@@ -464,37 +482,26 @@ pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extra
     Ok(extracted)
 }
 
-/// A tar path split into its normal components, or why it is refused. `.` and empty components
-/// are dropped; `..`, absolute paths and NUL bytes are refused.
-pub fn enclosed_components(raw: &[u8]) -> Result<Vec<String>, Refusal> {
+/// A tar path split into its components, or why it is refused. Tar writers put `./` before names
+/// (`tar -C dir .`), `/` after directories and sometimes `//` inside; those `.` and empty
+/// components name nothing and are dropped. What is left must pass the crate's one relative-path
+/// check (`crate::files::enclosed_relative_path`): no `..`, no control character, no backslash
+/// or drive letter; an absolute name stays absolute and is refused.
+pub(crate) fn enclosed_components(raw: &[u8]) -> Result<Vec<String>, Refusal> {
     if raw.contains(&0) {
         return Err(Refusal::NulByte);
     }
     let text = std::str::from_utf8(raw).map_err(|_| Refusal::NotUtf8)?;
-    if let Some(control) = text.chars().find(|c| c.is_control()) {
-        return Err(Refusal::ControlCharacter(control));
-    }
-    if text.starts_with('/') {
-        return Err(Refusal::AbsolutePath);
-    }
-    let mut components = Vec::new();
-    for component in text.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => return Err(Refusal::ParentDir),
-            name => components.push(name.to_string()),
-        }
-    }
-    if components.is_empty() {
-        return Err(Refusal::Empty);
-    }
-    Ok(components)
+    let components: Vec<&str> = text.split('/').filter(|component| !matches!(*component, "" | ".")).collect();
+    let normalised = format!("{}{}", if text.starts_with('/') { "/" } else { "" }, components.join("/"));
+    crate::files::enclosed_relative_path(&normalised)?;
+    Ok(components.into_iter().map(str::to_string).collect())
 }
 
 /// Check that a symlink at `link` (components under the root) pointing at `target` stays inside
 /// the root. A target may climb with leading `..` no higher than the link's own directory, and may
 /// not hold `..` after a name: such a path could pass through another symlink and climb out.
-pub fn check_symlink_target(link: &[String], target: &[u8]) -> Result<(), Refusal> {
+pub(crate) fn check_symlink_target(link: &[String], target: &[u8]) -> Result<(), Refusal> {
     let shown = String::from_utf8_lossy(target).replace('\0', "\\0");
     if target.contains(&0) {
         return Err(Refusal::NulByte);

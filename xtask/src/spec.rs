@@ -469,10 +469,10 @@ impl LayerSpec {
             }
         }
         for path in &self.packages.allow_secret_files {
-            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c.is_empty() || c == "..") {
+            if let Err(why) = crate::files::enclosed_relative_path(path) {
                 bail!(
-                    "packages.allow-secret-files: {path:?} is not a path inside site-packages (write it as \
-                     `certifi/cacert.pem`)"
+                    "packages.allow-secret-files: {path:?} is not a path inside site-packages ({why}); write it as \
+                     `certifi/cacert.pem`"
                 );
             }
         }
@@ -499,7 +499,12 @@ impl LayerSpec {
             }
         }
         for path in &self.prune.litellm_proxy_paths {
-            crate::files::enclosed_relative_path(path).context("prune.litellm-proxy-paths")?;
+            if let Err(why) = crate::files::enclosed_relative_path(path) {
+                bail!(
+                    "prune.litellm-proxy-paths: {path:?} is not a path inside litellm/proxy ({why}); write it as \
+                     `swagger`"
+                );
+            }
         }
         for (key, value) in
             [("budget.zipped-mb", self.budget.zipped_mb), ("budget.unzipped-mb", self.budget.unzipped_mb)]

@@ -67,7 +67,7 @@ pub enum ZipPosition {
 fn zip_blocker(site_packages: &Path, dist: &InstalledDist) -> Result<Option<String>> {
     let dist_info_prefix = format!("{}/", dist.dist_info);
     for file in &dist.files {
-        if !is_clean_relative(file) {
+        if crate::files::enclosed_relative_path(file).is_err() {
             return Ok(Some(format!("file {file} lies outside site-packages")));
         }
         if file.split('/').any(|part| part == "__pycache__") {
@@ -90,14 +90,6 @@ fn zip_blocker(site_packages: &Path, dist: &InstalledDist) -> Result<Option<Stri
         }
     }
     Ok(None)
-}
-
-/// A POSIX relative path without `..`, `.`, empty parts or backslashes.
-fn is_clean_relative(path: &str) -> bool {
-    !path.is_empty()
-        && !path.starts_with('/')
-        && !path.contains('\\')
-        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
 /// Decide where each distribution goes (same order as `dists`). A distribution goes into the zip
@@ -234,8 +226,8 @@ pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Res
     let mut writer = ZipWriter::new(BufWriter::new(temp.as_file()));
     for entry in &entries {
         let name = &entry.name;
-        if !is_clean_relative(name) {
-            bail!("refusing to store {name:?} in {}: not a clean relative path", out.display());
+        if let Err(why) = crate::files::enclosed_relative_path(name) {
+            bail!("refusing to store {name:?} in {}: not a clean relative path ({why})", out.display());
         }
         let result = match &entry.kind {
             EntryKind::Dir => writer.add_directory(stored_name(entry), base.unix_permissions(0o755)),

@@ -28,7 +28,7 @@ pub enum RecordError {
     #[error("{wheel}: RECORD lists {path:?} twice")]
     Duplicate { wheel: String, path: String },
     #[error("{wheel}: RECORD entry {path:?} is not a relative path inside the wheel ({why})")]
-    UnsafePath { wheel: String, path: String, why: &'static str },
+    UnsafePath { wheel: String, path: String, why: crate::files::UnsafePath },
     #[error("{wheel}: RECORD entry {path:?} has no hash (only RECORD itself may omit it)")]
     MissingHash { wheel: String, path: String },
     #[error(
@@ -116,27 +116,13 @@ pub fn record_hash(digest: &[u8]) -> String {
 }
 
 /// Refuse a RECORD path that is absolute, climbs out with `..`, or is otherwise not a plain
-/// POSIX path inside the wheel.
+/// POSIX path inside the wheel (`crate::files::enclosed_relative_path`).
 fn check_path(wheel: &str, path: &str) -> Result<(), RecordError> {
-    let why = if path.is_empty() {
-        Some("empty")
-    } else if path.starts_with('/') {
-        Some("absolute")
-    } else if path.contains('\\') {
-        Some("backslash")
-    } else if path.contains('\0') {
-        Some("NUL byte")
-    } else if path.split('/').any(|c| c == "..") {
-        Some("'..' component")
-    } else if path.split('/').any(|c| c.is_empty() || c == ".") {
-        Some("empty or '.' component")
-    } else {
-        None
-    };
-    match why {
-        Some(why) => Err(RecordError::UnsafePath { wheel: wheel.to_string(), path: path.to_string(), why }),
-        None => Ok(()),
-    }
+    crate::files::enclosed_relative_path(path).map(drop).map_err(|why| RecordError::UnsafePath {
+        wheel: wheel.to_string(),
+        path: path.to_string(),
+        why,
+    })
 }
 
 #[cfg(test)]
@@ -170,7 +156,10 @@ mod tests {
                 format!("../x,{hash},1\n"),
                 "RECORD entry \"../x\" is not a relative path inside the wheel ('..' component)",
             ),
-            (format!("/etc/passwd,{hash},1\n"), "\"/etc/passwd\" is not a relative path inside the wheel (absolute)"),
+            (
+                format!("/etc/passwd,{hash},1\n"),
+                "\"/etc/passwd\" is not a relative path inside the wheel (absolute path)",
+            ),
             ("demo/a.py,,\n".to_string(), "RECORD entry \"demo/a.py\" has no hash"),
             ("demo/a.py,md5=abc,1\n".to_string(), "uses hash \"md5=abc\""),
             (format!("demo/a.py,{hash},1\ndemo/a.py,{hash},1\n"), "RECORD lists \"demo/a.py\" twice"),

@@ -128,3 +128,44 @@ fn an_unknown_provider_is_an_error_naming_the_file_and_the_known_ones() {
              providers: anthropic, azure, bedrock, openai (add one to xtask/data/providers.toml)"
     );
 }
+
+#[test]
+fn paths_in_the_spec_must_stay_inside_their_directory() {
+    for (table, key, value, message) in [
+        (
+            "packages",
+            "allow-secret-files",
+            "\"../.aws/credentials\"",
+            "packages.allow-secret-files: \"../.aws/credentials\" is not a path inside site-packages ('..' \
+             component); write it as `certifi/cacert.pem`",
+        ),
+        (
+            "packages",
+            "allow-secret-files",
+            "\"/etc/ssl/cert.pem\"",
+            "packages.allow-secret-files: \"/etc/ssl/cert.pem\" is not a path inside site-packages (absolute \
+             path); write it as `certifi/cacert.pem`",
+        ),
+        (
+            "prune",
+            "litellm-proxy-paths",
+            "\"swagger\\\\..\"",
+            "prune.litellm-proxy-paths: \"swagger\\\\..\" is not a path inside litellm/proxy (backslash); write it \
+             as `swagger`",
+        ),
+        (
+            "prune",
+            "litellm-proxy-paths",
+            "\"\"",
+            "prune.litellm-proxy-paths: \"\" is not a path inside litellm/proxy (empty path); write it as `swagger`",
+        ),
+    ] {
+        let text = if table == "packages" {
+            MINIMAL.replace("[packages]\n", &format!("[packages]\n{key} = [{value}]\n"))
+        } else {
+            format!("{MINIMAL}\n[{table}]\n{key} = [{value}]\n")
+        };
+        let msg = format!("{:#}", parse(&text).unwrap_err());
+        assert_eq!(msg, format!("litellm-layer/layer.toml: invalid layer spec: {message}"), "{table}.{key} = {value}");
+    }
+}
