@@ -2,9 +2,9 @@
 //! cache, measured in the same run; medians of several runs, printed as a Markdown table.
 //!
 //! Both tools resolve both Lambda arches (uv once per `--python-platform`, back to back, as one
-//! measurement), wheels only, for CPython 3.11, against the same index. Cold = a fresh cache
-//! directory per run; warm = a cache filled by a first, unmeasured run. uv is installed with pip
-//! into a private virtualenv under the work directory.
+//! measurement), wheels only, for the CPython minor version of `layer.toml`, against the same
+//! index. Cold = a fresh cache directory per run; warm = a cache filled by a first, unmeasured
+//! run. uv is installed with pip into a private virtualenv under the work directory.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
