@@ -13,6 +13,9 @@ use crate::manifest::{Manifest, Variant};
 use crate::providers::{Catalog, Provider};
 use crate::python_version::PythonVersion;
 
+mod prune_rules;
+pub use prune_rules::{SafeRule, StdlibRule};
+
 /// The parsed and validated layer spec.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -99,61 +102,6 @@ impl Default for IndexSpec {
 
 pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple";
 
-/// A prune rule that is safe for every distribution and on by default (`[prune] safe`); what each
-/// removes is below; `layer::prune` applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SafeRule {
-    /// Directories named `tests`, `test` or `_tests`, and `conftest.py` files. Modules whose names
-    /// merely contain "test" stay: `jinja2/tests.py`, `click/testing.py`, `anyio/_core/_testing.py`
-    /// and `aiohttp/test_utils.py` are imported by their packages.
-    Tests,
-    /// `.rst` files, `.md` files outside `templates/` directories (huggingface_hub reads its
-    /// model-card templates, `templates/*.md`, at run time), and `docs/` directories. `.txt` files
-    /// stay: litellm reads `huggingface_llms_metadata/*.txt` and `proxy/llamaguard_prompt.txt`.
-    Docs,
-    /// Directories named `examples`.
-    Examples,
-    /// `.pyi` stubs (`py.typed` markers stay).
-    TypeStubs,
-    /// C, C++ and Cython sources and headers.
-    CSources,
-    /// The pip, setuptools and wheel distributions, and `_distutils_hack` wherever it comes from.
-    BuildTools,
-    /// A top-level `bin/` directory.
-    ConsoleScripts,
-    /// `RECORD` (and its signatures, `INSTALLER`, `REQUESTED`, `direct_url.json`) in `.dist-info`.
-    Record,
-}
-
-impl SafeRule {
-    /// Every safe rule, in the order they run by default.
-    pub const ALL: [SafeRule; 8] = [
-        SafeRule::Tests,
-        SafeRule::Docs,
-        SafeRule::Examples,
-        SafeRule::TypeStubs,
-        SafeRule::CSources,
-        SafeRule::BuildTools,
-        SafeRule::ConsoleScripts,
-        SafeRule::Record,
-    ];
-
-    /// The rule's name in layer.toml and the size report.
-    pub fn name(self) -> &'static str {
-        match self {
-            SafeRule::Tests => "tests",
-            SafeRule::Docs => "docs",
-            SafeRule::Examples => "examples",
-            SafeRule::TypeStubs => "type-stubs",
-            SafeRule::CSources => "c-sources",
-            SafeRule::BuildTools => "build-tools",
-            SafeRule::ConsoleScripts => "console-scripts",
-            SafeRule::Record => "record",
-        }
-    }
-}
-
 /// `[prune]`: which named rules run. Safe rules are on by default; opt-in rules must be named and
 /// `verify` must pass after them.
 #[derive(Debug, Clone, Deserialize)]
@@ -175,34 +123,17 @@ pub struct PruneSpec {
     /// Opt-in: whole distributions to delete after install.
     #[serde(default)]
     pub drop_packages: Vec<String>,
-    /// Standard-library parts to delete (default: the list of docs/architecture.md §7).
+    /// Standard-library parts to delete (default: all of them).
     #[serde(default = "default_stdlib_rules")]
-    pub stdlib: Vec<String>,
+    pub stdlib: Vec<StdlibRule>,
 }
 
 fn default_safe_rules() -> Vec<SafeRule> {
     SafeRule::ALL.to_vec()
 }
 
-/// Standard-library parts removable with LiteLLM still working (docs/architecture.md §6, §7).
-pub const STDLIB_PRUNE_RULES: &[&str] = &[
-    "test",
-    "idlelib",
-    "tkinter",
-    "turtledemo",
-    "ensurepip",
-    "lib2to3",
-    "pydoc_data",
-    "distutils",
-    "config",
-    "__phello__",
-    "static-libs",
-    "headers",
-    "test-extensions",
-];
-
-fn default_stdlib_rules() -> Vec<String> {
-    STDLIB_PRUNE_RULES.iter().map(|s| s.to_string()).collect()
+fn default_stdlib_rules() -> Vec<StdlibRule> {
+    StdlibRule::ALL.to_vec()
 }
 
 impl Default for PruneSpec {
@@ -492,11 +423,6 @@ impl LayerSpec {
             .with_context(|| format!("index.url = {:?} is not a URL", self.index.url))?;
         if !matches!(url.scheme(), "http" | "https") {
             bail!("index.url = {:?}: only http and https indexes are supported", self.index.url);
-        }
-        for rule in &self.prune.stdlib {
-            if !STDLIB_PRUNE_RULES.contains(&rule.as_str()) {
-                bail!("prune.stdlib: unknown rule {rule:?}; known rules: {}", STDLIB_PRUNE_RULES.join(", "));
-            }
         }
         for path in &self.prune.litellm_proxy_paths {
             if let Err(why) = crate::files::enclosed_relative_path(path) {

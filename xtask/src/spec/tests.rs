@@ -21,6 +21,10 @@ fn minimal_spec_gets_defaults() {
     assert_eq!(spec.python.variant, Variant::InstallOnlyStripped);
     assert_eq!(spec.index.url, DEFAULT_INDEX_URL);
     assert_eq!(spec.prune.safe, SafeRule::ALL);
+    assert_eq!(spec.prune.stdlib, StdlibRule::ALL);
+    let spec =
+        parse(&format!("{MINIMAL}\n[prune]\nstdlib = [\"pydoc_data\", \"__phello__\", \"static-libs\"]\n")).unwrap();
+    assert_eq!(spec.prune.stdlib, [StdlibRule::PydocData, StdlibRule::Phello, StdlibRule::StaticLibs]);
     assert_eq!(spec.budget.zipped_mb, 50.0);
     assert_eq!(spec.pack.bytecode, BytecodeChoice::Profile);
     assert_eq!(spec.pack.sourceless, Sourceless::Off);
@@ -77,6 +81,11 @@ fn bad_values_name_the_key() {
         (
             format!("{MINIMAL}\n[prune]\nsafe = [\"everything\"]\n"),
             "unknown variant `everything`, expected one of `tests`, `docs`, `examples`, `type-stubs`, `c-sources`, `build-tools`, `console-scripts`, `record`",
+        ),
+        (
+            format!("{MINIMAL}\n[prune]\nstdlib = [\"test\", \"tests\"]\n"),
+            "unknown variant `tests`, expected one of `test`, `idlelib`, `tkinter`, `turtledemo`, `ensurepip`, \
+             `lib2to3`, `pydoc_data`, `distutils`, `config`, `__phello__`, `static-libs`, `headers`, `test-extensions`",
         ),
         (format!("{MINIMAL}\n[index]\nurl = \"ftp://x\"\n"), "index.url"),
         (

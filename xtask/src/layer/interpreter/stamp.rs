@@ -18,6 +18,7 @@ use crate::arch::Arch;
 use crate::cache::Sha256Hex;
 use crate::progress::Progress;
 use crate::python_version::PythonVersion;
+use crate::spec::StdlibRule;
 
 pub const STAMP_FILE: &str = "runtime-stamp.json";
 
@@ -28,7 +29,7 @@ const STAMP_FORMAT: u32 = 2;
 struct Stamp {
     format: u32,
     sha256: String,
-    prune_rules: Vec<String>,
+    prune_rules: Vec<StdlibRule>,
     minor: String,
     arch: String,
     output: RuntimeOutput,
@@ -116,7 +117,7 @@ fn is_site_packages(relative: &str) -> bool {
 }
 
 /// Record the runtime just built in `<out_dir>/runtime-stamp.json` (temp file + rename).
-pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> Result<()> {
+pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[StdlibRule]) -> Result<()> {
     let stamp = Stamp {
         format: STAMP_FORMAT,
         sha256: output.sha256.clone(),
@@ -140,7 +141,7 @@ pub fn reuse(
     previous: &Path,
     out_dir: &Path,
     sha256: &Sha256Hex,
-    prune_rules: &[String],
+    prune_rules: &[StdlibRule],
     minor: PythonVersion,
     arch: Arch,
     progress: &Progress,
