@@ -23,21 +23,21 @@ use anyhow::{Context, Result, bail};
 
 use crate::progress::human_bytes;
 
-pub mod zip_layout;
+pub(crate) mod zip_layout;
 
 /// Limits that stop decompression bombs. The defaults are far above a real python-build-standalone
 /// archive (100-250 MB unpacked, about 5,000-10,000 entries, a compression ratio of 3-6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Most bytes the decompressed tar stream may hold (headers and padding included).
-    pub max_unpacked_bytes: u64,
+    pub(crate) max_unpacked_bytes: u64,
     /// Most entries the archive may hold.
-    pub max_entries: u64,
+    pub(crate) max_entries: u64,
     /// Largest ratio of decompressed to compressed bytes.
-    pub max_ratio: u64,
+    pub(crate) max_ratio: u64,
     /// The ratio is only judged once this many bytes were decompressed (small archives of tiny
     /// files are mostly tar padding and compress very well).
-    pub ratio_grace_bytes: u64,
+    pub(crate) ratio_grace_bytes: u64,
 }
 
 impl Default for Limits {
@@ -151,17 +151,17 @@ impl From<crate::files::UnsafePath> for Refusal {
 
 /// What an extraction unpacked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extracted {
-    pub compression: Compression,
-    pub entries: u64,
-    pub files: u64,
+pub(crate) struct Extracted {
+    pub(crate) compression: Compression,
+    pub(crate) entries: u64,
+    pub(crate) files: u64,
     /// Sum of the regular files' sizes.
-    pub file_bytes: u64,
-    pub compressed_bytes: u64,
+    pub(crate) file_bytes: u64,
+    pub(crate) compressed_bytes: u64,
 }
 
 /// Tell the compression from the first bytes of `archive`.
-pub fn sniff(archive: &Path) -> Result<Compression> {
+pub(crate) fn sniff(archive: &Path) -> Result<Compression> {
     let mut head = Vec::with_capacity(512);
     fs_err::File::open(archive)?
         .take(512)
@@ -199,7 +199,7 @@ fn describe_magic(head: &[u8]) -> String {
 
 /// Extract `archive` into `destination`, which must not exist yet. The archive is unpacked into a
 /// fresh staging directory beside `destination` and renamed into place only on success.
-pub fn extract(archive: &Path, destination: &Path, limits: &Limits) -> Result<Extracted> {
+pub(crate) fn extract(archive: &Path, destination: &Path, limits: &Limits) -> Result<Extracted> {
     if fs_err::symlink_metadata(destination).is_ok() {
         bail!("{} already exists; refusing to extract {} over it", destination.display(), archive.display());
     }
@@ -289,7 +289,7 @@ enum Seen {
 }
 
 /// Unpack every entry of `archive` under `root` (an existing, empty directory).
-pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extracted> {
+pub(crate) fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extracted> {
     let compression = sniff(archive)?;
     let archive_name = archive.display().to_string();
     let meter = Rc::new(Meter::default());
