@@ -256,7 +256,7 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
         .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
     let python = PythonVersion::from_full_version(&request.inputs.python_full_version)
         .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
-    let selector = Selector::new(python_full, python.minor(), allowed);
+    let selector = Selector::new(python_full, python, allowed);
     let http = Http::new()?;
     let index = IndexClient::new(http.clone(), &request.index_url, cache)?;
     let reader = MetadataReader::new(http, cache)?;

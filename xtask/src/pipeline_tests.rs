@@ -44,7 +44,7 @@ fn install_targets_the_version_in_markers_and_wheel_tags() {
     for (version, minor) in [("3.12", 12), ("3.13", 13)] {
         let spec = spec_for(version);
         let target = Target::new(Arch::Arm64, &spec, &lock).unwrap();
-        assert_eq!(target.python_minor, minor);
+        assert_eq!(target.python.minor(), minor);
         assert_eq!(target.python_full_version, format!("{version}.0"));
         let environment = target.marker_environment().unwrap();
         assert_eq!(environment.python_version().version.to_string(), version);
@@ -54,7 +54,7 @@ fn install_targets_the_version_in_markers_and_wheel_tags() {
         .unwrap();
         assert!(marker.evaluate_markers(&environment, &[]), "{version}");
 
-        let tags = TargetTags::lambda(Arch::Arm64, spec.python.version.minor());
+        let tags = TargetTags::lambda(Arch::Arm64, spec.python.version);
         let cp = spec.python.version.cp_tag();
         let own = WheelFilename::from_str(&format!("demo-1.0-{cp}-{cp}-manylinux_2_17_aarch64.whl")).unwrap();
         let old = WheelFilename::from_str("demo-1.0-cp311-cp311-manylinux_2_17_aarch64.whl").unwrap();

@@ -25,6 +25,7 @@ use crate::packaging::pylock::{LockedPackage, LockedWheel, Pylock};
 use crate::packaging::tags::TargetTags;
 use crate::packaging::wheel_name::{WheelFilename, normalize_name};
 use crate::progress::{Progress, human_bytes};
+use crate::python_version::PythonVersion;
 use crate::spec::{AllowedStartupHook, LayerSpec};
 
 /// Concurrent downloads.
@@ -49,8 +50,8 @@ pub struct SelectedWheel<'a> {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub arch: Arch,
-    /// e.g. 11 for CPython 3.11.
-    pub python_minor: u32,
+    /// The layer's minor version.
+    pub python: PythonVersion,
     /// e.g. "3.11.14".
     pub python_full_version: String,
 }
@@ -59,18 +60,18 @@ impl Target {
     /// The target of a build: the spec's Python minor version, the full version the lock was made
     /// for (or `<minor>.0` when the lock does not say).
     pub fn new(arch: Arch, spec: &LayerSpec, lock: &Pylock) -> Result<Target> {
-        let python_minor = spec.python.version.minor();
+        let python = spec.python.version;
         let python_full_version = lock
             .inputs()
             .map(|inputs| inputs.python_full_version.clone())
             .unwrap_or_else(|| format!("{}.0", spec.python.version));
-        Ok(Target { arch, python_minor, python_full_version })
+        Ok(Target { arch, python, python_full_version })
     }
 
     /// The PEP 508 marker environment of Lambda's Python (docs/architecture.md §1).
     /// <https://packaging.python.org/en/latest/specifications/dependency-specifiers/#environment-markers>
     pub fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
-        let python_version = format!("3.{}", self.python_minor);
+        let python_version = self.python.dotted();
         pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
             implementation_name: "cpython",
             implementation_version: &self.python_full_version,
@@ -93,7 +94,7 @@ impl Target {
 /// error naming it.
 pub fn select_wheels<'a>(lock: &'a Pylock, target: &Target) -> Result<Vec<SelectedWheel<'a>>> {
     let environment = target.marker_environment()?;
-    let tags = TargetTags::lambda(target.arch, target.python_minor);
+    let tags = TargetTags::lambda(target.arch, target.python);
     let python = pep440_rs::Version::from_str(&target.python_full_version)
         .map_err(|e| anyhow!("python version {:?}: {e}", target.python_full_version))?;
     let mut selected: BTreeMap<String, SelectedWheel<'a>> = BTreeMap::new();
@@ -139,12 +140,12 @@ pub fn select_wheels<'a>(lock: &'a Pylock, target: &Target) -> Result<Vec<Select
         let Some((filename, locked)) = tags.best(candidates.iter().map(|(filename, locked)| (filename, *locked)))
         else {
             bail!(
-                "no wheel of {} {} fits Lambda {} (CPython 3.{}, manylinux_2_{} {}); the lock has: {}. \
+                "no wheel of {} {} fits Lambda {} (CPython {}, manylinux_2_{} {}); the lock has: {}. \
                  Pin a version that publishes such a wheel, or exclude the package in layer.toml",
                 package.name,
                 package.version,
                 target.arch,
-                target.python_minor,
+                target.python,
                 crate::packaging::tags::TARGET_GLIBC_MINOR,
                 target.arch.manylinux_name(),
                 package.wheels.iter().map(|w| w.name.as_str()).collect::<Vec<_>>().join(", ")

@@ -17,6 +17,7 @@ use crate::arch::Arch;
 use crate::lock::index::{ProjectFile, ProjectPage};
 use crate::packaging::tags::TargetTags;
 use crate::packaging::wheel_name::WheelFilename;
+use crate::python_version::PythonVersion;
 
 /// Releases that are never chosen, and why. LiteLLM 1.82.7 and 1.82.8 were published from a
 /// hijacked maintainer account; 1.82.8 shipped a `.pth` file that stole credentials at startup.
@@ -101,8 +102,8 @@ pub struct Selector {
 }
 
 impl Selector {
-    pub fn new(python_full: Version, python_minor: u32, allowed: BTreeMap<String, BTreeSet<Version>>) -> Selector {
-        let tags = Arch::ALL.iter().map(|arch| TargetTags::lambda(*arch, python_minor)).collect();
+    pub fn new(python_full: Version, python: PythonVersion, allowed: BTreeMap<String, BTreeSet<Version>>) -> Selector {
+        let tags = Arch::ALL.iter().map(|arch| TargetTags::lambda(*arch, python)).collect();
         Selector { python_full, tags, allowed, memo: Arc::default() }
     }
 
@@ -235,7 +236,7 @@ mod tests {
             from_cache: false,
             warnings: Vec::new(),
         };
-        let selector = Selector::new(Version::from_str("3.11.14").unwrap(), 11, BTreeMap::new());
+        let selector = Selector::new(Version::from_str("3.11.14").unwrap(), "3.11".parse().unwrap(), BTreeMap::new());
         let arm = selector.for_arch(&page, Arch::Arm64);
         let versions: Vec<String> = arm.versions.keys().map(|v| v.to_string()).collect();
         assert_eq!(versions, ["1.0"]);
@@ -247,7 +248,7 @@ mod tests {
         assert!(reasons.contains(&"source distribution, never built".to_string()));
         // A pinned (allowed) yanked version stays eligible.
         let allowed = BTreeMap::from([("demo".to_string(), BTreeSet::from([Version::from_str("2.0").unwrap()]))]);
-        let selector = Selector::new(Version::from_str("3.11.14").unwrap(), 11, allowed);
+        let selector = Selector::new(Version::from_str("3.11.14").unwrap(), "3.11".parse().unwrap(), allowed);
         assert!(selector.for_arch(&page, Arch::Arm64).versions.contains_key(&Version::from_str("2.0").unwrap()));
     }
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use crate::arch::Arch;
 use crate::packaging::wheel_name::WheelFilename;
+use crate::python_version::PythonVersion;
 
 /// The newest glibc the target has (Amazon Linux 2023).
 pub const TARGET_GLIBC_MINOR: u32 = 34;
@@ -27,11 +28,12 @@ pub struct TargetTags {
 }
 
 impl TargetTags {
-    /// Tags for CPython 3.`python_minor` on Lambda (glibc 2.34) for `arch`.
-    pub fn lambda(arch: Arch, python_minor: u32) -> TargetTags {
+    /// Tags for CPython `python` on Lambda (glibc 2.34) for `arch`.
+    pub fn lambda(arch: Arch, python: PythonVersion) -> TargetTags {
         let mut ordered: Vec<(String, String, String)> = Vec::new();
         let platforms = platform_tags(arch);
-        let cp = format!("cp3{python_minor}");
+        let cp = python.cp_tag();
+        let python_minor = python.minor();
         // 1. Interpreter-specific: cp311-cp311-<plat>, cp311-abi3-<plat>, cp311-none-<plat>,
         //    then cp310-abi3 ... cp32-abi3 (the stable ABI is forward compatible).
         for abi in [cp.as_str(), "abi3", "none"] {
@@ -137,8 +139,8 @@ mod tests {
 
     #[test]
     fn compatible_and_incompatible_tags() {
-        let arm = TargetTags::lambda(Arch::Arm64, 11);
-        let x86 = TargetTags::lambda(Arch::X86_64, 11);
+        let arm = TargetTags::lambda(Arch::Arm64, "3.11".parse().unwrap());
+        let x86 = TargetTags::lambda(Arch::X86_64, "3.11".parse().unwrap());
         let yes_arm = [
             "a-1-py3-none-any.whl",
             "a-1-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
@@ -169,7 +171,7 @@ mod tests {
 
     #[test]
     fn priority_prefers_specific_newer_builds() {
-        let x86 = TargetTags::lambda(Arch::X86_64, 11);
+        let x86 = TargetTags::lambda(Arch::X86_64, "3.11".parse().unwrap());
         let order = [
             "a-1-cp311-cp311-manylinux_2_34_x86_64.whl",
             "a-1-cp311-cp311-manylinux_2_28_x86_64.whl",
@@ -188,7 +190,7 @@ mod tests {
 
     #[test]
     fn best_picks_lowest_rank_then_highest_build() {
-        let x86 = TargetTags::lambda(Arch::X86_64, 11);
+        let x86 = TargetTags::lambda(Arch::X86_64, "3.11".parse().unwrap());
         let wheels = [
             wheel("a-1-py3-none-any.whl"),
             wheel("a-1-cp311-cp311-manylinux_2_17_x86_64.whl"),
