@@ -12,17 +12,17 @@ use serde::Deserialize;
 
 /// One row of RECORD: `path,sha256=<urlsafe-b64-nopad>,size`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RecordEntry {
-    pub path: String,
+pub(crate) struct RecordEntry {
+    pub(crate) path: String,
     /// `algorithm=digest`, empty only for RECORD itself (and its signatures).
-    pub hash: Option<String>,
+    pub(crate) hash: Option<String>,
     /// Size in bytes, empty only where the hash is.
-    pub size: Option<u64>,
+    pub(crate) size: Option<u64>,
 }
 
 /// Why a RECORD is unusable. Each variant names the wheel and the entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
+pub(crate) enum RecordError {
     #[error("{wheel}: RECORD is not valid CSV at line {line}: {message}")]
     Csv { wheel: String, line: u64, message: String },
     #[error("{wheel}: RECORD lists {path:?} twice")]
@@ -40,12 +40,12 @@ pub enum RecordError {
 
 /// A parsed RECORD, keyed by path.
 #[derive(Debug, Clone, Default)]
-pub struct Record {
+pub(crate) struct Record {
     entries: BTreeMap<String, RecordEntry>,
 }
 
 /// RECORD's own file name and its signatures, which may not carry hashes.
-pub fn is_record_or_signature(path: &str, dist_info_dir: &str) -> bool {
+pub(crate) fn is_record_or_signature(path: &str, dist_info_dir: &str) -> bool {
     let Some(file) = path.strip_prefix(dist_info_dir).and_then(|rest| rest.strip_prefix('/')) else {
         return false;
     };
@@ -55,7 +55,7 @@ pub fn is_record_or_signature(path: &str, dist_info_dir: &str) -> bool {
 impl Record {
     /// Parse RECORD text. `wheel` names the wheel in errors; `dist_info_dir` is where RECORD lives
     /// (entries there may omit hashes).
-    pub fn parse(wheel: &str, dist_info_dir: &str, bytes: &[u8]) -> Result<Record, RecordError> {
+    pub(crate) fn parse(wheel: &str, dist_info_dir: &str, bytes: &[u8]) -> Result<Record, RecordError> {
         let mut reader =
             csv::ReaderBuilder::new().has_headers(false).escape(Some(b'"')).flexible(false).from_reader(bytes);
         let mut entries = BTreeMap::new();
@@ -88,12 +88,12 @@ impl Record {
         Ok(Record { entries })
     }
 
-    pub fn get(&self, path: &str) -> Option<&RecordEntry> {
+    pub(crate) fn get(&self, path: &str) -> Option<&RecordEntry> {
         self.entries.get(path)
     }
 
     /// Paths in RECORD order-independent (sorted).
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
     }
 
@@ -111,7 +111,7 @@ fn is_sha256_b64(hash: &str) -> bool {
 }
 
 /// The RECORD form of a sha256 digest: `sha256=<urlsafe-b64-nopad>`.
-pub fn record_hash(digest: &[u8]) -> String {
+pub(crate) fn record_hash(digest: &[u8]) -> String {
     format!("sha256={}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
 }
 

@@ -14,22 +14,22 @@ use crate::packaging::wheel_name::WheelFilename;
 use crate::python_version::PythonVersion;
 
 /// The newest glibc the target has (Amazon Linux 2023).
-pub const TARGET_GLIBC_MINOR: u32 = 34;
+pub(crate) const TARGET_GLIBC_MINOR: u32 = 34;
 
 /// A wheel's rank for the target: lower is better. `None` from [`TargetTags::rank`] means the
 /// wheel cannot be installed there.
-pub type TagRank = usize;
+pub(crate) type TagRank = usize;
 
 /// The ordered tag list of one target (arch + CPython minor).
 #[derive(Debug, Clone)]
-pub struct TargetTags {
-    pub arch: Arch,
+pub(crate) struct TargetTags {
+    pub(crate) arch: Arch,
     ranks: HashMap<(String, String, String), TagRank>,
 }
 
 impl TargetTags {
     /// Tags for CPython `python` on Lambda (glibc 2.34) for `arch`.
-    pub fn lambda(arch: Arch, python: PythonVersion) -> TargetTags {
+    pub(crate) fn lambda(arch: Arch, python: PythonVersion) -> TargetTags {
         let mut ordered: Vec<(String, String, String)> = Vec::new();
         let platforms = platform_tags(arch);
         let cp = python.cp_tag();
@@ -65,7 +65,7 @@ impl TargetTags {
     }
 
     /// The best rank over the wheel's compressed tag set, or `None` if no tag fits the target.
-    pub fn rank(&self, wheel: &WheelFilename) -> Option<TagRank> {
+    pub(crate) fn rank(&self, wheel: &WheelFilename) -> Option<TagRank> {
         let mut best: Option<TagRank> = None;
         for python in &wheel.python_tags {
             for abi in &wheel.abi_tags {
@@ -80,12 +80,12 @@ impl TargetTags {
     }
 
     /// Whether the wheel can be installed on the target.
-    pub fn is_compatible(&self, wheel: &WheelFilename) -> bool {
+    pub(crate) fn is_compatible(&self, wheel: &WheelFilename) -> bool {
         self.rank(wheel).is_some()
     }
 
     /// The best wheel among `wheels` for this target: lowest rank, then highest build tag.
-    pub fn best<'a, T>(
+    pub(crate) fn best<'a, T>(
         &self,
         wheels: impl IntoIterator<Item = (&'a WheelFilename, T)>,
     ) -> Option<(&'a WheelFilename, T)> {
