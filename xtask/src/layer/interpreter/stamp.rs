@@ -20,7 +20,7 @@ use crate::progress::Progress;
 use crate::python_version::PythonVersion;
 use crate::spec::StdlibRule;
 
-pub const STAMP_FILE: &str = "runtime-stamp.json";
+pub(crate) const STAMP_FILE: &str = "runtime-stamp.json";
 
 /// Bump when the runtime step changes what it produces, so old outputs are not reused.
 const STAMP_FORMAT: u32 = 2;
@@ -105,7 +105,7 @@ fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
 /// A digest of everything under `python_root` (paths, kinds, modes, link targets and file
 /// contents; site-packages' contents excluded): what a cached interpreter must still hash to
 /// before it is run again.
-pub fn tree_digest(python_root: &Path) -> Result<String> {
+pub(crate) fn tree_digest(python_root: &Path) -> Result<String> {
     let listing = serde_json::to_vec(&list_tree(python_root)?).context("serialising the tree listing")?;
     Ok(crate::cache::sha256_bytes(&listing).to_string())
 }
@@ -117,7 +117,7 @@ fn is_site_packages(relative: &str) -> bool {
 }
 
 /// Record the runtime just built in `<out_dir>/runtime-stamp.json` (temp file + rename).
-pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[StdlibRule]) -> Result<()> {
+pub(crate) fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[StdlibRule]) -> Result<()> {
     let stamp = Stamp {
         format: STAMP_FORMAT,
         sha256: output.sha256.clone(),
@@ -137,7 +137,7 @@ pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[StdlibRule])
 /// When `previous` holds a runtime from the same archive, prune rules, minor version and arch,
 /// copy its listed files into `out_dir` (or use it as is when it is `out_dir`) and return its
 /// output. `None` means: build it.
-pub fn reuse(
+pub(crate) fn reuse(
     previous: &Path,
     out_dir: &Path,
     sha256: &Sha256Hex,

@@ -14,28 +14,32 @@ use crate::spec::StdlibRule;
 
 /// What one rule removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PruneRuleReport {
-    pub rule: StdlibRule,
+pub(crate) struct PruneRuleReport {
+    pub(crate) rule: StdlibRule,
     /// Files (and symlinks) removed.
-    pub files: u64,
+    pub(crate) files: u64,
     /// Bytes of regular files removed.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// The removed paths, relative to the python root, sorted (directories as one path each).
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
 }
 
 /// The stdlib prune as a whole: sizes of the python root before and after, and each rule's share.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StdlibPruneReport {
-    pub files_before: u64,
-    pub bytes_before: u64,
-    pub files_after: u64,
-    pub bytes_after: u64,
-    pub rules: Vec<PruneRuleReport>,
+pub(crate) struct StdlibPruneReport {
+    pub(crate) files_before: u64,
+    pub(crate) bytes_before: u64,
+    pub(crate) files_after: u64,
+    pub(crate) bytes_after: u64,
+    pub(crate) rules: Vec<PruneRuleReport>,
 }
 
 /// Apply `rules` (in order) to the python root of a CPython `minor` install.
-pub fn prune_stdlib(python_root: &Path, minor: PythonVersion, rules: &[StdlibRule]) -> Result<StdlibPruneReport> {
+pub(crate) fn prune_stdlib(
+    python_root: &Path,
+    minor: PythonVersion,
+    rules: &[StdlibRule],
+) -> Result<StdlibPruneReport> {
     let (files_before, bytes_before) = measure(python_root)?;
     let mut reports = Vec::new();
     for &rule in rules {
@@ -187,7 +191,7 @@ fn children_matching(dir: &Path, matches: impl Fn(&str) -> bool) -> Result<Vec<P
 
 /// Count the files (symlinks included) and the bytes of regular files at or under `path`,
 /// without following symlinks.
-pub fn measure(path: &Path) -> Result<(u64, u64)> {
+pub(crate) fn measure(path: &Path) -> Result<(u64, u64)> {
     let mut files = 0;
     let mut bytes = 0;
     for entry in walkdir::WalkDir::new(path).follow_root_links(false) {
