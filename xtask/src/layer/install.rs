@@ -40,20 +40,20 @@ const EXTRACT_CHUNK_FILES: usize = 256;
 /// One locked package chosen for the target, with the wheel to install.
 #[derive(Debug, Clone)]
 pub struct SelectedWheel<'a> {
-    pub package: &'a LockedPackage,
-    pub wheel: &'a LockedWheel,
-    pub filename: WheelFilename,
-    pub sha256: Sha256Hex,
+    pub(crate) package: &'a LockedPackage,
+    pub(crate) wheel: &'a LockedWheel,
+    pub(crate) filename: WheelFilename,
+    pub(crate) sha256: Sha256Hex,
 }
 
 /// The target environment of the layer: what markers and tags are evaluated against.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub arch: Arch,
+    pub(crate) arch: Arch,
     /// The layer's minor version.
-    pub python: PythonVersion,
+    pub(crate) python: PythonVersion,
     /// e.g. "3.11.14".
-    pub python_full_version: String,
+    pub(crate) python_full_version: String,
 }
 
 impl Target {
@@ -70,7 +70,7 @@ impl Target {
 
     /// The PEP 508 marker environment of Lambda's Python (docs/architecture.md §1).
     /// <https://packaging.python.org/en/latest/specifications/dependency-specifiers/#environment-markers>
-    pub fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
+    pub(crate) fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
         let python_version = self.python.dotted();
         pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
             implementation_name: "cpython",
@@ -391,7 +391,7 @@ const SECRET_FILE_NAMES: &[&str] = &[
 const SECRET_FILE_EXTENSIONS: &[&str] = &["pem", "key", "p12", "pfx", "jks", "keystore"];
 
 /// Whether an installed path looks like a secret by its name (see [`SECRET_FILE_NAMES`]).
-pub fn is_secret_shaped(destination: &str) -> bool {
+pub(crate) fn is_secret_shaped(destination: &str) -> bool {
     let file = destination.rsplit('/').next().unwrap_or(destination);
     let lower = file.to_ascii_lowercase();
     SECRET_FILE_NAMES.contains(&lower.as_str())
@@ -427,7 +427,7 @@ fn check_secret_files(plans: &[(&SelectedWheel, &WheelPlan)], allowed: &[String]
 /// Whether an installed path (relative to site-packages) runs at interpreter start: a top-level
 /// `*.pth` (read by `site`), or anything that makes `sitecustomize`/`usercustomize` importable
 /// (`sitecustomize.py`, `.pyc`, an extension module, or a package directory).
-pub fn is_startup_hook(destination: &str) -> bool {
+pub(crate) fn is_startup_hook(destination: &str) -> bool {
     let (first, rest) = match destination.split_once('/') {
         Some((first, rest)) => (first, Some(rest)),
         None => (destination, None),

@@ -37,11 +37,11 @@ use crate::python_version::PythonVersion;
 
 /// One wheel about to be installed: the locked package and the wheel's own METADATA text.
 pub(crate) struct InstallCandidate<'a> {
-    pub name: &'a str,
-    pub version: &'a str,
-    pub wheel: &'a str,
-    pub dependencies: Vec<&'a str>,
-    pub metadata: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) wheel: &'a str,
+    pub(crate) dependencies: Vec<&'a str>,
+    pub(crate) metadata: &'a str,
 }
 
 /// Refuse to install `lock` with an interpreter its `requires-python` excludes, or for an
