@@ -16,10 +16,10 @@ use crate::spec::LayerSpec;
 
 /// One row of the table.
 #[derive(Debug, Clone)]
-pub struct Measurement {
-    pub label: String,
-    pub median: Duration,
-    pub runs: Vec<Duration>,
+pub(crate) struct Measurement {
+    pub(crate) label: String,
+    pub(crate) median: Duration,
+    pub(crate) runs: Vec<Duration>,
 }
 
 /// Run the benchmark and return the Markdown table. `xtask_bin` is the (release) xtask binary,
@@ -117,7 +117,7 @@ fn install_uv(sh: &Shell, work_dir: &Path) -> Result<PathBuf> {
 }
 
 /// The Markdown table: medians, all runs, and ratios xtask / uv.
-pub fn table(rows: &[Measurement], runs: u32, requirements: &[String]) -> String {
+pub(crate) fn table(rows: &[Measurement], runs: u32, requirements: &[String]) -> String {
     let mut out = format!(
         "### lock: `cargo xtask lock` vs `uv pip compile` ({}; both arches, wheels only; median of {runs})\n\n\
          | measurement | median | runs |\n|---|---:|---|\n",
