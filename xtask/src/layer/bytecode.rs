@@ -32,8 +32,9 @@ pub struct BuildPython {
 
 impl BuildPython {
     /// `python3` from `PATH` when it is CPython `minor`; otherwise `None`, saying why on stderr
-    /// (tests that need a host interpreter of the layer's minor version use this).
-    pub fn host_if_minor(minor: &str) -> Option<BuildPython> {
+    /// (the unit tests that need a host interpreter of the layer's minor version use this).
+    #[cfg(test)]
+    pub(crate) fn host_if_minor(minor: &str) -> Option<BuildPython> {
         let python = BuildPython::host();
         match python.minor_version() {
             Ok(version) if version == minor => Some(python),
@@ -45,7 +46,7 @@ impl BuildPython {
     }
 
     /// The host's `python3` from `PATH`, with its own home (used by tests and benchmarks).
-    pub(crate) fn host() -> BuildPython {
+    pub fn host() -> BuildPython {
         BuildPython { interpreter: PathBuf::from("python3"), home: None }
     }
 
