@@ -326,17 +326,21 @@ impl<'de> Deserialize<'de> for Sourceless {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct ServerlessSpec {
     /// serverless.yml to patch, relative to the repository root.
+    #[serde(default = "default_serverless_file")]
     pub(crate) file: PathBuf,
-    /// The layer's `path` as written into serverless.yml; `{arch}` is replaced.
-    pub(crate) layer_path: String,
+    /// A key of older specs, no longer used: read only to refuse it with a message that names
+    /// its replacement (docs/architecture.md §9).
+    #[serde(default)]
+    layer_path: Option<toml::Value>,
+}
+
+fn default_serverless_file() -> PathBuf {
+    PathBuf::from("amplify-lambda-js/serverless.yml")
 }
 
 impl Default for ServerlessSpec {
     fn default() -> Self {
-        ServerlessSpec {
-            file: PathBuf::from("amplify-lambda-js/serverless.yml"),
-            layer_path: "../layer-build-{arch}/layer".to_string(),
-        }
+        ServerlessSpec { file: default_serverless_file(), layer_path: None }
     }
 }
 
@@ -454,8 +458,12 @@ impl LayerSpec {
                 lambda::UNZIPPED_LIMIT_MB
             );
         }
-        if !self.serverless.layer_path.contains("{arch}") && self.serverless.layer_path.is_empty() {
-            bail!("serverless.layer-path is empty");
+        if self.serverless.layer_path.is_some() {
+            bail!(
+                "serverless.layer-path is no longer used: the layer deploys as the built zip, and serverless.yml \
+                 reads its path from layer-build-<arch>/serverless-layer.json, which `cargo xtask layer` writes; \
+                 remove the key (run `cargo xtask patch` once if serverless.yml still names a layer path)"
+            );
         }
         Ok(())
     }

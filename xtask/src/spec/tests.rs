@@ -178,3 +178,17 @@ fn paths_in_the_spec_must_stay_inside_their_directory() {
         assert_eq!(msg, format!("litellm-layer/layer.toml: invalid layer spec: {message}"), "{table}.{key} = {value}");
     }
 }
+
+#[test]
+fn the_retired_layer_path_key_names_its_replacement() {
+    let text = format!("{MINIMAL}\n[serverless]\nlayer-path = \"../layer-build-{{arch}}/layer\"\n");
+    assert_eq!(
+        format!("{:#}", parse(&text).unwrap_err()),
+        "litellm-layer/layer.toml: invalid layer spec: serverless.layer-path is no longer used: the layer deploys \
+         as the built zip, and serverless.yml reads its path from layer-build-<arch>/serverless-layer.json, which \
+         `cargo xtask layer` writes; remove the key (run `cargo xtask patch` once if serverless.yml still names a \
+         layer path)"
+    );
+    let spec = parse(&format!("{MINIMAL}\n[serverless]\nfile = \"service/serverless.yml\"\n")).unwrap();
+    assert_eq!(spec.serverless.file, Path::new("service/serverless.yml"));
+}
