@@ -2,14 +2,8 @@
 
 use super::*;
 
-const MINIMAL: &str = r#"
-[python]
-version = "3.11"
-release = "20260127"
-
-[packages]
-requirements = ["litellm==1.78.7"]
-"#;
+/// The smallest valid spec, shared with the integration tests.
+const MINIMAL: &str = include_str!("../../test_data/spec/minimal-layer.toml");
 
 fn parse(text: &str) -> Result<LayerSpec> {
     LayerSpec::parse(text, Path::new("litellm-layer/layer.toml"))
