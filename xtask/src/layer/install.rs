@@ -71,21 +71,7 @@ impl Target {
     /// The PEP 508 marker environment of Lambda's Python (docs/architecture.md §1).
     /// <https://packaging.python.org/en/latest/specifications/dependency-specifiers/#environment-markers>
     pub(crate) fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
-        let python_version = self.python.dotted();
-        pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
-            implementation_name: "cpython",
-            implementation_version: &self.python_full_version,
-            os_name: "posix",
-            platform_machine: self.arch.manylinux_name(),
-            platform_python_implementation: "CPython",
-            platform_release: "",
-            platform_system: "Linux",
-            platform_version: "",
-            python_full_version: &self.python_full_version,
-            python_version: &python_version,
-            sys_platform: "linux",
-        })
-        .map_err(|e| anyhow!("python version {:?} is not a version: {e}", self.python_full_version))
+        crate::packaging::markers::lambda_environment(self.arch, self.python, &self.python_full_version)
     }
 }
 

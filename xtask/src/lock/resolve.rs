@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use pep440_rs::{Operator, Version};
-use pep508_rs::{ExtraName, MarkerEnvironment, MarkerEnvironmentBuilder, Requirement, VersionOrUrl};
+use pep508_rs::{ExtraName, MarkerEnvironment, Requirement, VersionOrUrl};
 use pubgrub::{
     DefaultStringReporter, Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics,
     PubGrubError, Ranges, Reporter,
@@ -56,23 +56,9 @@ impl fmt::Display for Pkg {
 
 /// The Lambda marker environment of an arch for a CPython full version.
 pub(crate) fn marker_environment(arch: Arch, python_full: &str) -> Result<MarkerEnvironment> {
-    let minor = PythonVersion::from_full_version(python_full)
-        .with_context(|| format!("python full version {python_full:?}"))?
-        .dotted();
-    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-        implementation_name: "cpython",
-        implementation_version: python_full,
-        os_name: "posix",
-        platform_machine: arch.manylinux_name(),
-        platform_python_implementation: "CPython",
-        platform_release: "",
-        platform_system: "Linux",
-        platform_version: "",
-        python_full_version: python_full,
-        python_version: &minor,
-        sys_platform: "linux",
-    })
-    .map_err(|e| anyhow!("python version {python_full:?}: {e}"))
+    let python = PythonVersion::from_full_version(python_full)
+        .with_context(|| format!("python full version {python_full:?}"))?;
+    crate::packaging::markers::lambda_environment(arch, python, python_full)
 }
 
 /// One resolved distribution for one arch.
