@@ -182,7 +182,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR", env = "XTASK_ARM64_SYSROOT", hide_env_values = true)]
     pub(crate) arm64_sysroot: Option<PathBuf>,
     /// The Debian mirror the cached arm64 sysroot is built from. Default: deb.debian.org.
-    #[arg(long, value_name = "URL", env = "XTASK_DEBIAN_MIRROR", hide_env_values = true)]
+    #[arg(long, value_name = "URL", env = crate::verify::sysroot::DEBIAN_MIRROR_ENV, hide_env_values = true)]
     pub(crate) debian_mirror: Option<String>,
 }
 
