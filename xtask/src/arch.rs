@@ -14,7 +14,7 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 2] = [Arch::Arm64, Arch::X86_64];
+    pub(crate) const ALL: [Arch; 2] = [Arch::Arm64, Arch::X86_64];
 
     /// The name Lambda and serverless.yml use (`architecture: arm64`).
     pub fn lambda_name(self) -> &'static str {
@@ -41,7 +41,7 @@ impl Arch {
     }
 
     /// The ELF `e_machine` value of binaries built for this architecture.
-    pub fn elf_machine(self) -> u16 {
+    pub(crate) fn elf_machine(self) -> u16 {
         match self {
             Arch::Arm64 => 183, // EM_AARCH64
             Arch::X86_64 => 62, // EM_X86_64
@@ -58,12 +58,12 @@ impl Arch {
     }
 
     /// The directory a build for this architecture goes to, relative to the repository root.
-    pub fn build_dir_name(self) -> String {
+    pub(crate) fn build_dir_name(self) -> String {
         format!("layer-build-{}", self.lambda_name())
     }
 
     /// The file name of the layer artifact.
-    pub fn layer_zip_name(self) -> String {
+    pub(crate) fn layer_zip_name(self) -> String {
         format!("python-litellm-{}.zip", self.lambda_name())
     }
 }

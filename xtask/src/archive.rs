@@ -23,21 +23,21 @@ use anyhow::{Context, Result, bail};
 
 use crate::progress::human_bytes;
 
-pub mod zip_layout;
+pub(crate) mod zip_layout;
 
 /// Limits that stop decompression bombs. The defaults are far above a real python-build-standalone
 /// archive (100-250 MB unpacked, about 5,000-10,000 entries, a compression ratio of 3-6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Most bytes the decompressed tar stream may hold (headers and padding included).
-    pub max_unpacked_bytes: u64,
+    pub(crate) max_unpacked_bytes: u64,
     /// Most entries the archive may hold.
-    pub max_entries: u64,
+    pub(crate) max_entries: u64,
     /// Largest ratio of decompressed to compressed bytes.
-    pub max_ratio: u64,
+    pub(crate) max_ratio: u64,
     /// The ratio is only judged once this many bytes were decompressed (small archives of tiny
     /// files are mostly tar padding and compress very well).
-    pub ratio_grace_bytes: u64,
+    pub(crate) ratio_grace_bytes: u64,
 }
 
 impl Default for Limits {
@@ -73,7 +73,7 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 /// Why an archive was refused. Callers and tests match on the variants; the messages name the
 /// archive and the entry and say what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
+pub(crate) enum ArchiveError {
     #[error(
         "{archive}: not a .tar.gz or .tar.zst archive: found {found} (expected gzip magic 1f 8b or zstd magic \
          28 b5 2f fd); check that the file is the python-build-standalone download and not an error page"
@@ -92,7 +92,7 @@ pub enum ArchiveError {
 
 /// What is wrong with one entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("absolute path")]
     AbsolutePath,
     #[error("path contains '..'")]
@@ -129,21 +129,39 @@ pub enum Refusal {
     SymlinkLoop { target: String },
     #[error("it is a second top-level directory (the first was {first:?}); an interpreter archive has one")]
     SecondTopLevel { first: String },
+    #[error("unsafe name: {0}")]
+    UnsafeName(crate::files::UnsafePath),
+}
+
+impl From<crate::files::UnsafePath> for Refusal {
+    fn from(unsafe_path: crate::files::UnsafePath) -> Refusal {
+        use crate::files::UnsafePath;
+        match unsafe_path {
+            UnsafePath::Empty => Refusal::Empty,
+            UnsafePath::Absolute => Refusal::AbsolutePath,
+            UnsafePath::NulByte => Refusal::NulByte,
+            UnsafePath::ControlCharacter(control) => Refusal::ControlCharacter(control),
+            UnsafePath::ParentDir => Refusal::ParentDir,
+            other @ (UnsafePath::Backslash | UnsafePath::DriveLetter | UnsafePath::EmptyComponent) => {
+                Refusal::UnsafeName(other)
+            }
+        }
+    }
 }
 
 /// What an extraction unpacked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extracted {
-    pub compression: Compression,
-    pub entries: u64,
-    pub files: u64,
+pub(crate) struct Extracted {
+    pub(crate) compression: Compression,
+    pub(crate) entries: u64,
+    pub(crate) files: u64,
     /// Sum of the regular files' sizes.
-    pub file_bytes: u64,
-    pub compressed_bytes: u64,
+    pub(crate) file_bytes: u64,
+    pub(crate) compressed_bytes: u64,
 }
 
 /// Tell the compression from the first bytes of `archive`.
-pub fn sniff(archive: &Path) -> Result<Compression> {
+pub(crate) fn sniff(archive: &Path) -> Result<Compression> {
     let mut head = Vec::with_capacity(512);
     fs_err::File::open(archive)?
         .take(512)
@@ -181,7 +199,7 @@ fn describe_magic(head: &[u8]) -> String {
 
 /// Extract `archive` into `destination`, which must not exist yet. The archive is unpacked into a
 /// fresh staging directory beside `destination` and renamed into place only on success.
-pub fn extract(archive: &Path, destination: &Path, limits: &Limits) -> Result<Extracted> {
+pub(crate) fn extract(archive: &Path, destination: &Path, limits: &Limits) -> Result<Extracted> {
     if fs_err::symlink_metadata(destination).is_ok() {
         bail!("{} already exists; refusing to extract {} over it", destination.display(), archive.display());
     }
@@ -271,7 +289,7 @@ enum Seen {
 }
 
 /// Unpack every entry of `archive` under `root` (an existing, empty directory).
-pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extracted> {
+pub(crate) fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extracted> {
     let compression = sniff(archive)?;
     let archive_name = archive.display().to_string();
     let meter = Rc::new(Meter::default());
@@ -464,37 +482,26 @@ pub fn unpack_into(archive: &Path, root: &Path, limits: &Limits) -> Result<Extra
     Ok(extracted)
 }
 
-/// A tar path split into its normal components, or why it is refused. `.` and empty components
-/// are dropped; `..`, absolute paths and NUL bytes are refused.
-pub fn enclosed_components(raw: &[u8]) -> Result<Vec<String>, Refusal> {
+/// A tar path split into its components, or why it is refused. Tar writers put `./` before names
+/// (`tar -C dir .`), `/` after directories and sometimes `//` inside; those `.` and empty
+/// components name nothing and are dropped. What is left must pass the crate's one relative-path
+/// check (`crate::files::enclosed_relative_path`): no `..`, no control character, no backslash
+/// or drive letter; an absolute name stays absolute and is refused.
+pub(crate) fn enclosed_components(raw: &[u8]) -> Result<Vec<String>, Refusal> {
     if raw.contains(&0) {
         return Err(Refusal::NulByte);
     }
     let text = std::str::from_utf8(raw).map_err(|_| Refusal::NotUtf8)?;
-    if let Some(control) = text.chars().find(|c| c.is_control()) {
-        return Err(Refusal::ControlCharacter(control));
-    }
-    if text.starts_with('/') {
-        return Err(Refusal::AbsolutePath);
-    }
-    let mut components = Vec::new();
-    for component in text.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => return Err(Refusal::ParentDir),
-            name => components.push(name.to_string()),
-        }
-    }
-    if components.is_empty() {
-        return Err(Refusal::Empty);
-    }
-    Ok(components)
+    let components: Vec<&str> = text.split('/').filter(|component| !matches!(*component, "" | ".")).collect();
+    let normalised = format!("{}{}", if text.starts_with('/') { "/" } else { "" }, components.join("/"));
+    crate::files::enclosed_relative_path(&normalised)?;
+    Ok(components.into_iter().map(str::to_string).collect())
 }
 
 /// Check that a symlink at `link` (components under the root) pointing at `target` stays inside
 /// the root. A target may climb with leading `..` no higher than the link's own directory, and may
 /// not hold `..` after a name: such a path could pass through another symlink and climb out.
-pub fn check_symlink_target(link: &[String], target: &[u8]) -> Result<(), Refusal> {
+pub(crate) fn check_symlink_target(link: &[String], target: &[u8]) -> Result<(), Refusal> {
     let shown = String::from_utf8_lossy(target).replace('\0', "\\0");
     if target.contains(&0) {
         return Err(Refusal::NulByte);

@@ -5,9 +5,9 @@
 
 pub mod import_time;
 pub mod install;
-pub mod layer;
+pub(crate) mod layer;
 pub mod lock;
-pub mod node;
+pub(crate) mod node;
 
 use std::fmt::Write as _;
 

@@ -26,7 +26,7 @@ pub struct Cache {
 pub struct Sha256Hex(String);
 
 impl Sha256Hex {
-    pub fn parse(text: &str) -> Result<Sha256Hex> {
+    pub(crate) fn parse(text: &str) -> Result<Sha256Hex> {
         let text = text.trim();
         let text = text.strip_prefix("sha256:").unwrap_or(text);
         if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -48,14 +48,14 @@ impl std::fmt::Display for Sha256Hex {
 
 /// Where a blob comes from.
 #[derive(Debug, Clone)]
-pub enum Source {
+pub(crate) enum Source {
     Url(String),
     Path(PathBuf),
 }
 
 impl Source {
     /// `http(s)://...` is a URL, `file://...` and anything else a local path.
-    pub fn parse(text: &str) -> Source {
+    pub(crate) fn parse(text: &str) -> Source {
         if text.starts_with("http://") || text.starts_with("https://") {
             Source::Url(text.to_string())
         } else if let Some(path) = text.strip_prefix("file://") {
@@ -66,7 +66,7 @@ impl Source {
     }
 
     /// How the source is shown in messages (credentials redacted).
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match self {
             Source::Url(url) => redact_url(url),
             Source::Path(path) => path.display().to_string(),
@@ -76,7 +76,7 @@ impl Source {
 
 /// Whether a `fetch` found the blob in the cache or had to get it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     Cached,
     Downloaded,
 }
@@ -84,7 +84,7 @@ pub enum Fetched {
 impl Cache {
     /// The cache directory: `--cache-dir` (or `$XTASK_CACHE_DIR`, through the CLI), else
     /// `$XDG_CACHE_HOME/litellm-layer`, else `~/.cache/litellm-layer`.
-    pub fn locate(explicit: Option<&Path>) -> Result<Cache> {
+    pub(crate) fn locate(explicit: Option<&Path>) -> Result<Cache> {
         let root = if let Some(dir) = explicit {
             dir.to_path_buf()
         } else if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
@@ -101,13 +101,13 @@ impl Cache {
         Cache { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// A subdirectory for other cached data (index responses, wheel metadata), created on demand.
     /// A subdirectory that is a symlink is refused: the cache never writes through one.
-    pub fn subdir(&self, name: &str) -> Result<PathBuf> {
+    pub(crate) fn subdir(&self, name: &str) -> Result<PathBuf> {
         fs_err::create_dir_all(&self.root)?;
         let mut dir = self.root.clone();
         for component in name.split('/') {
@@ -130,7 +130,7 @@ impl Cache {
     /// run that finds no other run may remove what killed runs left in `tmp/` and the
     /// interpreter directory (half-written temp files, `.extract-*` staging directories). A run
     /// that finds the cache locked exclusively waits, saying for what, up to `timeout`.
-    pub fn lock_for_run(&self, purpose: &str, timeout: Duration, progress: &Progress) -> Result<RunLock> {
+    pub(crate) fn lock_for_run(&self, purpose: &str, timeout: Duration, progress: &Progress) -> Result<RunLock> {
         fs_err::create_dir_all(&self.root)?;
         let lock_path = self.root.join(".lock");
         // Alone? Then clean up after killed runs, holding the lock exclusively meanwhile.
@@ -167,14 +167,14 @@ impl Cache {
     }
 
     /// A temp file in the cache's own tmp dir (same file system as the blobs, so rename is atomic).
-    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
+    pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile> {
         let tmp = self.subdir("tmp")?;
         tempfile::NamedTempFile::new_in(&tmp).with_context(|| format!("creating a temp file in {}", tmp.display()))
     }
 
     /// The cached blob with this hash, hashed again to prove it. A blob whose content no longer
     /// matches is removed (and `None` returned) so the caller fetches it again.
-    pub fn get(&self, sha256: &Sha256Hex) -> Result<Option<PathBuf>> {
+    pub(crate) fn get(&self, sha256: &Sha256Hex) -> Result<Option<PathBuf>> {
         let path = self.blob_path(sha256);
         if !path.exists() {
             return Ok(None);
@@ -191,7 +191,7 @@ impl Cache {
 
     /// Return the verified blob for `sha256`, getting it from `source` when it is not cached.
     /// A hash mismatch is an error that prints both hashes and leaves no cache entry behind.
-    pub fn fetch(
+    pub(crate) fn fetch(
         &self,
         http: &Http,
         source: &Source,
@@ -227,7 +227,7 @@ impl Cache {
 
     /// Store bytes already in memory whose hash the caller has checked (e.g. a wheel fetched whole
     /// while reading its metadata). Returns the blob path.
-    pub fn insert_bytes(&self, bytes: &[u8]) -> Result<(Sha256Hex, PathBuf)> {
+    pub(crate) fn insert_bytes(&self, bytes: &[u8]) -> Result<(Sha256Hex, PathBuf)> {
         let sha256 = sha256_bytes(bytes);
         let destination = self.blob_path(&sha256);
         if destination.exists() {
@@ -411,7 +411,7 @@ impl RunLock {
 }
 
 /// Copy `reader` to `writer`, returning the sha256 of what passed and its length.
-pub fn copy_hashing(reader: &mut impl Read, writer: &mut impl Write) -> io::Result<(Sha256Hex, u64)> {
+pub(crate) fn copy_hashing(reader: &mut impl Read, writer: &mut impl Write) -> io::Result<(Sha256Hex, u64)> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut total = 0u64;

@@ -161,16 +161,16 @@ fn ensure_layer_fresh(
 
 /// The built layer: its zip, the zip's sha256 (checked against the SBOM) and the build's wiring.
 #[derive(Debug, Clone)]
-pub struct BuiltLayer {
-    pub zip: PathBuf,
-    pub sha256: Sha256Hex,
-    pub sbom: PathBuf,
-    pub wiring: LayerWiring,
+pub(crate) struct BuiltLayer {
+    pub(crate) zip: PathBuf,
+    pub(crate) sha256: Sha256Hex,
+    pub(crate) sbom: PathBuf,
+    pub(crate) wiring: LayerWiring,
 }
 
 impl BuiltLayer {
     /// Step 2: the zip in `out_dir` is the SBOM's subject, and the wiring serverless.yml reads names it.
-    pub fn check(out_dir: &Path, arch: Arch, service_dir: &Path) -> Result<BuiltLayer> {
+    pub(crate) fn check(out_dir: &Path, arch: Arch, service_dir: &Path) -> Result<BuiltLayer> {
         let zip = out_dir.join(arch.layer_zip_name());
         let sbom = out_dir.join(crate::layer::sbom::sbom_file_name(arch));
         let sha256 = crate::cache::sha256_file(&zip).context("hashing the built layer zip")?;
@@ -199,7 +199,7 @@ impl BuiltLayer {
     }
 
     /// Step 5: the layer artifact `serverless package` recorded is this zip, byte for byte.
-    pub fn check_packaged(&self, package_dir: &Path, service_dir: &Path) -> Result<PackagedLayer> {
+    pub(crate) fn check_packaged(&self, package_dir: &Path, service_dir: &Path) -> Result<PackagedLayer> {
         let state_path = package_dir.join(STATE_FILE);
         let state: Value = serde_json::from_str(
             &fs_err::read_to_string(&state_path).context("reading the state `serverless package` wrote")?,
@@ -269,12 +269,12 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// The layer artifact as `serverless package` recorded it.
 #[derive(Debug, Clone, Serialize)]
-pub struct PackagedLayer {
+pub(crate) struct PackagedLayer {
     /// `package.artifact` as written in the packaged state (relative to the service directory).
-    pub artifact: String,
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub sha256: String,
+    pub(crate) artifact: String,
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: u64,
+    pub(crate) sha256: String,
 }
 
 /// The Serverless Framework binary npm installs for the service.
@@ -283,7 +283,7 @@ fn serverless_bin_path(service_dir: &Path) -> PathBuf {
 }
 
 /// Step 3: `npm ci` in `service_dir` when the pinned Serverless Framework is not installed.
-pub fn ensure_node_modules(service_dir: &Path, progress: &Progress) -> Result<()> {
+pub(crate) fn ensure_node_modules(service_dir: &Path, progress: &Progress) -> Result<()> {
     if serverless_bin_path(service_dir).exists() {
         progress.note(format!("{} is installed", serverless_bin_path(service_dir).display()));
         return Ok(());
@@ -395,28 +395,28 @@ fn check_packaged_template(package_dir: &Path, expected: &template::Expected) ->
 
 /// What would be (or is about to be) deployed.
 #[derive(Debug, Clone, Serialize)]
-pub struct Plan {
-    pub stage: String,
-    pub region: String,
-    pub arch: String,
+pub(crate) struct Plan {
+    pub(crate) stage: String,
+    pub(crate) region: String,
+    pub(crate) arch: String,
     /// The layer zip `cargo xtask layer` built.
-    pub layer_zip: Artifact,
+    pub(crate) layer_zip: Artifact,
     /// The SBOM whose subject is the layer zip.
-    pub sbom: PathBuf,
+    pub(crate) sbom: PathBuf,
     /// The layer artifact `serverless package` recorded (what is uploaded): the same bytes.
-    pub packaged_layer: PackagedLayer,
-    pub layer_resources: Vec<String>,
-    pub functions: Vec<String>,
-    pub checks_passed: Vec<String>,
+    pub(crate) packaged_layer: PackagedLayer,
+    pub(crate) layer_resources: Vec<String>,
+    pub(crate) functions: Vec<String>,
+    pub(crate) checks_passed: Vec<String>,
     /// AWS calls a dry run answered from the stand-in on 127.0.0.1 (empty for a deploy).
-    pub aws_calls_answered_offline: Vec<String>,
+    pub(crate) aws_calls_answered_offline: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Artifact {
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub sha256: String,
+pub(crate) struct Artifact {
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: u64,
+    pub(crate) sha256: String,
 }
 
 impl Plan {
@@ -457,7 +457,7 @@ impl Plan {
     }
 
     /// The plan as lines of text.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!("plan: stage {} in {} ({})\n", self.stage, self.region, self.arch));
         out.push_str(&format!(

@@ -16,15 +16,15 @@ use crate::spec::LayerSpec;
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    pub name: &'static str,
-    pub ok: bool,
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) ok: bool,
     /// What was found (a version, a path) or what is wrong.
-    pub detail: String,
+    pub(crate) detail: String,
     /// The command or action that fixes a gap.
-    pub fix: &'static str,
+    pub(crate) fix: &'static str,
     /// The commands that cannot work without this.
-    pub needed_by: &'static [&'static str],
+    pub(crate) needed_by: &'static [&'static str],
 }
 
 pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<()> {
@@ -42,7 +42,7 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<()> {
 }
 
 /// Run every check.
-pub fn gather(global: &GlobalArgs, offline: bool) -> Vec<Check> {
+pub(crate) fn gather(global: &GlobalArgs, offline: bool) -> Vec<Check> {
     let root = crate::project_root();
     let mut checks = vec![
         tool_check(
@@ -146,7 +146,7 @@ fn pbs_check(global: &GlobalArgs, spec: &LayerSpec) -> Check {
 }
 
 /// Render the checks as aligned lines, marking the ones the command needs.
-pub fn render(checks: &[Check], command: &str) -> String {
+pub(crate) fn render(checks: &[Check], command: &str) -> String {
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::new();
     for check in checks {

@@ -3,9 +3,9 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 /// The mode of a file written here that did not exist before: readable by everyone, like any
 /// file a build writes (`tempfile` would leave 0600).
@@ -34,29 +34,64 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A `/`-separated relative path from an untrusted source (an archive, a manifest, a config
-/// value), checked to stay inside whatever directory it is joined to: not empty, not absolute,
-/// no `.` or `..` component, no empty component, no NUL or backslash. Returns it as a `PathBuf`.
-pub fn enclosed_relative_path(path: &str) -> Result<PathBuf> {
-    let problem = if path.is_empty() {
-        Some("it is empty")
-    } else if path.starts_with('/') {
-        Some("it is absolute")
-    } else if path.contains('\0') {
-        Some("it contains a NUL byte")
-    } else if path.contains('\\') {
-        Some("it contains a backslash")
-    } else if path.split('/').any(|part| part == "..") {
-        Some("it has a '..' component")
-    } else if path.split('/').any(|part| part.is_empty() || part == ".") {
-        Some("it has an empty or '.' component")
-    } else {
-        None
-    };
-    if let Some(problem) = problem {
-        bail!("{path:?} is not a relative path inside the directory: {problem}");
+/// Why a relative path from an untrusted source is refused. Each caller names the path and where
+/// it came from (the archive, the wheel, the config key); this is the reason it adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UnsafePath {
+    #[error("empty path")]
+    Empty,
+    #[error("absolute path")]
+    Absolute,
+    #[error("NUL byte")]
+    NulByte,
+    #[error("control character {0:?}")]
+    ControlCharacter(char),
+    #[error("backslash")]
+    Backslash,
+    #[error("drive letter")]
+    DriveLetter,
+    #[error("'..' component")]
+    ParentDir,
+    #[error("empty or '.' component")]
+    EmptyComponent,
+}
+
+/// Check a `/`-separated relative path from an untrusted source (an archive member, a RECORD row,
+/// a config value) before it is joined to a directory: it must stay inside that directory on
+/// every platform and name the same file everywhere. Refused: empty, absolute, a NUL byte or other
+/// control character (they hide what a terminal or a log shows), a backslash or a drive letter
+/// (separators on Windows), a `..`, `.` or empty component. Returns the path unchanged.
+///
+/// This is the one relative-path check of the crate; callers strip what their format allows
+/// around a name first (a wheel directory's trailing `/`, a tar writer's `./`).
+/// (Compare uv's `enclosed_name`: <https://github.com/astral-sh/uv/blob/main/crates/uv-extract/src/stream.rs>.)
+pub(crate) fn enclosed_relative_path(path: &str) -> Result<&str, UnsafePath> {
+    if path.is_empty() {
+        return Err(UnsafePath::Empty);
     }
-    Ok(PathBuf::from(path))
+    if path.starts_with('/') {
+        return Err(UnsafePath::Absolute);
+    }
+    if path.contains('\0') {
+        return Err(UnsafePath::NulByte);
+    }
+    if let Some(control) = path.chars().find(|c| c.is_control()) {
+        return Err(UnsafePath::ControlCharacter(control));
+    }
+    if path.contains('\\') {
+        return Err(UnsafePath::Backslash);
+    }
+    let first = path.split('/').next().unwrap_or_default().as_bytes();
+    if first.len() >= 2 && first[1] == b':' && first[0].is_ascii_alphabetic() {
+        return Err(UnsafePath::DriveLetter);
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Err(UnsafePath::ParentDir);
+    }
+    if path.split('/').any(|part| part.is_empty() || part == ".") {
+        return Err(UnsafePath::EmptyComponent);
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -100,22 +135,29 @@ mod tests {
 
     #[test]
     fn relative_paths_must_stay_inside() {
-        assert_eq!(enclosed_relative_path("lib/python3.12/os.py").unwrap(), PathBuf::from("lib/python3.12/os.py"));
-        for (path, problem) in [
-            ("", "it is empty"),
-            ("/etc/passwd", "it is absolute"),
-            ("a/../../b", "it has a '..' component"),
-            ("..", "it has a '..' component"),
-            ("a//b", "it has an empty or '.' component"),
-            ("./a", "it has an empty or '.' component"),
-            ("a/", "it has an empty or '.' component"),
-            ("a\\..\\b", "it contains a backslash"),
-            ("a\0b", "it contains a NUL byte"),
+        for good in ["lib/python3.12/os.py", "a", "a.b/..c/d..", "dir/.hidden", "lib/c:/x", "über/ß.py"] {
+            assert_eq!(enclosed_relative_path(good), Ok(good));
+        }
+        for (path, refusal, reason) in [
+            ("", UnsafePath::Empty, "empty path"),
+            ("/etc/passwd", UnsafePath::Absolute, "absolute path"),
+            ("/", UnsafePath::Absolute, "absolute path"),
+            ("a\0b", UnsafePath::NulByte, "NUL byte"),
+            ("a/\x1b[2Jb", UnsafePath::ControlCharacter('\u{1b}'), "control character '\\u{1b}'"),
+            ("a\nb", UnsafePath::ControlCharacter('\n'), "control character '\\n'"),
+            ("a\\..\\b", UnsafePath::Backslash, "backslash"),
+            ("C:/Windows", UnsafePath::DriveLetter, "drive letter"),
+            ("c:", UnsafePath::DriveLetter, "drive letter"),
+            ("..", UnsafePath::ParentDir, "'..' component"),
+            ("a/../../b", UnsafePath::ParentDir, "'..' component"),
+            ("a/..", UnsafePath::ParentDir, "'..' component"),
+            ("a//b", UnsafePath::EmptyComponent, "empty or '.' component"),
+            ("./a", UnsafePath::EmptyComponent, "empty or '.' component"),
+            ("a/./b", UnsafePath::EmptyComponent, "empty or '.' component"),
+            ("a/", UnsafePath::EmptyComponent, "empty or '.' component"),
         ] {
-            assert_eq!(
-                enclosed_relative_path(path).unwrap_err().to_string(),
-                format!("{path:?} is not a relative path inside the directory: {problem}")
-            );
+            assert_eq!(enclosed_relative_path(path), Err(refusal), "{path:?}");
+            assert_eq!(refusal.to_string(), reason, "{path:?}");
         }
     }
 }

@@ -23,18 +23,18 @@ pub struct GlobalArgs {
     /// Download cache (wheels, interpreters, index responses), content-addressed by sha256.
     /// Default: `$XTASK_CACHE_DIR`, else `$XDG_CACHE_HOME/litellm-layer`, else `~/.cache/litellm-layer`.
     #[arg(long, global = true, value_name = "DIR", env = "XTASK_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
+    pub(crate) cache_dir: Option<PathBuf>,
     /// Simple-API index (PEP 691 JSON) to lock against and to check the lock's inputs with, instead
     /// of the `[index] url` of layer.toml. Credentials in the URL are never logged or written.
     #[arg(long, global = true, value_name = "URL", env = "XTASK_INDEX_URL", hide_env_values = true)]
-    pub index_url: Option<String>,
+    pub(crate) index_url: Option<String>,
     /// A mirror holding the python-build-standalone release assets (`<mirror>/<release>/<file>`),
     /// instead of `[python] mirror` of layer.toml.
     #[arg(long, global = true, value_name = "URL", env = "XTASK_PBS_MIRROR", hide_env_values = true)]
-    pub pbs_mirror: Option<String>,
+    pub(crate) pbs_mirror: Option<String>,
     /// The layer spec to read.
     #[arg(long, global = true, value_name = "FILE", default_value = "litellm-layer/layer.toml")]
-    pub spec: PathBuf,
+    pub(crate) spec: PathBuf,
     /// The repository to work on, instead of the one found from cargo or the current directory
     /// (tests point commands at a temporary copy). Empty means unset.
     #[arg(long, global = true, value_name = "DIR", env = "XTASK_PROJECT_ROOT", hide_env_values = true)]
@@ -42,7 +42,7 @@ pub struct GlobalArgs {
     /// How long a run waits for a lock (cache, output directory) another run holds, in seconds.
     /// Default: 600.
     #[arg(long, global = true, value_name = "SECONDS", env = "XTASK_LOCK_TIMEOUT", hide_env_values = true)]
-    pub lock_timeout: Option<u64>,
+    pub(crate) lock_timeout: Option<u64>,
     /// The fixed time of every output (zip entries, the files `verify` unpacks, the SBOM), in
     /// seconds since 1970; empty means unset. Times before 1980 are taken as 1980-01-01.
     #[arg(
@@ -53,28 +53,28 @@ pub struct GlobalArgs {
         default_value = "",
         hide_default_value = true
     )]
-    pub source_date_epoch: SourceDateEpoch,
+    pub(crate) source_date_epoch: SourceDateEpoch,
 }
 
 impl GlobalArgs {
     /// `--index-url` / `XTASK_INDEX_URL` when set and not empty.
-    pub fn index_override(&self) -> Option<&str> {
+    pub(crate) fn index_override(&self) -> Option<&str> {
         self.index_url.as_deref().filter(|url| !url.trim().is_empty())
     }
 
     /// `--pbs-mirror` / `XTASK_PBS_MIRROR` when set and not empty.
-    pub fn pbs_mirror_override(&self) -> Option<&str> {
+    pub(crate) fn pbs_mirror_override(&self) -> Option<&str> {
         self.pbs_mirror.as_deref().filter(|url| !url.trim().is_empty())
     }
 
     /// `--lock-timeout` / `XTASK_LOCK_TIMEOUT`, else 10 minutes.
-    pub fn lock_timeout(&self) -> std::time::Duration {
+    pub(crate) fn lock_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.lock_timeout.unwrap_or(600))
     }
 
     /// The spec path: `--spec` as given when absolute, else relative to the repository root (so
     /// commands work from any directory of the checkout).
-    pub fn spec_path(&self) -> PathBuf {
+    pub(crate) fn spec_path(&self) -> PathBuf {
         if self.spec.is_absolute() { self.spec.clone() } else { crate::project_root().join(&self.spec) }
     }
 }
@@ -105,162 +105,162 @@ pub struct PythonDistArgs {
     /// A python-build-standalone-shaped archive (`.tar.gz` or `.tar.zst`) to use instead of the
     /// pinned download: a local path or an http(s) URL. Requires `--python-sha256`.
     #[arg(long, value_name = "PATH|URL", requires = "python_sha256")]
-    pub python_dist: Option<String>,
+    pub(crate) python_dist: Option<String>,
     /// The sha256 of `--python-dist`, as 64 hex digits. A hash is always required.
     #[arg(long, value_name = "HEX", requires = "python_dist")]
-    pub python_sha256: Option<String>,
+    pub(crate) python_sha256: Option<String>,
     /// For a cross-arch build (arm64 on an x86_64 host): a python-build-standalone-shaped archive
     /// for this host, used only to byte-compile. Default: the pinned host-arch build of the same
     /// release. Requires `--build-python-sha256`.
     #[arg(long, value_name = "PATH|URL", requires = "build_python_sha256")]
-    pub build_python_dist: Option<String>,
+    pub(crate) build_python_dist: Option<String>,
     /// The sha256 of `--build-python-dist`.
     #[arg(long, value_name = "HEX", requires = "build_python_dist")]
-    pub build_python_sha256: Option<String>,
+    pub(crate) build_python_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct LayerArgs {
     /// Target Lambda architecture.
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
-    pub arch: Arch,
+    pub(crate) arch: Arch,
     #[command(flatten)]
-    pub python: PythonDistArgs,
+    pub(crate) python: PythonDistArgs,
     /// Accepted for older scripts and ignored: `layer` never edits serverless.yml (it writes
     /// `serverless-layer.json` into the build directory instead).
     #[arg(long, hide = true)]
-    pub no_patch: bool,
+    pub(crate) no_patch: bool,
     /// Build only the interpreter step (download, extract, prune the stdlib).
     #[arg(long)]
-    pub runtime_only: bool,
+    pub(crate) runtime_only: bool,
     /// Output directory. Default: `layer-build-<arch>` at the repository root.
     #[arg(long, value_name = "DIR")]
-    pub out_dir: Option<PathBuf>,
+    pub(crate) out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
     /// Fail if `pylock.toml` does not match `layer.toml`; write nothing.
     #[arg(long, conflicts_with_all = ["upgrade", "upgrade_package"])]
-    pub check: bool,
+    pub(crate) check: bool,
     /// Ignore the versions in the existing lock and pick the newest allowed ones.
     #[arg(long)]
-    pub upgrade: bool,
+    pub(crate) upgrade: bool,
     /// Let only this package move to its newest allowed version (repeatable). `NAME==VERSION`
     /// rewrites an exact pin of a top-level requirement in layer.toml (comments kept); an unknown
     /// name is an error.
     #[arg(long, value_name = "NAME")]
-    pub upgrade_package: Vec<String>,
+    pub(crate) upgrade_package: Vec<String>,
     /// Where to write the lock. Default: `pylock.toml` beside the spec.
     #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Print each index request's start and duration on stderr (to see where a slow lock waits).
     #[arg(long, env = "XTASK_LOCK_TRACE", hide_env_values = true, value_parser = clap::builder::FalseyValueParser::new())]
-    pub trace: bool,
+    pub(crate) trace: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
     /// Target Lambda architecture.
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
-    pub arch: Arch,
+    pub(crate) arch: Arch,
     /// Fail (instead of skipping) when the target architecture cannot be run here.
     #[arg(long)]
-    pub require_arch_run: bool,
+    pub(crate) require_arch_run: bool,
     /// How many times `import litellm` is timed (the median is reported).
     #[arg(long, default_value_t = 5)]
-    pub runs: u32,
+    pub(crate) runs: u32,
     /// Write the modules the workload loaded as the import profile beside the lock
     /// (`import-profile.toml`), which `layer` uses to choose what to byte-compile.
     #[arg(long)]
-    pub record_profile: bool,
+    pub(crate) record_profile: bool,
     /// Make the sandbox read-only with permission bits only, without trying `unshare -m`.
     #[arg(long, env = "XTASK_VERIFY_NO_UNSHARE", hide_env_values = true, value_parser = clap::builder::FalseyValueParser::new())]
-    pub no_unshare: bool,
+    pub(crate) no_unshare: bool,
     /// An arm64 sysroot (a directory holding `lib/ld-linux-aarch64.so.1`) for running arm64 under
     /// qemu, instead of the one built once into the cache. Empty means unset.
     #[arg(long, value_name = "DIR", env = "XTASK_ARM64_SYSROOT", hide_env_values = true)]
-    pub arm64_sysroot: Option<PathBuf>,
+    pub(crate) arm64_sysroot: Option<PathBuf>,
     /// The Debian mirror the cached arm64 sysroot is built from. Default: deb.debian.org.
-    #[arg(long, value_name = "URL", env = "XTASK_DEBIAN_MIRROR", hide_env_values = true)]
-    pub debian_mirror: Option<String>,
+    #[arg(long, value_name = "URL", env = crate::verify::sysroot::DEBIAN_MIRROR_ENV, hide_env_values = true)]
+    pub(crate) debian_mirror: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DeployArgs {
     /// Serverless stage.
     #[arg(long, default_value = "dev")]
-    pub stage: String,
+    pub(crate) stage: String,
     /// Target Lambda architecture.
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
-    pub arch: Arch,
+    pub(crate) arch: Arch,
     /// Package and check without deploying: offline (AWS calls made while packaging are answered by
     /// a stub on 127.0.0.1), builds nothing, installs nothing, edits nothing; prints the plan.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Never build the layer: deploy the one in `layer-build-<arch>/` (for example CI's verified
     /// artifact) and fail if it does not match the current inputs.
     #[arg(long)]
-    pub no_build: bool,
+    pub(crate) no_build: bool,
     /// Print the plan as JSON (with `--dry-run`).
     #[arg(long, requires = "dry_run")]
-    pub json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    pub python: PythonDistArgs,
+    pub(crate) python: PythonDistArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct PatchArgs {
     /// Fail if serverless.yml is out of date; write nothing.
     #[arg(long)]
-    pub check: bool,
+    pub(crate) check: bool,
     /// Allow `allowedAccounts: ['*']` (a public layer).
     #[arg(long)]
-    pub allow_public_layer: bool,
+    pub(crate) allow_public_layer: bool,
     /// The file to patch.
     #[arg(long, value_name = "FILE", default_value = "amplify-lambda-js/serverless.yml")]
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DoctorArgs {
     /// Judge readiness for this command (exit non-zero if something it needs is missing).
     #[arg(long, value_enum, value_name = "COMMAND", default_value_t = DoctorFor::Layer)]
-    pub r#for: DoctorFor,
+    pub(crate) r#for: DoctorFor,
     /// Skip the network reachability checks.
     #[arg(long)]
-    pub offline: bool,
+    pub(crate) offline: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct TestArgs {
     /// Run only these suites (repeatable).
     #[arg(long, value_enum, value_name = "SUITE")]
-    pub only: Vec<Suite>,
+    pub(crate) only: Vec<Suite>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Repetitions per measurement (medians are reported).
     #[arg(long, default_value_t = 5)]
-    pub runs: u32,
+    pub(crate) runs: u32,
     /// Where to write the Markdown tables (relative to the repository root).
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Run only these benchmarks (repeatable).
     #[arg(long, value_enum, value_name = "NAME")]
-    pub only: Vec<Benchmark>,
+    pub(crate) only: Vec<Benchmark>,
     /// Scratch directory for venvs, caches and layouts (kept between runs).
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
-    pub work_dir: PathBuf,
+    pub(crate) work_dir: PathBuf,
     /// The interpreter for the `layer` benchmark (default: the pinned download).
     #[command(flatten)]
-    pub python: PythonDistArgs,
+    pub(crate) python: PythonDistArgs,
 }
 
 /// The command `doctor --for` judges readiness for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DoctorFor {
+pub(crate) enum DoctorFor {
     Layer,
     Lock,
     Verify,
@@ -270,7 +270,7 @@ pub enum DoctorFor {
 
 impl DoctorFor {
     /// The command's name, as `cargo xtask <name>` takes it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DoctorFor::Layer => "layer",
             DoctorFor::Lock => "lock",
@@ -283,7 +283,7 @@ impl DoctorFor {
 
 /// A suite of `cargo xtask test`, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Suite {
+pub(crate) enum Suite {
     /// rustfmt, clippy and the workflow lint.
     Lint,
     /// `cargo test --workspace`.
@@ -293,12 +293,12 @@ pub enum Suite {
 }
 
 impl Suite {
-    pub const ALL: [Suite; 3] = [Suite::Lint, Suite::Rust, Suite::Node];
+    pub(crate) const ALL: [Suite; 3] = [Suite::Lint, Suite::Rust, Suite::Node];
 }
 
 /// A benchmark of `cargo xtask bench`, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Benchmark {
+pub(crate) enum Benchmark {
     /// `cargo xtask lock` against `uv pip compile`.
     Lock,
     /// The install step against uv and pip.
@@ -317,7 +317,7 @@ pub enum Benchmark {
 
 impl Benchmark {
     /// The name `--only` takes.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Benchmark::Lock => "lock",
             Benchmark::Install => "install",

@@ -20,7 +20,7 @@ pub struct Http {
 
 /// Why a request failed, so callers can tell "not there" from "broken".
 #[derive(Debug, thiserror::Error)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     #[error("{url} answered {status}")]
     Status { url: String, status: StatusCode },
     /// DNS found no address or the host refused the connection: retrying would not help.
@@ -47,19 +47,23 @@ impl Http {
     }
 
     /// A client with a short timeout, for reachability probes (`doctor`).
-    pub fn with_timeout(timeout: Duration) -> Result<Http> {
+    pub(crate) fn with_timeout(timeout: Duration) -> Result<Http> {
         let client =
             Client::builder().connect_timeout(timeout).timeout(timeout).build().context("creating the HTTP client")?;
         Ok(Http { client, backoff: Duration::from_millis(50) })
     }
 
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
     /// Send a GET built by `build`, retrying transient failures (connection errors, timeouts,
     /// 408/429/5xx) with exponential backoff. Other statuses are returned as `HttpError::Status`.
-    pub fn get_with(&self, url: &str, build: impl Fn(RequestBuilder) -> RequestBuilder) -> Result<Response, HttpError> {
+    pub(crate) fn get_with(
+        &self,
+        url: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, HttpError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -126,7 +130,7 @@ fn unreachable_reason(error: &(dyn std::error::Error + 'static)) -> Option<Strin
 }
 
 /// The host named by an [`HttpError::Unreachable`] anywhere in `error`'s chain.
-pub fn unreachable_host(error: &anyhow::Error) -> Option<String> {
+pub(crate) fn unreachable_host(error: &anyhow::Error) -> Option<String> {
     error.chain().find_map(|cause| match cause.downcast_ref::<HttpError>() {
         Some(HttpError::Unreachable { host, .. }) => Some(host.clone()),
         _ => None,
@@ -138,7 +142,7 @@ fn is_transient_status(status: StatusCode) -> bool {
 }
 
 /// A URL with any user name and password replaced by `***`, for messages, locks and SBOMs.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
             let _ = parsed.set_username("***");
@@ -159,7 +163,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Read a whole response body, failing if fewer bytes arrive than `Content-Length` promised.
-pub fn read_body_checked(url: &str, mut response: Response) -> Result<Vec<u8>> {
+pub(crate) fn read_body_checked(url: &str, mut response: Response) -> Result<Vec<u8>> {
     let expected = response.content_length();
     let mut body = Vec::new();
     response.read_to_end(&mut body).with_context(|| format!("reading {}", redact_url(url)))?;
@@ -172,7 +176,7 @@ pub fn read_body_checked(url: &str, mut response: Response) -> Result<Vec<u8>> {
 }
 
 /// Turn an `HttpError` into `anyhow` with a hint for the common statuses.
-pub fn explain(error: HttpError) -> anyhow::Error {
+pub(crate) fn explain(error: HttpError) -> anyhow::Error {
     match &error {
         HttpError::Status { status, .. } if *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN => {
             anyhow!(error).context("the server refused the credentials (check the index URL's user and token)")

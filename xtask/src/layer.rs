@@ -45,19 +45,19 @@ use crate::source_date::SourceDateEpoch;
 use crate::spec::{LayerSpec, Upload};
 
 /// A file in every build directory, so `layer` only ever replaces a directory it made itself.
-pub const BUILD_MARKER: &str = ".xtask-layer-build";
+pub(crate) const BUILD_MARKER: &str = ".xtask-layer-build";
 
 /// What one layer build is asked for: by `cargo xtask layer` (from its flags) or by `deploy`
 /// (rebuilding a stale layer).
 #[derive(Debug, Clone)]
-pub struct BuildOptions {
-    pub arch: Arch,
+pub(crate) struct BuildOptions {
+    pub(crate) arch: Arch,
     /// `--python-dist` and friends; all empty means the pinned interpreter.
-    pub python: PythonDistArgs,
+    pub(crate) python: PythonDistArgs,
     /// Build only the interpreter step.
-    pub runtime_only: bool,
+    pub(crate) runtime_only: bool,
     /// Where the build goes; `None` is `layer-build-<arch>` at the repository root.
-    pub out_dir: Option<PathBuf>,
+    pub(crate) out_dir: Option<PathBuf>,
 }
 
 impl From<&LayerArgs> for BuildOptions {
@@ -77,7 +77,7 @@ pub fn run(global: &GlobalArgs, args: &LayerArgs) -> Result<()> {
 }
 
 /// Build the layer as `options` say.
-pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
+pub(crate) fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     let started = Instant::now();
     let progress = Progress::new();
     let arch = options.arch;

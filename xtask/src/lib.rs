@@ -25,10 +25,10 @@ pub mod lock;
 pub mod manifest;
 pub mod packaging;
 pub mod progress;
-pub mod providers;
-pub mod python_version;
+pub(crate) mod providers;
+pub(crate) mod python_version;
 pub mod serverless;
-pub mod source_date;
+pub(crate) mod source_date;
 pub mod spec;
 pub(crate) mod stats;
 pub mod test_suite;
@@ -76,7 +76,7 @@ pub fn project_root() -> PathBuf {
 /// workspace's `xtask` crate (`cargo xtask` is `cargo run --package xtask`, and cargo sets it for
 /// the process it runs); else the nearest directory at or above `cwd` that holds `xtask/Cargo.toml`
 /// beside a `Cargo.toml`.
-pub fn find_project_root(
+pub(crate) fn find_project_root(
     explicit: Option<&std::ffi::OsStr>,
     cargo_manifest_dir: Option<&std::ffi::OsStr>,
     cwd: &std::path::Path,

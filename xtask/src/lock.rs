@@ -44,7 +44,7 @@ use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
 /// `created-by` of locks this tool writes.
-pub const CREATED_BY: &str = "litellm-layer-xtask";
+pub(crate) const CREATED_BY: &str = "litellm-layer-xtask";
 
 pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
     let started = Instant::now();
@@ -123,12 +123,12 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<()> {
 }
 
 /// `pylock.toml` beside the spec.
-pub fn default_lock_path(spec_path: &Path) -> PathBuf {
+pub(crate) fn default_lock_path(spec_path: &Path) -> PathBuf {
     spec_path.parent().map(|p| p.join("pylock.toml")).unwrap_or_else(|| PathBuf::from("pylock.toml"))
 }
 
 /// The inputs a lock made now from `spec` would record.
-pub fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockInputs> {
+pub(crate) fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockInputs> {
     let manifest = Manifest::pinned();
     let mut full_versions = BTreeSet::new();
     for arch in Arch::ALL {
@@ -156,7 +156,7 @@ pub fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockInputs> 
 }
 
 /// `--check`: the lock exists, parses, and was made from these inputs.
-pub fn check(output: &Path, inputs: &LockInputs) -> Result<()> {
+pub(crate) fn check(output: &Path, inputs: &LockInputs) -> Result<()> {
     let lock = Pylock::load(output).with_context(|| format!("checking {}", output.display()))?;
     let Some(recorded) = lock.inputs() else {
         bail!("{} has no [tool.litellm-layer] inputs; run `cargo xtask lock` to regenerate it", output.display());
@@ -184,20 +184,20 @@ pub fn check(output: &Path, inputs: &LockInputs) -> Result<()> {
 
 /// Everything a lock is made from.
 #[derive(Debug, Clone)]
-pub struct LockRequest {
-    pub requirements: Vec<String>,
-    pub inputs: LockInputs,
+pub(crate) struct LockRequest {
+    pub(crate) requirements: Vec<String>,
+    pub(crate) inputs: LockInputs,
     /// The index URL, credentials included (never written out).
-    pub index_url: String,
-    pub existing: Option<Pylock>,
-    pub upgrade: bool,
-    pub upgrade_packages: BTreeSet<String>,
+    pub(crate) index_url: String,
+    pub(crate) existing: Option<Pylock>,
+    pub(crate) upgrade: bool,
+    pub(crate) upgrade_packages: BTreeSet<String>,
     /// Print each index request's start and duration (`--trace` / `XTASK_LOCK_TRACE`).
-    pub trace: bool,
+    pub(crate) trace: bool,
 }
 
 /// Resolve both arches and build the lock.
-pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result<(Pylock, fetch::FetchStats)> {
+pub(crate) fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result<(Pylock, fetch::FetchStats)> {
     let roots: Vec<Requirement> = request
         .requirements
         .iter()
@@ -256,7 +256,7 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
         .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
     let python = PythonVersion::from_full_version(&request.inputs.python_full_version)
         .with_context(|| format!("python full version {:?}", request.inputs.python_full_version))?;
-    let selector = Selector::new(python_full, python.minor(), allowed);
+    let selector = Selector::new(python_full, python, allowed);
     let http = Http::new()?;
     let index = IndexClient::new(http.clone(), &request.index_url, cache)?;
     let reader = MetadataReader::new(http, cache)?;

@@ -12,7 +12,7 @@ use crate::arch::Arch;
 use crate::python_version::PythonVersion;
 
 /// The manifest text, part of the tool's identity (a change invalidates built layers).
-pub const MANIFEST_JSON: &str = include_str!("../data/pbs-manifest.json");
+pub(crate) const MANIFEST_JSON: &str = include_str!("../data/pbs-manifest.json");
 
 /// A python-build-standalone build variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -27,7 +27,7 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Variant::InstallOnly => "install_only",
             Variant::InstallOnlyStripped => "install_only_stripped",
@@ -43,7 +43,7 @@ impl fmt::Display for Variant {
 
 /// The archive compression, as named by the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ArchiveFormat {
+pub(crate) enum ArchiveFormat {
     #[serde(rename = "tar.gz")]
     TarGz,
     #[serde(rename = "tar.zst")]
@@ -55,33 +55,33 @@ pub enum ArchiveFormat {
 #[serde(deny_unknown_fields)]
 pub struct PbsArtifact {
     /// Full CPython version, e.g. "3.11.14".
-    pub version: String,
-    pub release_tag: String,
+    pub(crate) version: String,
+    pub(crate) release_tag: String,
     /// Target triple, e.g. "aarch64-unknown-linux-gnu".
-    pub arch: String,
-    pub variant: Variant,
+    pub(crate) arch: String,
+    pub(crate) variant: Variant,
     pub url: String,
     pub sha256: String,
     /// Part of the manifest's schema, checked when it is parsed; the extractor tells the
     /// compression from the archive's magic bytes instead.
     #[allow(dead_code)]
-    pub archive_format: ArchiveFormat,
+    pub(crate) archive_format: ArchiveFormat,
 }
 
 impl PbsArtifact {
     /// The asset's file name (the last URL segment, percent-decoded).
-    pub fn file_name(&self) -> String {
+    pub(crate) fn file_name(&self) -> String {
         let last = self.url.rsplit('/').next().unwrap_or(&self.url);
         last.replace("%2B", "+")
     }
 
     /// The minor version, e.g. 3.11; `None` for a minor version the layer does not support.
-    pub fn minor_version(&self) -> Option<PythonVersion> {
+    pub(crate) fn minor_version(&self) -> Option<PythonVersion> {
         PythonVersion::from_full_version(&self.version).ok()
     }
 
     /// The download URL, through a mirror when one is set (`<mirror>/<release>/<file name>`).
-    pub fn url_via(&self, mirror: Option<&str>) -> String {
+    pub(crate) fn url_via(&self, mirror: Option<&str>) -> String {
         match mirror {
             Some(base) => format!(
                 "{}/{}/{}",
@@ -97,7 +97,7 @@ impl PbsArtifact {
 /// All pinned artifacts.
 #[derive(Debug, Clone)]
 pub struct Manifest {
-    pub artifacts: Vec<PbsArtifact>,
+    pub(crate) artifacts: Vec<PbsArtifact>,
 }
 
 impl Manifest {
@@ -108,12 +108,12 @@ impl Manifest {
         Manifest { artifacts }
     }
 
-    pub fn has_release(&self, minor: PythonVersion, release: &str) -> bool {
+    pub(crate) fn has_release(&self, minor: PythonVersion, release: &str) -> bool {
         self.artifacts.iter().any(|a| a.minor_version() == Some(minor) && a.release_tag == release)
     }
 
     /// Release tags pinned for a minor version, sorted.
-    pub fn releases_for(&self, minor: PythonVersion) -> Vec<String> {
+    pub(crate) fn releases_for(&self, minor: PythonVersion) -> Vec<String> {
         let mut tags: Vec<String> =
             self.artifacts.iter().filter(|a| a.minor_version() == Some(minor)).map(|a| a.release_tag.clone()).collect();
         tags.sort();

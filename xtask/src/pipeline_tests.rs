@@ -1,7 +1,8 @@
 //! The minor version through the whole pipeline's path logic, for the versions only these tests
 //! cover (3.12, 3.13; 3.11 is also built and verified end to end): spec → interpreter step →
-//! install (markers, tags) → bytecode and pack paths → verify (sandbox paths, ELF check) → the
-//! serverless.yml patch and the deploy template check.
+//! install (markers, tags) → bytecode paths → verify (the interpreter it runs and its environment,
+//! the bytecode check, the ELF check) → the serverless.yml wiring and the deploy template check.
+//! The Node side's half is `amplify-lambda-js/test/pythonExec.test.mjs`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -43,7 +44,7 @@ fn install_targets_the_version_in_markers_and_wheel_tags() {
     for (version, minor) in [("3.12", 12), ("3.13", 13)] {
         let spec = spec_for(version);
         let target = Target::new(Arch::Arm64, &spec, &lock).unwrap();
-        assert_eq!(target.python_minor, minor);
+        assert_eq!(target.python.minor(), minor);
         assert_eq!(target.python_full_version, format!("{version}.0"));
         let environment = target.marker_environment().unwrap();
         assert_eq!(environment.python_version().version.to_string(), version);
@@ -53,7 +54,7 @@ fn install_targets_the_version_in_markers_and_wheel_tags() {
         .unwrap();
         assert!(marker.evaluate_markers(&environment, &[]), "{version}");
 
-        let tags = TargetTags::lambda(Arch::Arm64, spec.python.version.minor());
+        let tags = TargetTags::lambda(Arch::Arm64, spec.python.version);
         let cp = spec.python.version.cp_tag();
         let own = WheelFilename::from_str(&format!("demo-1.0-{cp}-{cp}-manylinux_2_17_aarch64.whl")).unwrap();
         let old = WheelFilename::from_str("demo-1.0-cp311-cp311-manylinux_2_17_aarch64.whl").unwrap();
@@ -75,6 +76,92 @@ fn verify_checks_the_versions_interpreter() {
         fs_err::write(bin.join("python3.11"), b"\x7fELF").unwrap();
         let files = crate::verify::elf::native_files(dir.path(), python).unwrap();
         assert_eq!(files, [bin.join(format!("python{version}"))], "{version}");
+    }
+}
+
+#[test]
+fn bytecode_goes_where_the_versions_interpreter_looks_and_verify_checks_it_there() {
+    use crate::verify::profile::{LoadedModules, bytecode_check};
+    for version in VERSIONS {
+        let python: PythonVersion = version.parse().unwrap();
+        let tag = python.cache_tag();
+        let cpython = format!("cpython-3{}", python.minor());
+        // The bytecode step writes `__pycache__/<name>.cpython-3X.pyc` and bakes the path Lambda
+        // sees into `co_filename` (the pack step prefixes it with `lambda::pythonpath`).
+        assert_eq!(
+            crate::layer::bytecode::pycache_path("site-packages/pkg/mod.py", &tag),
+            format!("site-packages/pkg/__pycache__/mod.{cpython}.pyc")
+        );
+        assert_eq!(crate::lambda::pythonpath(python), format!("/opt/python/lib/python{version}"));
+
+        // verify's "every loaded module had bytecode" reads the cache tag from the stdlib
+        // directory the module came from: a `.pyc` of another version does not count.
+        let layer = tempfile::tempdir().unwrap();
+        let lib = layer.path().join("python").join(python.stdlib_dir());
+        fs_err::create_dir_all(lib.join("json/__pycache__")).unwrap();
+        fs_err::create_dir_all(lib.join("site-packages/pkg/__pycache__")).unwrap();
+        fs_err::write(lib.join(format!("json/__pycache__/decoder.{cpython}.pyc")), b"").unwrap();
+        fs_err::write(lib.join("site-packages/pkg/__pycache__/mod.cpython-311.pyc"), b"").unwrap();
+        let opt_lib = crate::lambda::pythonpath(python);
+        let loaded = LoadedModules {
+            multiarch: "aarch64-linux-gnu".into(),
+            modules: vec![
+                ("json.decoder".into(), format!("{opt_lib}/json/decoder.py")),
+                ("pkg.mod".into(), format!("{opt_lib}/site-packages/pkg/mod.py")),
+            ],
+            source_read: vec![],
+        };
+        let check = bytecode_check(layer.path(), &["/opt/python/".to_string()], &loaded).unwrap();
+        assert!(!check.ok, "{version}");
+        assert_eq!(
+            check.detail,
+            format!(
+                "1 of 2 modules loaded from .py had no .pyc in the layer (each compiles on every cold start); the \
+                 import profile is stale or incomplete: run `cargo xtask verify --record-profile`, then rebuild the \
+                 layer:\n  pkg.mod (lib/python{version}/site-packages/pkg/mod.py)\n"
+            ),
+            "{version}"
+        );
+    }
+}
+
+#[test]
+fn verify_runs_the_versions_interpreter_with_lambdas_environment() {
+    use crate::verify::runner::Sandbox;
+    use crate::verify::{Isolation, Runner};
+    for version in VERSIONS {
+        let python: PythonVersion = version.parse().unwrap();
+        for runner in
+            [Runner::Native, Runner::Qemu { qemu: "/usr/bin/qemu-aarch64".into(), sysroot: "/sysroot".into() }]
+        {
+            let sandbox =
+                Sandbox { dir: tempfile::tempdir().unwrap(), python, isolation: Isolation::PermissionBits, runner };
+            let command = sandbox.python(true, &["-c".into(), "pass".into()]);
+            let opt = sandbox.opt();
+            let interpreter = opt.join(format!("python/bin/python{version}"));
+            let args: Vec<&std::ffi::OsStr> = command.get_args().collect();
+            match &sandbox.runner {
+                Runner::Native => {
+                    assert_eq!(command.get_program(), interpreter.as_os_str(), "{version}");
+                    assert_eq!(args, ["-c", "pass"], "{version}");
+                }
+                Runner::Qemu { qemu, .. } => {
+                    assert_eq!(command.get_program(), qemu.as_os_str(), "{version}");
+                    let root = sandbox.root();
+                    let want: Vec<&std::ffi::OsStr> =
+                        vec!["-L".as_ref(), root.as_os_str(), interpreter.as_os_str(), "-c".as_ref(), "pass".as_ref()];
+                    assert_eq!(args, want, "{version}");
+                }
+            }
+            let env: std::collections::BTreeMap<_, _> = command.get_envs().collect();
+            let env_of = |name: &str| env[std::ffi::OsStr::new(name)].map(std::path::PathBuf::from);
+            let python_home = match &sandbox.runner {
+                Runner::Native => opt.join("python"),
+                Runner::Qemu { .. } => std::path::PathBuf::from("/opt/python"),
+            };
+            assert_eq!(env_of("PYTHONHOME"), Some(python_home.clone()), "{version}");
+            assert_eq!(env_of("PYTHONPATH"), Some(python_home.join(format!("lib/python{version}"))), "{version}");
+        }
     }
 }
 

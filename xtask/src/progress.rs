@@ -31,12 +31,12 @@ impl Progress {
     }
 
     /// Print a one-line note that belongs to the current step.
-    pub fn note(&self, message: impl AsRef<str>) {
+    pub(crate) fn note(&self, message: impl AsRef<str>) {
         eprintln!("    {}", message.as_ref());
     }
 
     /// Print a warning.
-    pub fn warn(&self, message: impl AsRef<str>) {
+    pub(crate) fn warn(&self, message: impl AsRef<str>) {
         if self.github {
             eprintln!("::warning::{}", message.as_ref());
         } else {
@@ -45,7 +45,7 @@ impl Progress {
     }
 
     /// Run one named step: prints `==> name`, times it, groups its output on GitHub Actions.
-    pub fn step<T>(&self, name: impl Into<String>, body: impl FnOnce() -> T) -> T {
+    pub(crate) fn step<T>(&self, name: impl Into<String>, body: impl FnOnce() -> T) -> T {
         let name = name.into();
         if self.github {
             eprintln!("::group::{name}");
@@ -62,12 +62,12 @@ impl Progress {
     }
 
     /// The steps run so far and their durations, in order.
-    pub fn timings(&self) -> Vec<(String, Duration)> {
+    pub(crate) fn timings(&self) -> Vec<(String, Duration)> {
         self.timings.lock().expect("timings lock").clone()
     }
 
     /// A one-line summary of step times: `runtime 1.2s, install 3.4s, ...`.
-    pub fn timing_summary(&self) -> String {
+    pub(crate) fn timing_summary(&self) -> String {
         self.timings()
             .iter()
             .map(|(name, took)| format!("{} {:.1}s", short_step_name(name), took.as_secs_f64()))
@@ -76,7 +76,7 @@ impl Progress {
     }
 
     /// A byte counter for a download: a bar on a terminal, nothing otherwise.
-    pub fn download_bar(&self, label: &str, total: Option<u64>) -> ProgressBar {
+    pub(crate) fn download_bar(&self, label: &str, total: Option<u64>) -> ProgressBar {
         if !self.terminal || self.github {
             return ProgressBar::hidden();
         }
@@ -99,7 +99,7 @@ fn short_step_name(name: &str) -> &str {
 }
 
 /// Human-readable bytes: `12.3 MB` (10^6, as Lambda counts).
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -18,40 +18,40 @@ const CATALOG_TOML: &str = include_str!("../data/providers.toml");
 /// One provider of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Provider {
+pub(crate) struct Provider {
     /// The catalog key, e.g. `bedrock` (not a TOML key of the entry).
     #[serde(skip)]
-    pub name: String,
+    pub(crate) name: String,
     /// What messages and the README call it, e.g. "Amazon Bedrock".
-    pub title: String,
+    pub(crate) title: String,
     /// `<prefix>/` of `litellm_params.model` (and `custom_llm_provider` values), e.g. `azure`.
-    pub model_prefixes: Vec<String>,
+    pub(crate) model_prefixes: Vec<String>,
     /// Prefixes of bare model names LiteLLM routes to this provider, e.g. `claude-`.
-    pub model_names: Vec<String>,
+    pub(crate) model_names: Vec<String>,
     /// PEP 508 requirements the provider adds to the lock, e.g. `boto3`.
-    pub requirements: Vec<String>,
+    pub(crate) requirements: Vec<String>,
     /// Modules `verify` imports when the provider is enabled.
-    pub imports: Vec<String>,
+    pub(crate) imports: Vec<String>,
     /// botocore service models the provider uses (`botocore/data/<service>/`).
-    pub botocore_services: Vec<String>,
+    pub(crate) botocore_services: Vec<String>,
     /// The `verify` workload run against a local mock of the provider's wire format.
-    pub workload: String,
+    pub(crate) workload: String,
 }
 
 /// All providers of the catalog, by name.
 #[derive(Debug, Clone)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     providers: BTreeMap<String, Provider>,
 }
 
 impl Catalog {
     /// The catalog shipped in the repository.
-    pub fn builtin() -> Catalog {
+    pub(crate) fn builtin() -> Catalog {
         Catalog::parse(CATALOG_TOML).expect("xtask/data/providers.toml is valid (checked by a unit test)")
     }
 
     /// Parse catalog text.
-    pub fn parse(text: &str) -> Result<Catalog> {
+    pub(crate) fn parse(text: &str) -> Result<Catalog> {
         let mut providers: BTreeMap<String, Provider> = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("xtask/data/providers.toml: {}", e.to_string().trim_end()))?;
         for (name, provider) in &mut providers {
@@ -66,12 +66,12 @@ impl Catalog {
     }
 
     /// The names of every provider, sorted.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.providers.keys().map(String::as_str).collect()
     }
 
     /// The provider called `name`; an unknown name is an error listing the known ones.
-    pub fn get(&self, name: &str) -> Result<&Provider> {
+    pub(crate) fn get(&self, name: &str) -> Result<&Provider> {
         self.providers.get(name).with_context(|| {
             format!(
                 "unknown provider {name:?}; known providers: {} (add one to xtask/data/providers.toml)",
@@ -81,7 +81,7 @@ impl Catalog {
     }
 
     /// The providers called `names`, in catalog order, each once.
-    pub fn enabled(&self, names: &[String]) -> Result<Vec<&Provider>> {
+    pub(crate) fn enabled(&self, names: &[String]) -> Result<Vec<&Provider>> {
         for name in names {
             self.get(name)?;
         }
@@ -116,7 +116,7 @@ impl Catalog {
 }
 
 /// The extra requirements of the enabled providers, sorted and without duplicates.
-pub fn requirements(providers: &[&Provider]) -> Vec<String> {
+pub(crate) fn requirements(providers: &[&Provider]) -> Vec<String> {
     let mut requirements: Vec<String> = providers.iter().flat_map(|p| p.requirements.iter().cloned()).collect();
     requirements.sort();
     requirements.dedup();
@@ -124,7 +124,7 @@ pub fn requirements(providers: &[&Provider]) -> Vec<String> {
 }
 
 /// The botocore services the enabled providers use, sorted and without duplicates.
-pub fn botocore_services(providers: &[&Provider]) -> Vec<String> {
+pub(crate) fn botocore_services(providers: &[&Provider]) -> Vec<String> {
     let mut services: Vec<String> = providers.iter().flat_map(|p| p.botocore_services.iter().cloned()).collect();
     services.sort();
     services.dedup();
@@ -137,14 +137,19 @@ pub fn botocore_services(providers: &[&Provider]) -> Vec<String> {
 /// missing would otherwise fail at request time with `No module named ...`.
 ///
 /// `spec_path` is only named in the fix.
-pub fn check_model_config(models_yaml: &Path, enabled: &[String], spec_path: &Path) -> Result<()> {
+pub(crate) fn check_model_config(models_yaml: &Path, enabled: &[String], spec_path: &Path) -> Result<()> {
     let text = fs_err::read_to_string(models_yaml)
         .context("reading the Node service's model config (see amplify-lambda-js/README.md)")?;
     check_model_config_text(&text, models_yaml, enabled, spec_path)
 }
 
 /// [`check_model_config`] on text already read; `models_yaml` names it in messages.
-pub fn check_model_config_text(text: &str, models_yaml: &Path, enabled: &[String], spec_path: &Path) -> Result<()> {
+pub(crate) fn check_model_config_text(
+    text: &str,
+    models_yaml: &Path,
+    enabled: &[String],
+    spec_path: &Path,
+) -> Result<()> {
     let file = models_yaml.display();
     let catalog = Catalog::builtin();
     let documents = YamlLoader::load_from_str(text).map_err(|e| anyhow::anyhow!("{file}: not YAML: {e}"))?;

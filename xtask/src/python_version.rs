@@ -1,11 +1,12 @@
 //! The CPython minor version the layer ships and every name derived from it: the interpreter
-//! (`python3.X`), the standard library directory (`lib/python3.X`), the bytecode cache tag
-//! (`cpython-3X`), the wheel tags (`cp3X`), the Lambda runtime name and the range of `.pyc`
-//! magic numbers (the paths under `/opt` are `lambda`'s, from these). Parsed once, from `[python] version` in `layer.toml`; no
-//! other module spells a minor version out.
+//! (`python3.X`, also the Lambda runtime name), the standard library directory (`lib/python3.X`),
+//! the bytecode cache tag (`cpython-3X`) and the wheel tags (`cp3X`); the paths under `/opt` are
+//! `lambda`'s, built from these. Parsed once, from `[python] version` in `layer.toml`; no other
+//! module spells a minor version out. (Which `.pyc` magic number a version writes is not
+//! hard-coded: the bytecode step asks the build interpreter, and checks it is the same minor
+//! version, docs/architecture.md §4.)
 
 use std::fmt;
-use std::ops::RangeInclusive;
 use std::str::FromStr;
 
 /// A CPython 3 minor version the layer can be built for (3.11, 3.12 or 3.13).
@@ -26,11 +27,11 @@ pub enum PythonVersionError {
 
 impl PythonVersion {
     /// The minor versions python-build-standalone is pinned for in `data/pbs-manifest.json`.
-    pub const SUPPORTED: [PythonVersion; 3] =
+    pub(crate) const SUPPORTED: [PythonVersion; 3] =
         [PythonVersion { minor: 11 }, PythonVersion { minor: 12 }, PythonVersion { minor: 13 }];
 
     /// The minor version of a full version such as `3.11.14` (or `3.12.0rc1`).
-    pub fn from_full_version(full: &str) -> Result<PythonVersion, PythonVersionError> {
+    pub(crate) fn from_full_version(full: &str) -> Result<PythonVersion, PythonVersionError> {
         let mut parts = full.splitn(3, '.');
         let (Some(major), Some(minor)) = (parts.next(), parts.next()) else {
             return Err(PythonVersionError::Malformed(full.to_string()));
@@ -43,55 +44,45 @@ impl PythonVersion {
     }
 
     /// The minor number: 11 for 3.11.
-    pub fn minor(self) -> u32 {
+    pub(crate) fn minor(self) -> u32 {
         u32::from(self.minor)
     }
 
     /// `3.11`, as `layer.toml`, the pinned manifest and `python_version` markers write it.
-    pub fn dotted(self) -> String {
+    pub(crate) fn dotted(self) -> String {
         format!("3.{}", self.minor)
     }
 
     /// The interpreter's file name in `bin/`: `python3.11`. Also the Lambda runtime name
     /// (`CompatibleRuntimes`).
-    pub fn interpreter_name(self) -> String {
+    pub(crate) fn interpreter_name(self) -> String {
         format!("python3.{}", self.minor)
     }
 
     /// The standard library directory relative to the Python home: `lib/python3.11`.
-    pub fn stdlib_dir(self) -> String {
+    pub(crate) fn stdlib_dir(self) -> String {
         format!("lib/python3.{}", self.minor)
     }
 
     /// The site-packages directory relative to the Python home: `lib/python3.11/site-packages`.
-    pub fn site_packages_dir(self) -> String {
+    pub(crate) fn site_packages_dir(self) -> String {
         format!("lib/python3.{}/site-packages", self.minor)
     }
 
     /// The C headers directory relative to the Python home: `include/python3.11`.
-    pub fn include_dir(self) -> String {
+    pub(crate) fn include_dir(self) -> String {
         format!("include/python3.{}", self.minor)
     }
 
     /// The `sys.implementation.cache_tag` of the `.pyc` files: `cpython-311` (PEP 3147).
-    pub fn cache_tag(self) -> String {
+    pub(crate) fn cache_tag(self) -> String {
         format!("cpython-3{}", self.minor)
     }
 
     /// The interpreter and ABI tag of wheels built for it: `cp311`
     /// (<https://packaging.python.org/en/latest/specifications/platform-compatibility-tags/>).
-    pub fn cp_tag(self) -> String {
+    pub(crate) fn cp_tag(self) -> String {
         format!("cp3{}", self.minor)
-    }
-
-    /// The `.pyc` magic numbers (the first two bytes, little-endian) this minor version's
-    /// releases write: the range CPython reserves for it in `Lib/importlib/_bootstrap_external.py`.
-    pub fn magic_numbers(self) -> RangeInclusive<u16> {
-        match self.minor {
-            11 => 3450..=3499,
-            12 => 3500..=3549,
-            _ => 3550..=3599,
-        }
     }
 }
 
@@ -155,7 +146,6 @@ mod tests {
                     "cpython-311",
                     "cp311",
                 ],
-                3450..=3499,
             ),
             (
                 "3.12",
@@ -167,7 +157,6 @@ mod tests {
                     "cpython-312",
                     "cp312",
                 ],
-                3500..=3549,
             ),
             (
                 "3.13",
@@ -179,10 +168,9 @@ mod tests {
                     "cpython-313",
                     "cp313",
                 ],
-                3550..=3599,
             ),
         ];
-        for (text, names, magic) in table {
+        for (text, names) in table {
             let v = version(text);
             let derived = [
                 v.interpreter_name(),
@@ -193,17 +181,8 @@ mod tests {
                 v.cp_tag(),
             ];
             assert_eq!(derived, names, "{text}");
-            assert_eq!(v.magic_numbers(), magic, "{text}");
             assert_eq!(v.to_string(), text);
             assert_eq!(v.dotted(), text);
-        }
-    }
-
-    #[test]
-    fn magic_numbers_of_the_final_releases_fall_in_their_range() {
-        // The magic numbers of 3.11.0, 3.12.0 and 3.13.0 (`importlib.util.MAGIC_NUMBER`).
-        for (text, magic) in [("3.11", 3495), ("3.12", 3531), ("3.13", 3571)] {
-            assert!(version(text).magic_numbers().contains(&magic), "{text}");
         }
     }
 

@@ -41,20 +41,20 @@ use yaml::{Data, Document, EditError};
 
 /// The layer's key under `layers:` (Serverless names its CloudFormation resource
 /// `PythonLiteLLMLambdaLayer`, which the functions reference).
-pub const LAYER_NAME: &str = "pythonLiteLLM";
+pub(crate) const LAYER_NAME: &str = "pythonLiteLLM";
 
 /// The Lambda runtime the layer is built for.
-pub const NODE_RUNTIME: &str = crate::lambda::NODE_RUNTIME;
+pub(crate) const NODE_RUNTIME: &str = crate::lambda::NODE_RUNTIME;
 
 /// The environment variable that picks the build serverless.yml reads (`deploy --arch` sets it).
-pub const ARCH_VARIABLE: &str = "LAYER_ARCH";
+pub(crate) const ARCH_VARIABLE: &str = "LAYER_ARCH";
 
 /// The file in `layer-build-<arch>/` that serverless.yml reads with `${file(...)}`.
-pub const WIRING_FILE: &str = "serverless-layer.json";
+pub(crate) const WIRING_FILE: &str = "serverless-layer.json";
 
 /// Why a file was not patched. The file is never changed when one of these is returned.
 #[derive(Debug, thiserror::Error)]
-pub enum PatchError {
+pub(crate) enum PatchError {
     #[error(transparent)]
     Edit(#[from] EditError),
     #[error(
@@ -74,16 +74,16 @@ pub enum PatchError {
 /// What the patch sets. The values do not depend on the architecture: that is chosen at deploy
 /// time through `LAYER_ARCH` and read from the build directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PatchPlan {
+pub(crate) struct PatchPlan {
     /// The path from the service directory to the repository root, with a final `/` (`../`).
-    pub root_from_service: String,
+    pub(crate) root_from_service: String,
     /// Accept `allowedAccounts: ['*']` on the layer (with a warning) instead of refusing.
-    pub allow_public_layer: bool,
+    pub(crate) allow_public_layer: bool,
 }
 
 impl PatchPlan {
     /// The plan for the spec's `[serverless] file`.
-    pub fn new(spec: &LayerSpec, allow_public_layer: bool) -> PatchPlan {
+    pub(crate) fn new(spec: &LayerSpec, allow_public_layer: bool) -> PatchPlan {
         let service_dir = service_dir(spec);
         let up = relative_path(&service_dir, &crate::project_root());
         let root_from_service = if up.as_os_str().is_empty() { String::new() } else { format!("{}/", up.display()) };
@@ -91,7 +91,7 @@ impl PatchPlan {
     }
 
     /// The `${file(...)}` variable that loads the build's wiring.
-    pub fn wiring_variable(&self) -> String {
+    pub(crate) fn wiring_variable(&self) -> String {
         format!(
             "${{file({}layer-build-${{env:{ARCH_VARIABLE}, '{}'}}/{WIRING_FILE})}}",
             self.root_from_service,
@@ -136,23 +136,23 @@ impl PatchPlan {
 
 /// The result of patching: the new text, or `None` when the file is already right.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PatchOutcome {
-    pub new_text: Option<String>,
+pub(crate) struct PatchOutcome {
+    pub(crate) new_text: Option<String>,
     /// One line per change, e.g. `provider.architecture: arm64 -> ${self:custom.layer.architecture}`.
-    pub changes: Vec<String>,
+    pub(crate) changes: Vec<String>,
     /// Things the user should know even when nothing changed (a public layer, a replaced variable).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl PatchOutcome {
-    pub fn is_unchanged(&self) -> bool {
+    pub(crate) fn is_unchanged(&self) -> bool {
         self.new_text.is_none()
     }
 }
 
 /// Compute the patched text of a serverless.yml. Pure: reads nothing, writes nothing; `file` is
 /// only used in messages.
-pub fn patch_text(text: &str, plan: &PatchPlan, file: &Path) -> Result<PatchOutcome> {
+pub(crate) fn patch_text(text: &str, plan: &PatchPlan, file: &Path) -> Result<PatchOutcome> {
     patch_text_inner(text, plan).with_context(|| format!("{}: not patched", file.display()))
 }
 
@@ -194,7 +194,7 @@ fn patch_text_inner(text: &str, plan: &PatchPlan) -> Result<PatchOutcome, PatchE
 
 /// Patch a file in place (temp file + rename in the same directory), or with `check` only report:
 /// an out-of-date file is then an error naming what differs, and nothing is written.
-pub fn patch_file(path: &Path, plan: &PatchPlan, check: bool) -> Result<PatchOutcome> {
+pub(crate) fn patch_file(path: &Path, plan: &PatchPlan, check: bool) -> Result<PatchOutcome> {
     let text = fs_err::read_to_string(path).context("reading serverless.yml (pass --file to patch another one)")?;
     let outcome = patch_text(&text, plan, path)?;
     let Some(new_text) = &outcome.new_text else { return Ok(outcome) };
@@ -217,7 +217,7 @@ pub fn run(global: &GlobalArgs, args: &PatchArgs) -> Result<()> {
 }
 
 /// The read-only check `deploy` runs: the spec's `[serverless] file` must hold the wiring.
-pub fn check_service_file(spec: &LayerSpec, progress: &Progress) -> Result<PatchOutcome> {
+pub(crate) fn check_service_file(spec: &LayerSpec, progress: &Progress) -> Result<PatchOutcome> {
     patch_and_report(&from_root(&spec.serverless.file), &PatchPlan::new(spec, false), true, progress)
 }
 
@@ -243,7 +243,7 @@ fn from_root(path: &Path) -> PathBuf {
 }
 
 /// The directory of the spec's `[serverless] file`.
-pub fn service_dir(spec: &LayerSpec) -> PathBuf {
+pub(crate) fn service_dir(spec: &LayerSpec) -> PathBuf {
     let file = from_root(&spec.serverless.file);
     file.parent().map(Path::to_path_buf).unwrap_or(file)
 }
@@ -263,7 +263,7 @@ pub struct LayerWiring {
 
 impl LayerWiring {
     /// The wiring of a build that will live in `out_dir` (its final place, not a staging directory).
-    pub fn new(spec: &LayerSpec, arch: Arch, python: PythonVersion, out_dir: &Path) -> LayerWiring {
+    pub(crate) fn new(spec: &LayerSpec, arch: Arch, python: PythonVersion, out_dir: &Path) -> LayerWiring {
         let artifact = relative_path(&service_dir(spec), &out_dir.join(arch.layer_zip_name()));
         LayerWiring {
             architecture: arch.lambda_name().to_string(),
@@ -305,7 +305,7 @@ impl LayerWiring {
     }
 
     /// The artifact's path as Serverless resolves it (from the service directory).
-    pub fn artifact_path(&self, service_dir: &Path) -> PathBuf {
+    pub(crate) fn artifact_path(&self, service_dir: &Path) -> PathBuf {
         service_dir.join(&self.artifact)
     }
 }

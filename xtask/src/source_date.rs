@@ -14,9 +14,9 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 /// 1980-01-01T00:00:00Z, the earliest time a zip entry (MS-DOS date) can carry.
-pub const ZIP_TIME_MIN: i64 = 315_532_800;
+pub(crate) const ZIP_TIME_MIN: i64 = 315_532_800;
 /// 2107-12-31T23:59:58Z, the latest.
-pub const ZIP_TIME_MAX: i64 = 4_354_819_198;
+pub(crate) const ZIP_TIME_MAX: i64 = 4_354_819_198;
 
 /// `SOURCE_DATE_EPOCH`, when set: seconds since 1970, already clamped into the zip range.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,17 +24,17 @@ pub struct SourceDateEpoch(Option<i64>);
 
 impl SourceDateEpoch {
     /// Set to `seconds` (clamped into the zip range).
-    pub fn at(seconds: i64) -> SourceDateEpoch {
+    pub(crate) fn at(seconds: i64) -> SourceDateEpoch {
         SourceDateEpoch(Some(seconds.clamp(ZIP_TIME_MIN, ZIP_TIME_MAX)))
     }
 
     /// The clamped seconds, when set.
-    pub fn seconds(self) -> Option<i64> {
+    pub(crate) fn seconds(self) -> Option<i64> {
         self.0
     }
 
     /// The time every output uses: the set value, else `fallback` (clamped the same way).
-    pub fn or(self, fallback: i64) -> i64 {
+    pub(crate) fn or(self, fallback: i64) -> i64 {
         self.0.unwrap_or(fallback.clamp(ZIP_TIME_MIN, ZIP_TIME_MAX))
     }
 }
@@ -63,19 +63,19 @@ impl fmt::Display for SourceDateEpoch {
 }
 
 /// The UTC date and time of `seconds` since 1970.
-pub fn utc(seconds: i64) -> OffsetDateTime {
+pub(crate) fn utc(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(seconds.clamp(ZIP_TIME_MIN, ZIP_TIME_MAX)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// RFC 3339 UTC text of `seconds` since 1970: `1980-01-01T00:00:00Z`.
-pub fn rfc3339(seconds: i64) -> String {
+pub(crate) fn rfc3339(seconds: i64) -> String {
     let time = OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     time.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
 
 /// Seconds since 1970 of a TOML offset or local date-time (a local one is taken as UTC, a bare
 /// date as its midnight); `None` for a bare time or a date `time` cannot represent.
-pub fn toml_datetime_seconds(datetime: &toml::value::Datetime) -> Option<i64> {
+pub(crate) fn toml_datetime_seconds(datetime: &toml::value::Datetime) -> Option<i64> {
     let date = datetime.date?;
     let month = time::Month::try_from(date.month).ok()?;
     let date = time::Date::from_calendar_date(i32::from(date.year), month, date.day).ok()?;

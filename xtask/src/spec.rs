@@ -13,73 +13,76 @@ use crate::manifest::{Manifest, Variant};
 use crate::providers::{Catalog, Provider};
 use crate::python_version::PythonVersion;
 
+mod prune_rules;
+pub use prune_rules::{SafeRule, StdlibRule};
+
 /// The parsed and validated layer spec.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LayerSpec {
-    pub python: PythonSpec,
-    pub packages: PackagesSpec,
+    pub(crate) python: PythonSpec,
+    pub(crate) packages: PackagesSpec,
     #[serde(default)]
-    pub index: IndexSpec,
+    pub(crate) index: IndexSpec,
     #[serde(default)]
     pub prune: PruneSpec,
     #[serde(default)]
-    pub budget: BudgetSpec,
+    pub(crate) budget: BudgetSpec,
     #[serde(default)]
     pub verify: VerifySpec,
     #[serde(default)]
-    pub serverless: ServerlessSpec,
+    pub(crate) serverless: ServerlessSpec,
     #[serde(default)]
-    pub providers: ProvidersSpec,
+    pub(crate) providers: ProvidersSpec,
     #[serde(default)]
-    pub pack: PackSpec,
+    pub(crate) pack: PackSpec,
     /// Where the spec was read from (not a key).
     #[serde(skip)]
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 /// `[python]`: which python-build-standalone interpreter the layer ships.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PythonSpec {
+pub(crate) struct PythonSpec {
     /// Minor version, e.g. 3.11.
     #[serde(deserialize_with = "python_version_key")]
-    pub version: PythonVersion,
+    pub(crate) version: PythonVersion,
     /// python-build-standalone release tag, e.g. "20260127".
-    pub release: String,
+    pub(crate) release: String,
     /// Build variant; `install_only_stripped` unless told otherwise.
     #[serde(default)]
-    pub variant: Variant,
+    pub(crate) variant: Variant,
     /// Base URL of a mirror holding the release assets under their original file names
     /// (`<mirror>/<release>/<file>`). `XTASK_PBS_MIRROR` overrides it.
     #[serde(default)]
-    pub mirror: Option<String>,
+    pub(crate) mirror: Option<String>,
 }
 
 /// `[packages]`: what goes into the layer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PackagesSpec {
+pub(crate) struct PackagesSpec {
     /// Top-level PEP 508 requirements, e.g. `litellm==1.78.7`.
-    pub requirements: Vec<String>,
+    pub(crate) requirements: Vec<String>,
     /// Distributions dropped from the resolved closure (with everything only they need).
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
     /// Startup hooks (`*.pth`, `sitecustomize`, `usercustomize`) allowed in the layer, each by
     /// distribution name and the sha256 of its content.
     #[serde(default)]
-    pub allow_startup_hooks: Vec<AllowedStartupHook>,
+    pub(crate) allow_startup_hooks: Vec<AllowedStartupHook>,
     /// Secret-shaped files (`*.pem`, `.env`, `id_rsa`, ...) allowed in the layer, by their path in
     /// site-packages, e.g. `certifi/cacert.pem`.
     #[serde(default)]
-    pub allow_secret_files: Vec<String>,
+    pub(crate) allow_secret_files: Vec<String>,
 }
 
 /// One entry of `packages.allow-startup-hooks`: `{ name = "dist", sha256 = "<hex>" }`. A bare
 /// name is read so that it can be refused with a message saying what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
-pub enum AllowedStartupHook {
+pub(crate) enum AllowedStartupHook {
     Pinned { name: String, sha256: String },
     NameOnly(String),
 }
@@ -87,8 +90,8 @@ pub enum AllowedStartupHook {
 /// `[index]`: the package index the lock is resolved against.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct IndexSpec {
-    pub url: String,
+pub(crate) struct IndexSpec {
+    pub(crate) url: String,
 }
 
 impl Default for IndexSpec {
@@ -97,62 +100,7 @@ impl Default for IndexSpec {
     }
 }
 
-pub const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple";
-
-/// A prune rule that is safe for every distribution and on by default (`[prune] safe`); what each
-/// removes is below; `layer::prune` applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SafeRule {
-    /// Directories named `tests`, `test` or `_tests`, and `conftest.py` files. Modules whose names
-    /// merely contain "test" stay: `jinja2/tests.py`, `click/testing.py`, `anyio/_core/_testing.py`
-    /// and `aiohttp/test_utils.py` are imported by their packages.
-    Tests,
-    /// `.rst` files, `.md` files outside `templates/` directories (huggingface_hub reads its
-    /// model-card templates, `templates/*.md`, at run time), and `docs/` directories. `.txt` files
-    /// stay: litellm reads `huggingface_llms_metadata/*.txt` and `proxy/llamaguard_prompt.txt`.
-    Docs,
-    /// Directories named `examples`.
-    Examples,
-    /// `.pyi` stubs (`py.typed` markers stay).
-    TypeStubs,
-    /// C, C++ and Cython sources and headers.
-    CSources,
-    /// The pip, setuptools and wheel distributions, and `_distutils_hack` wherever it comes from.
-    BuildTools,
-    /// A top-level `bin/` directory.
-    ConsoleScripts,
-    /// `RECORD` (and its signatures, `INSTALLER`, `REQUESTED`, `direct_url.json`) in `.dist-info`.
-    Record,
-}
-
-impl SafeRule {
-    /// Every safe rule, in the order they run by default.
-    pub const ALL: [SafeRule; 8] = [
-        SafeRule::Tests,
-        SafeRule::Docs,
-        SafeRule::Examples,
-        SafeRule::TypeStubs,
-        SafeRule::CSources,
-        SafeRule::BuildTools,
-        SafeRule::ConsoleScripts,
-        SafeRule::Record,
-    ];
-
-    /// The rule's name in layer.toml and the size report.
-    pub fn name(self) -> &'static str {
-        match self {
-            SafeRule::Tests => "tests",
-            SafeRule::Docs => "docs",
-            SafeRule::Examples => "examples",
-            SafeRule::TypeStubs => "type-stubs",
-            SafeRule::CSources => "c-sources",
-            SafeRule::BuildTools => "build-tools",
-            SafeRule::ConsoleScripts => "console-scripts",
-            SafeRule::Record => "record",
-        }
-    }
-}
+pub(crate) const DEFAULT_INDEX_URL: &str = "https://pypi.org/simple";
 
 /// `[prune]`: which named rules run. Safe rules are on by default; opt-in rules must be named and
 /// `verify` must pass after them.
@@ -161,48 +109,31 @@ impl SafeRule {
 pub struct PruneSpec {
     /// Safe rules to run (default: all of them).
     #[serde(default = "default_safe_rules")]
-    pub safe: Vec<SafeRule>,
+    pub(crate) safe: Vec<SafeRule>,
     /// Opt-in: keep only these LiteLLM providers under `litellm/llms/` (empty: keep all).
     #[serde(default)]
-    pub keep_litellm_providers: Vec<String>,
+    pub(crate) keep_litellm_providers: Vec<String>,
     /// Opt-in: paths under `litellm/proxy/` to delete (relative to it, e.g. `_experimental`).
     #[serde(default)]
-    pub litellm_proxy_paths: Vec<String>,
+    pub(crate) litellm_proxy_paths: Vec<String>,
     /// botocore service models to keep under `botocore/data/` when botocore is installed; absent:
     /// the services of the enabled providers (`xtask/data/providers.toml`).
     #[serde(default)]
-    pub keep_botocore_services: Option<Vec<String>>,
+    pub(crate) keep_botocore_services: Option<Vec<String>>,
     /// Opt-in: whole distributions to delete after install.
     #[serde(default)]
-    pub drop_packages: Vec<String>,
-    /// Standard-library parts to delete (default: the list of docs/architecture.md §7).
+    pub(crate) drop_packages: Vec<String>,
+    /// Standard-library parts to delete (default: all of them).
     #[serde(default = "default_stdlib_rules")]
-    pub stdlib: Vec<String>,
+    pub(crate) stdlib: Vec<StdlibRule>,
 }
 
 fn default_safe_rules() -> Vec<SafeRule> {
     SafeRule::ALL.to_vec()
 }
 
-/// Standard-library parts removable with LiteLLM still working (docs/architecture.md §6, §7).
-pub const STDLIB_PRUNE_RULES: &[&str] = &[
-    "test",
-    "idlelib",
-    "tkinter",
-    "turtledemo",
-    "ensurepip",
-    "lib2to3",
-    "pydoc_data",
-    "distutils",
-    "config",
-    "__phello__",
-    "static-libs",
-    "headers",
-    "test-extensions",
-];
-
-fn default_stdlib_rules() -> Vec<String> {
-    STDLIB_PRUNE_RULES.iter().map(|s| s.to_string()).collect()
+fn default_stdlib_rules() -> Vec<StdlibRule> {
+    StdlibRule::ALL.to_vec()
 }
 
 impl Default for PruneSpec {
@@ -221,23 +152,23 @@ impl Default for PruneSpec {
 /// `[budget]`: the build fails when the layer is bigger than this.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct BudgetSpec {
+pub(crate) struct BudgetSpec {
     /// Maximum size of `python-litellm-<arch>.zip`, in MB (10^6 bytes).
     #[serde(default = "default_zipped_mb")]
-    pub zipped_mb: f64,
+    pub(crate) zipped_mb: f64,
     /// Maximum size of the unzipped layer, in MB (10^6 bytes).
     #[serde(default = "default_unzipped_mb")]
-    pub unzipped_mb: f64,
+    pub(crate) unzipped_mb: f64,
     /// How the layer reaches Lambda: through S3 (what Serverless does; Lambda then allows up to
     /// 250 MB unzipped) or by a direct upload (Lambda's 50 MB zipped limit applies too).
     #[serde(default)]
-    pub upload: Upload,
+    pub(crate) upload: Upload,
 }
 
 /// How the layer zip is uploaded to Lambda.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Upload {
+pub(crate) enum Upload {
     /// Through an S3 bucket (Serverless's deployment bucket).
     #[default]
     S3,
@@ -269,10 +200,10 @@ pub struct VerifySpec {
 /// `[providers]`: which LLM providers of the catalog (`xtask/data/providers.toml`) the layer serves.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ProvidersSpec {
+pub(crate) struct ProvidersSpec {
     /// Catalog names, e.g. `["openai", "bedrock"]`; OpenAI alone by default.
     #[serde(default = "default_providers")]
-    pub enabled: Vec<String>,
+    pub(crate) enabled: Vec<String>,
 }
 
 fn default_providers() -> Vec<String> {
@@ -287,13 +218,13 @@ impl Default for ProvidersSpec {
 
 impl LayerSpec {
     /// The enabled providers, from the catalog (names were checked when the spec was read).
-    pub fn enabled_providers(&self) -> Result<Vec<Provider>> {
+    pub(crate) fn enabled_providers(&self) -> Result<Vec<Provider>> {
         Ok(Catalog::builtin().enabled(&self.providers.enabled)?.into_iter().cloned().collect())
     }
 
     /// `[packages] requirements` followed by the enabled providers' extra requirements: what
     /// `lock` resolves and records.
-    pub fn all_requirements(&self) -> Result<Vec<String>> {
+    pub(crate) fn all_requirements(&self) -> Result<Vec<String>> {
         let providers = self.enabled_providers()?;
         let mut all = self.packages.requirements.clone();
         for extra in crate::providers::requirements(&providers.iter().collect::<Vec<_>>()) {
@@ -305,7 +236,7 @@ impl LayerSpec {
     }
 
     /// `[verify] imports` followed by the enabled providers' modules not already listed.
-    pub fn verify_imports(&self) -> Result<Vec<String>> {
+    pub(crate) fn verify_imports(&self) -> Result<Vec<String>> {
         let mut imports = self.verify.imports.clone();
         for provider in self.enabled_providers()? {
             for module in provider.imports {
@@ -318,7 +249,7 @@ impl LayerSpec {
     }
 
     /// The Node service's model config: `models.yaml` beside `[serverless] file`.
-    pub fn model_config_path(&self) -> PathBuf {
+    pub(crate) fn model_config_path(&self) -> PathBuf {
         let serverless = crate::project_root().join(&self.serverless.file);
         serverless.parent().map(|dir| dir.join("models.yaml")).unwrap_or_else(|| PathBuf::from("models.yaml"))
     }
@@ -326,7 +257,7 @@ impl LayerSpec {
     /// Check that every model of the service's `models.yaml` goes to an enabled provider (run by
     /// `layer`, and meant for `deploy` before anything is uploaded). Returns the file checked, or
     /// `None` when the service has no models.yaml.
-    pub fn check_model_config(&self) -> Result<Option<PathBuf>> {
+    pub(crate) fn check_model_config(&self) -> Result<Option<PathBuf>> {
         let path = self.model_config_path();
         if !path.exists() {
             return Ok(None);
@@ -339,17 +270,17 @@ impl LayerSpec {
 /// `[pack]`: which modules get bytecode and which ship without source (see `layer/profile.rs`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PackSpec {
+pub(crate) struct PackSpec {
     #[serde(default)]
-    pub bytecode: BytecodeChoice,
+    pub(crate) bytecode: BytecodeChoice,
     #[serde(default)]
-    pub sourceless: Sourceless,
+    pub(crate) sourceless: Sourceless,
 }
 
 /// `pack.bytecode`: which `.py` files get a `.pyc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum BytecodeChoice {
+pub(crate) enum BytecodeChoice {
     /// Only the modules of the import profile beside the lock (every module when there is no
     /// current profile); the others ship as `.py` and compile in memory when first imported.
     #[default]
@@ -360,7 +291,7 @@ pub enum BytecodeChoice {
 
 /// `pack.sourceless`: whether profiled modules ship as `.pyc` without their `.py`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sourceless {
+pub(crate) enum Sourceless {
     /// Every `.py` ships (tracebacks show source lines).
     #[default]
     Off,
@@ -393,19 +324,23 @@ impl<'de> Deserialize<'de> for Sourceless {
 /// `[serverless]`: how the layer is wired into the service.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ServerlessSpec {
+pub(crate) struct ServerlessSpec {
     /// serverless.yml to patch, relative to the repository root.
-    pub file: PathBuf,
-    /// The layer's `path` as written into serverless.yml; `{arch}` is replaced.
-    pub layer_path: String,
+    #[serde(default = "default_serverless_file")]
+    pub(crate) file: PathBuf,
+    /// A key of older specs, no longer used: read only to refuse it with a message that names
+    /// its replacement (docs/architecture.md §9).
+    #[serde(default)]
+    layer_path: Option<toml::Value>,
+}
+
+fn default_serverless_file() -> PathBuf {
+    PathBuf::from("amplify-lambda-js/serverless.yml")
 }
 
 impl Default for ServerlessSpec {
     fn default() -> Self {
-        ServerlessSpec {
-            file: PathBuf::from("amplify-lambda-js/serverless.yml"),
-            layer_path: "../layer-build-{arch}/layer".to_string(),
-        }
+        ServerlessSpec { file: default_serverless_file(), layer_path: None }
     }
 }
 
@@ -469,10 +404,10 @@ impl LayerSpec {
             }
         }
         for path in &self.packages.allow_secret_files {
-            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c.is_empty() || c == "..") {
+            if let Err(why) = crate::files::enclosed_relative_path(path) {
                 bail!(
-                    "packages.allow-secret-files: {path:?} is not a path inside site-packages (write it as \
-                     `certifi/cacert.pem`)"
+                    "packages.allow-secret-files: {path:?} is not a path inside site-packages ({why}); write it as \
+                     `certifi/cacert.pem`"
                 );
             }
         }
@@ -493,13 +428,13 @@ impl LayerSpec {
         if !matches!(url.scheme(), "http" | "https") {
             bail!("index.url = {:?}: only http and https indexes are supported", self.index.url);
         }
-        for rule in &self.prune.stdlib {
-            if !STDLIB_PRUNE_RULES.contains(&rule.as_str()) {
-                bail!("prune.stdlib: unknown rule {rule:?}; known rules: {}", STDLIB_PRUNE_RULES.join(", "));
-            }
-        }
         for path in &self.prune.litellm_proxy_paths {
-            crate::files::enclosed_relative_path(path).context("prune.litellm-proxy-paths")?;
+            if let Err(why) = crate::files::enclosed_relative_path(path) {
+                bail!(
+                    "prune.litellm-proxy-paths: {path:?} is not a path inside litellm/proxy ({why}); write it as \
+                     `swagger`"
+                );
+            }
         }
         for (key, value) in
             [("budget.zipped-mb", self.budget.zipped_mb), ("budget.unzipped-mb", self.budget.unzipped_mb)]
@@ -523,15 +458,19 @@ impl LayerSpec {
                 lambda::UNZIPPED_LIMIT_MB
             );
         }
-        if !self.serverless.layer_path.contains("{arch}") && self.serverless.layer_path.is_empty() {
-            bail!("serverless.layer-path is empty");
+        if self.serverless.layer_path.is_some() {
+            bail!(
+                "serverless.layer-path is no longer used: the layer deploys as the built zip, and serverless.yml \
+                 reads its path from layer-build-<arch>/serverless-layer.json, which `cargo xtask layer` writes; \
+                 remove the key (run `cargo xtask patch` once if serverless.yml still names a layer path)"
+            );
         }
         Ok(())
     }
 
     /// The python-build-standalone mirror: `cli` (`--pbs-mirror` / `XTASK_PBS_MIRROR`) first, else
     /// `[python] mirror`.
-    pub fn pbs_mirror(&self, cli: Option<&str>) -> Option<String> {
+    pub(crate) fn pbs_mirror(&self, cli: Option<&str>) -> Option<String> {
         cli.map(String::from).or_else(|| self.python.mirror.clone())
     }
 }

@@ -75,8 +75,8 @@ fn run_npm_tests(sh: &Shell, dir: &str, what: &str) -> Result<()> {
     cmd!(sh, "npm test").run().with_context(|| format!("{what} failed (see above)"))
 }
 
-/// The Python the Node tests run the bridge on: the host's CPython 3.11 with exactly the locked
-/// packages for the host arch, installed by our own installer into
+/// The Python the Node tests run the bridge on: the host's CPython, of the layer's minor version,
+/// with exactly the locked packages for the host arch, installed by our own installer into
 /// `target/test-fixtures/node-python/site-packages`, behind a small wrapper script.
 pub(crate) fn prepare_node_python(global: &GlobalArgs, progress: &Progress) -> Result<std::path::PathBuf> {
     use crate::layer::install::install_lock;

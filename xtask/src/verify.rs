@@ -19,7 +19,7 @@
 pub(crate) mod elf;
 pub mod loopback;
 pub(crate) mod openai_server;
-pub mod profile;
+pub(crate) mod profile;
 pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod sandbox;
@@ -196,7 +196,7 @@ fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::ar
 }
 
 /// `--arm64-sysroot` / `$XTASK_ARM64_SYSROOT`, else the cached Debian 12 sysroot, built on first use.
-pub fn locate_sysroot(global: &GlobalArgs, args: &VerifyArgs, progress: &Progress) -> Result<PathBuf> {
+pub(crate) fn locate_sysroot(global: &GlobalArgs, args: &VerifyArgs, progress: &Progress) -> Result<PathBuf> {
     if let Some(dir) = args.arm64_sysroot.clone().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.join("lib/ld-linux-aarch64.so.1").exists() {
             bail!(

@@ -14,6 +14,12 @@ fn paths_are_normalised_or_refused() {
     assert_eq!(enclosed_components(b"python/a\0b"), Err(Refusal::NulByte));
     assert_eq!(enclosed_components(b"python/\xff"), Err(Refusal::NotUtf8));
     assert_eq!(enclosed_components(b"./"), Err(Refusal::Empty));
+    assert_eq!(enclosed_components(b"."), Err(Refusal::Empty));
+    assert_eq!(enclosed_components(b"/"), Err(Refusal::AbsolutePath));
+    assert_eq!(enclosed_components(b"python/a\x1bb"), Err(Refusal::ControlCharacter('\u{1b}')));
+    assert_eq!(enclosed_components(b"python\\..\\x"), Err(Refusal::UnsafeName(crate::files::UnsafePath::Backslash)));
+    assert_eq!(enclosed_components(b"C:/python"), Err(Refusal::UnsafeName(crate::files::UnsafePath::DriveLetter)));
+    assert_eq!(Refusal::UnsafeName(crate::files::UnsafePath::Backslash).to_string(), "unsafe name: backslash");
 }
 
 #[test]

@@ -53,7 +53,7 @@ struct Span {
 
 /// Check the layout of the zip at `path`; `shown` names the archive in messages (a wheel file
 /// name). Returns the number of entries.
-pub fn check_zip_layout(path: &Path, shown: &str) -> Result<usize> {
+pub(crate) fn check_zip_layout(path: &Path, shown: &str) -> Result<usize> {
     let mut file = fs_err::File::open(path)?;
     let len = file.metadata()?.len();
     check_layout(&mut file, len, shown)

@@ -26,14 +26,14 @@ use crate::python_version::PythonVersion;
 
 /// One layout's timings.
 #[derive(Debug, Clone)]
-pub struct LayoutTiming {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub samples: Vec<Duration>,
+pub(crate) struct LayoutTiming {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) samples: Vec<Duration>,
 }
 
 impl LayoutTiming {
-    pub fn median(&self) -> Duration {
+    pub(crate) fn median(&self) -> Duration {
         crate::stats::median_duration(&self.samples)
     }
 }
@@ -41,14 +41,14 @@ impl LayoutTiming {
 /// What [`measure`] found.
 #[derive(Debug, Clone)]
 pub struct ImportTimeReport {
-    pub runs: u32,
+    pub(crate) runs: u32,
     /// floor, ours (zip after site-packages), ours (zip before site-packages), old.
-    pub layouts: Vec<LayoutTiming>,
-    pub layer_zipped: u64,
-    pub layer_unzipped: u64,
-    pub zipped_distributions: usize,
-    pub on_disk_distributions: usize,
-    pub top_contributors: Vec<Contributor>,
+    pub(crate) layouts: Vec<LayoutTiming>,
+    pub(crate) layer_zipped: u64,
+    pub(crate) layer_unzipped: u64,
+    pub(crate) zipped_distributions: usize,
+    pub(crate) on_disk_distributions: usize,
+    pub(crate) top_contributors: Vec<Contributor>,
 }
 
 impl ImportTimeReport {
@@ -57,12 +57,12 @@ impl ImportTimeReport {
     }
 
     /// Median of our default layout over the median of the floor (goal: at most 1.15).
-    pub fn ours_over_floor(&self) -> f64 {
+    pub(crate) fn ours_over_floor(&self) -> f64 {
         ratio(self.timing("ours"), self.timing("floor"))
     }
 
     /// Median of the old layout over ours (goal: at least 2).
-    pub fn old_over_ours(&self) -> f64 {
+    pub(crate) fn old_over_ours(&self) -> f64 {
         ratio(self.timing("old"), self.timing("ours"))
     }
 }
@@ -328,7 +328,7 @@ fn build_old(site_packages: &Path, old: &Path) -> Result<()> {
 
 /// The installed distributions of a `pip install --target` tree, from each `.dist-info/RECORD`:
 /// files outside the tree (`../bin/...`) and bytecode are left out, as are files that are gone.
-pub fn dists_from_records(site_packages: &Path) -> Result<Vec<InstalledDist>> {
+pub(crate) fn dists_from_records(site_packages: &Path) -> Result<Vec<InstalledDist>> {
     let mut dists = Vec::new();
     let mut names: Vec<PathBuf> =
         fs::read_dir(site_packages)?.map(|entry| entry.map(|e| e.path())).collect::<std::io::Result<_>>()?;

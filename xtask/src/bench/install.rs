@@ -22,16 +22,16 @@ use crate::spec::LayerSpec;
 
 /// One measured case: a tool with a cold or warm cache.
 #[derive(Debug, Clone)]
-pub struct Measurement {
-    pub tool: &'static str,
-    pub cache: &'static str,
-    pub runs: Vec<Duration>,
+pub(crate) struct Measurement {
+    pub(crate) tool: &'static str,
+    pub(crate) cache: &'static str,
+    pub(crate) runs: Vec<Duration>,
     /// Files the tool left in its target directory (last run).
-    pub files: usize,
+    pub(crate) files: usize,
 }
 
 impl Measurement {
-    pub fn median(&self) -> Duration {
+    pub(crate) fn median(&self) -> Duration {
         crate::stats::median_duration(&self.runs)
     }
 }
@@ -48,7 +48,7 @@ fn pip_platforms(arch: Arch) -> Vec<String> {
 
 /// `name==version --hash=sha256:...` for every package the arch installs, listing the hashes of
 /// all of the package's locked wheels (pip and uv pick the file themselves).
-pub fn requirements_with_hashes(lock: &Pylock, target: &Target) -> Result<String> {
+pub(crate) fn requirements_with_hashes(lock: &Pylock, target: &Target) -> Result<String> {
     let mut text = String::new();
     for selected in select_wheels(lock, target)? {
         text.push_str(&format!("{}=={}", selected.package.name, selected.package.version));
@@ -63,7 +63,7 @@ pub fn requirements_with_hashes(lock: &Pylock, target: &Target) -> Result<String
 /// The tools [`bench_install`] can measure.
 /// `uv-copy` is uv with `--link-mode copy`: it copies files out of its cache as xtask must,
 /// instead of hard-linking them (uv's default on Linux).
-pub const TOOLS: &[&str] = &["xtask", "uv", "uv-copy", "pip"];
+pub(crate) const TOOLS: &[&str] = &["xtask", "uv", "uv-copy", "pip"];
 
 /// Run the benchmark for `arch` and return a Markdown table. `tools` is a subset of [`TOOLS`];
 /// `work_dir` holds the tool venv, caches and targets; it is reused between calls (the venv is
@@ -145,7 +145,7 @@ pub fn bench_install(
 }
 
 /// A private venv at `venv` with the newest uv and pip from PyPI (created on first use).
-pub fn tools_venv(sh: &Shell, venv: &Path, progress: &Progress) -> Result<()> {
+pub(crate) fn tools_venv(sh: &Shell, venv: &Path, progress: &Progress) -> Result<()> {
     let python = venv.join("bin/python");
     if !python.exists() {
         progress.note(format!("creating {} with uv and pip from PyPI", venv.display()));

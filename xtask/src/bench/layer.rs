@@ -23,23 +23,23 @@ use crate::spec::LayerSpec;
 use crate::stats::median_duration as median;
 
 /// What [`bench_layer`] needs.
-pub struct LayerBench<'a> {
+pub(crate) struct LayerBench<'a> {
     /// The xtask binary to run `layer` with.
-    pub exe: &'a Path,
-    pub spec_path: &'a Path,
-    pub spec: &'a LayerSpec,
-    pub lock: &'a Pylock,
-    pub arch: Arch,
-    pub runs: u32,
-    pub python: &'a PythonDistArgs,
+    pub(crate) exe: &'a Path,
+    pub(crate) spec_path: &'a Path,
+    pub(crate) spec: &'a LayerSpec,
+    pub(crate) lock: &'a Pylock,
+    pub(crate) arch: Arch,
+    pub(crate) runs: u32,
+    pub(crate) python: &'a PythonDistArgs,
     /// A venv holding `uv` (see [`crate::bench::install::tools_venv`]).
-    pub uv: &'a Path,
-    pub work_dir: &'a Path,
-    pub progress: &'a Progress,
+    pub(crate) uv: &'a Path,
+    pub(crate) work_dir: &'a Path,
+    pub(crate) progress: &'a Progress,
 }
 
 /// Medians of the four cases and the zip sizes, as a Markdown section.
-pub fn bench_layer(bench: &LayerBench<'_>) -> Result<String> {
+pub(crate) fn bench_layer(bench: &LayerBench<'_>) -> Result<String> {
     let LayerBench { exe, spec_path, spec, lock, arch, runs, python, uv, work_dir, progress } = *bench;
     if runs == 0 {
         bail!("--runs must be at least 1");
@@ -167,7 +167,7 @@ fn remove_if_exists(path: &Path) -> Result<()> {
 }
 
 /// The `uv` binary of the tool venv at `venv` (created by [`crate::bench::install::tools_venv`]).
-pub fn uv_in(venv: &Path) -> PathBuf {
+pub(crate) fn uv_in(venv: &Path) -> PathBuf {
     venv.join("bin/uv")
 }
 

@@ -2,9 +2,9 @@
 //! cache, measured in the same run; medians of several runs, printed as a Markdown table.
 //!
 //! Both tools resolve both Lambda arches (uv once per `--python-platform`, back to back, as one
-//! measurement), wheels only, for CPython 3.11, against the same index. Cold = a fresh cache
-//! directory per run; warm = a cache filled by a first, unmeasured run. uv is installed with pip
-//! into a private virtualenv under the work directory.
+//! measurement), wheels only, for the CPython minor version of `layer.toml`, against the same
+//! index. Cold = a fresh cache directory per run; warm = a cache filled by a first, unmeasured
+//! run. uv is installed with pip into a private virtualenv under the work directory.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,10 +16,10 @@ use crate::spec::LayerSpec;
 
 /// One row of the table.
 #[derive(Debug, Clone)]
-pub struct Measurement {
-    pub label: String,
-    pub median: Duration,
-    pub runs: Vec<Duration>,
+pub(crate) struct Measurement {
+    pub(crate) label: String,
+    pub(crate) median: Duration,
+    pub(crate) runs: Vec<Duration>,
 }
 
 /// Run the benchmark and return the Markdown table. `xtask_bin` is the (release) xtask binary,
@@ -117,7 +117,7 @@ fn install_uv(sh: &Shell, work_dir: &Path) -> Result<PathBuf> {
 }
 
 /// The Markdown table: medians, all runs, and ratios xtask / uv.
-pub fn table(rows: &[Measurement], runs: u32, requirements: &[String]) -> String {
+pub(crate) fn table(rows: &[Measurement], runs: u32, requirements: &[String]) -> String {
     let mut out = format!(
         "### lock: `cargo xtask lock` vs `uv pip compile` ({}; both arches, wheels only; median of {runs})\n\n\
          | measurement | median | runs |\n|---|---:|---|\n",

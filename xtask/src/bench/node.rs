@@ -13,7 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// The Node benchmarks: `--only` name, script under `bench/`, default runs per side.
-pub const NODE_BENCHMARKS: &[(&str, &str, u32)] = &[
+pub(crate) const NODE_BENCHMARKS: &[(&str, &str, u32)] = &[
     ("cold-start", "cold-start.mjs", 5),
     ("import-gc", "import-gc.mjs", 10),
     ("warm-overhead", "warm-overhead.mjs", 300),
@@ -21,7 +21,7 @@ pub const NODE_BENCHMARKS: &[(&str, &str, u32)] = &[
 
 /// Runs `bench/<script>` with `--runs runs` and returns the Markdown it printed. `python` becomes
 /// `LITELLM_PYTHON`; without it the scripts use the built host-arch layer.
-pub fn run_script(root: &Path, script: &str, runs: u32, python: Option<&Path>) -> Result<String> {
+pub(crate) fn run_script(root: &Path, script: &str, runs: u32, python: Option<&Path>) -> Result<String> {
     let path = root.join("bench").join(script);
     let mut command = Command::new("node");
     command.arg(&path).args(["--runs", &runs.to_string()]).current_dir(root);

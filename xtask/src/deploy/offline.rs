@@ -39,7 +39,7 @@ sdk.config.update({ endpoint, s3ForcePathStyle: true, maxRetries: 0 });
 "#;
 
 /// A stand-in CloudFormation endpoint on 127.0.0.1, stopped when dropped.
-pub struct StandInCloudFormation {
+pub(crate) struct StandInCloudFormation {
     address: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
     actions: Arc<Mutex<Vec<String>>>,
@@ -52,7 +52,7 @@ pub struct StandInCloudFormation {
 
 impl StandInCloudFormation {
     /// Listen on a free port of 127.0.0.1 and answer in a background thread.
-    pub fn start() -> Result<StandInCloudFormation> {
+    pub(crate) fn start() -> Result<StandInCloudFormation> {
         let listener = TcpListener::bind("127.0.0.1:0").context("starting the stand-in CloudFormation on 127.0.0.1")?;
         let address = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -88,18 +88,18 @@ impl StandInCloudFormation {
     }
 
     /// The endpoint URL, `http://127.0.0.1:<port>`.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.address)
     }
 
     /// The `Action`s answered so far, in order.
-    pub fn actions(&self) -> Vec<String> {
+    pub(crate) fn actions(&self) -> Vec<String> {
         self.actions.lock().map(|actions| actions.clone()).unwrap_or_default()
     }
 
     /// Set up `command` (the Serverless Framework, installed in `serverless_dir`) to talk only to
     /// the stand-in, with throw-away credentials; the user's AWS configuration is not read.
-    pub fn configure(&self, command: &mut Command, serverless_dir: &Path) {
+    pub(crate) fn configure(&self, command: &mut Command, serverless_dir: &Path) {
         for name in [
             "AWS_PROFILE",
             "AWS_DEFAULT_PROFILE",

@@ -19,32 +19,32 @@ use serde_json::Value;
 use crate::arch::Arch;
 
 /// The Lambda runtime of the service.
-pub const RUNTIME: &str = crate::lambda::NODE_RUNTIME;
+pub(crate) const RUNTIME: &str = crate::lambda::NODE_RUNTIME;
 
 const LAYER_TYPE: &str = "AWS::Lambda::LayerVersion";
 const FUNCTION_TYPE: &str = "AWS::Lambda::Function";
 const URL_TYPE: &str = "AWS::Lambda::Url";
 
 /// The logical id Serverless gives the `chat` function.
-pub const CHAT_FUNCTION: &str = "ChatLambdaFunction";
+pub(crate) const CHAT_FUNCTION: &str = "ChatLambdaFunction";
 
 /// Environment variables that configure bearer API keys for the chat function; with one of them a
 /// Function URL may use `AuthType: NONE` (the function checks the keys itself).
-pub const API_KEY_VARIABLES: [&str; 2] = ["API_KEY_SHA256S", "API_KEY_SHA256S_SSM_PARAMETER"];
+pub(crate) const API_KEY_VARIABLES: [&str; 2] = ["API_KEY_SHA256S", "API_KEY_SHA256S_SSM_PARAMETER"];
 
 /// What the template must hold besides the fixed facts: the build's values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected {
-    pub arch: Arch,
+pub(crate) struct Expected {
+    pub(crate) arch: Arch,
     /// The environment every function needs to run the layer's Python, from the build's wiring.
-    pub environment: Vec<(String, String)>,
+    pub(crate) environment: Vec<(String, String)>,
     /// The file name of the layer zip the template must upload (the end of `Content.S3Key`).
-    pub artifact_name: String,
+    pub(crate) artifact_name: String,
 }
 
 impl Expected {
     /// The expectations for a build described by `wiring`.
-    pub fn from_wiring(arch: Arch, wiring: &crate::serverless::LayerWiring) -> Expected {
+    pub(crate) fn from_wiring(arch: Arch, wiring: &crate::serverless::LayerWiring) -> Expected {
         Expected {
             arch,
             environment: vec![
@@ -59,15 +59,15 @@ impl Expected {
 
 /// One failed check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckFailure {
+pub(crate) struct CheckFailure {
     /// The logical id of the resource, or `Resources` when the resource is missing altogether.
-    pub resource: String,
+    pub(crate) resource: String,
     /// The property path inside the resource, e.g. `Properties.Architectures`.
-    pub key: String,
+    pub(crate) key: String,
     /// What is wrong.
-    pub problem: String,
+    pub(crate) problem: String,
     /// How to fix it.
-    pub fix: String,
+    pub(crate) fix: String,
 }
 
 impl fmt::Display for CheckFailure {
@@ -78,31 +78,31 @@ impl fmt::Display for CheckFailure {
 
 /// What the checks found in a template that passed them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateSummary {
+pub(crate) struct TemplateSummary {
     /// Logical ids of the layer resources.
-    pub layers: Vec<LayerResource>,
+    pub(crate) layers: Vec<LayerResource>,
     /// The functions, in template order.
-    pub functions: Vec<FunctionResource>,
+    pub(crate) functions: Vec<FunctionResource>,
     /// A one-line description of each check that passed.
-    pub checks: Vec<String>,
+    pub(crate) checks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerResource {
-    pub logical_id: String,
+pub(crate) struct LayerResource {
+    pub(crate) logical_id: String,
     /// `Properties.Content.S3Key`, when it is a plain string (its file name is the packaged zip's).
-    pub s3_key: Option<String>,
+    pub(crate) s3_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionResource {
-    pub logical_id: String,
+pub(crate) struct FunctionResource {
+    pub(crate) logical_id: String,
     /// `Properties.FunctionName`, when it is a plain string.
-    pub function_name: Option<String>,
+    pub(crate) function_name: Option<String>,
 }
 
 /// Check a parsed template for `arch`. Returns every failure, not only the first.
-pub fn check_template(template: &Value, expected: &Expected) -> Result<TemplateSummary, Vec<CheckFailure>> {
+pub(crate) fn check_template(template: &Value, expected: &Expected) -> Result<TemplateSummary, Vec<CheckFailure>> {
     let arch = expected.arch;
     let mut failures = Vec::new();
     let mut checks = Vec::new();

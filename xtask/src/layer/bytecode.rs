@@ -25,15 +25,16 @@ use crate::python_version::PythonVersion;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildPython {
     /// The interpreter binary, e.g. `layer/python/bin/python3.X` or `python3` from `PATH`.
-    pub interpreter: PathBuf,
+    pub(crate) interpreter: PathBuf,
     /// `PYTHONHOME` to run it with (a relocated python-build-standalone tree), if any.
-    pub home: Option<PathBuf>,
+    pub(crate) home: Option<PathBuf>,
 }
 
 impl BuildPython {
     /// `python3` from `PATH` when it is CPython `minor`; otherwise `None`, saying why on stderr
-    /// (tests that need a host interpreter of the layer's minor version use this).
-    pub fn host_if_minor(minor: &str) -> Option<BuildPython> {
+    /// (the unit tests that need a host interpreter of the layer's minor version use this).
+    #[cfg(test)]
+    pub(crate) fn host_if_minor(minor: &str) -> Option<BuildPython> {
         let python = BuildPython::host();
         match python.minor_version() {
             Ok(version) if version == minor => Some(python),
@@ -55,7 +56,7 @@ impl BuildPython {
     /// `sys.path`), `PYTHONHASHSEED=0`, and none of the caller's `PYTHON*` variables. This is `-I
     /// -S -B` except that `PYTHONHOME` may point at a relocated interpreter tree.
     /// <https://docs.python.org/3/using/cmdline.html#cmdoption-I>
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(&self.interpreter);
         command.args(["-S", "-s", "-B"]);
         for (name, _) in std::env::vars_os() {
@@ -72,7 +73,7 @@ impl BuildPython {
     }
 
     /// The interpreter's `major.minor` version, e.g. `3.11`.
-    pub fn minor_version(&self) -> Result<String> {
+    pub(crate) fn minor_version(&self) -> Result<String> {
         let output = self
             .command()
             .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
@@ -91,7 +92,7 @@ impl BuildPython {
 
     /// Fail with a clear error unless this interpreter is CPython `minor` (e.g. `3.11`): bytecode
     /// is only valid for the minor version that wrote it.
-    pub fn require_minor(&self, minor: PythonVersion) -> Result<()> {
+    pub(crate) fn require_minor(&self, minor: PythonVersion) -> Result<()> {
         let found = self.minor_version()?;
         if found != minor.dotted() {
             bail!(
@@ -107,7 +108,7 @@ impl BuildPython {
 
 /// The PEP 3147 location of the `.pyc` for `source` (a POSIX path ending in `.py`):
 /// `pkg/mod.py` → `pkg/__pycache__/mod.cpython-311.pyc`. <https://peps.python.org/pep-3147/>
-pub fn pycache_path(source: &str, tag: &str) -> String {
+pub(crate) fn pycache_path(source: &str, tag: &str) -> String {
     let stem = source.strip_suffix(".py").unwrap_or(source);
     match stem.rsplit_once('/') {
         Some((dir, name)) => format!("{dir}/__pycache__/{name}.{tag}.pyc"),
@@ -117,19 +118,19 @@ pub fn pycache_path(source: &str, tag: &str) -> String {
 
 /// The legacy location of the `.pyc` for `source`, beside it: `pkg/mod.py` → `pkg/mod.pyc`.
 /// zipimport only uses this one; it ignores `__pycache__`.
-pub fn legacy_pyc_path(source: &str) -> String {
+pub(crate) fn legacy_pyc_path(source: &str) -> String {
     format!("{}.pyc", source.strip_suffix(".py").unwrap_or(source))
 }
 
 /// One file to compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompileJob {
+pub(crate) struct CompileJob {
     /// The `.py` file on the build machine.
-    pub source: PathBuf,
+    pub(crate) source: PathBuf,
     /// Where the `.pyc` goes on the build machine.
-    pub pyc: PathBuf,
+    pub(crate) pyc: PathBuf,
     /// The path baked into the code objects (`co_filename`): where the source is on Lambda.
-    pub co_filename: String,
+    pub(crate) co_filename: String,
 }
 
 /// A file that could not be compiled (as pip does for Python 2 files, it is skipped with a warning:
@@ -137,18 +138,18 @@ pub struct CompileJob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedFile {
     pub source: PathBuf,
-    pub error: String,
+    pub(crate) error: String,
 }
 
 /// What [`compile`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CompileOutcome {
+pub(crate) struct CompileOutcome {
     /// Number of `.pyc` files written (compiled now or taken from the bytecode cache).
-    pub compiled: usize,
+    pub(crate) compiled: usize,
     /// How many of those came from the bytecode cache.
-    pub from_cache: usize,
+    pub(crate) from_cache: usize,
     /// Files with syntax (or encoding) errors, sorted by path.
-    pub skipped: Vec<SkippedFile>,
+    pub(crate) skipped: Vec<SkippedFile>,
 }
 
 /// The driver run by the build python: reads `source\tpyc\tco_filename` lines from the file named
@@ -177,7 +178,7 @@ struct DriverFailure {
 
 /// Compile `jobs` with `python`, in up to four parallel processes. Every written `.pyc` gets mode
 /// 0644. Files Python cannot compile are returned in [`CompileOutcome::skipped`]; the caller warns.
-pub fn compile(python: &BuildPython, jobs: &[CompileJob]) -> Result<CompileOutcome> {
+pub(crate) fn compile(python: &BuildPython, jobs: &[CompileJob]) -> Result<CompileOutcome> {
     if jobs.is_empty() {
         return Ok(CompileOutcome::default());
     }
@@ -227,7 +228,7 @@ const BYTECODE_CACHE_FORMAT: &str = "1";
 /// followed by their sha256, so a damaged entry is noticed, recompiled and replaced. Entries are
 /// written to a temp file and renamed into place.
 #[derive(Debug, Clone)]
-pub struct BytecodeCache {
+pub(crate) struct BytecodeCache {
     dir: PathBuf,
     /// `importlib.util.MAGIC_NUMBER` of the build python, as hex.
     magic: String,
@@ -235,7 +236,7 @@ pub struct BytecodeCache {
 
 impl BytecodeCache {
     /// The cache in `dir` for bytecode written by `python`.
-    pub fn open(dir: &Path, python: &BuildPython) -> Result<BytecodeCache> {
+    pub(crate) fn open(dir: &Path, python: &BuildPython) -> Result<BytecodeCache> {
         let output = python
             .command()
             .args(["-c", "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"])
@@ -311,7 +312,7 @@ impl BytecodeCache {
 
 /// [`compile`], taking each `.pyc` from `cache` when it holds one for the same inputs and storing
 /// what it compiled. Without a cache it is [`compile`].
-pub fn compile_cached(
+pub(crate) fn compile_cached(
     python: &BuildPython,
     jobs: &[CompileJob],
     cache: Option<&BytecodeCache>,
@@ -386,7 +387,7 @@ fn run_driver(python: &BuildPython, lines: &[String]) -> Result<Vec<SkippedFile>
 /// standalone and some wheels ship timestamp-based ones, and `opt-1`/`opt-2` files) and every
 /// legacy-location `.pyc` that sits beside its `.py` (ours replaces it). A `.pyc` without a `.py`
 /// is a sourceless module and stays. Returns the removed paths relative to `root`, sorted.
-pub fn remove_stale_bytecode(root: &Path) -> Result<Vec<String>> {
+pub(crate) fn remove_stale_bytecode(root: &Path) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let mut pycache_dirs = Vec::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
@@ -417,7 +418,7 @@ pub fn remove_stale_bytecode(root: &Path) -> Result<Vec<String>> {
 }
 
 /// `path` relative to `root`, with `/` separators; an error for a non-UTF-8 name.
-pub fn relative_posix(root: &Path, path: &Path) -> Result<String> {
+pub(crate) fn relative_posix(root: &Path, path: &Path) -> Result<String> {
     let relative =
         path.strip_prefix(root).with_context(|| format!("{} is not inside {}", path.display(), root.display()))?;
     let mut parts = Vec::new();
@@ -436,7 +437,7 @@ fn path_str(path: &Path) -> Result<&str> {
 }
 
 /// Set a file's permission bits (unix), so the tree does not depend on the builder's umask.
-pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

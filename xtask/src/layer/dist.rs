@@ -24,7 +24,7 @@ pub struct InstalledDist {
 impl InstalledDist {
     /// Top-level names the distribution occupies in site-packages (first path components other
     /// than its `.dist-info`), sorted and unique: `litellm`, `six.py`, `_cffi_backend.cpython-311-x86_64-linux-gnu.so`.
-    pub fn top_level(&self) -> Vec<String> {
+    pub(crate) fn top_level(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .files
             .iter()
@@ -38,7 +38,7 @@ impl InstalledDist {
     }
 
     /// Whether any file is a compiled extension module (zipimport cannot load those).
-    pub fn has_extension_modules(&self) -> bool {
+    pub(crate) fn has_extension_modules(&self) -> bool {
         self.files.iter().any(|f| f.ends_with(".so") || f.contains(".so."))
     }
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::arch::Arch;
 
 /// The stamp's file name inside `layer-build-<arch>/`.
-pub const STAMP_FILE: &str = "build-inputs.json";
+pub(crate) const STAMP_FILE: &str = "build-inputs.json";
 
 /// The lock's file name; it sits beside the spec.
 const LOCK_FILE: &str = "pylock.toml";

@@ -25,6 +25,7 @@ use crate::packaging::pylock::{LockedPackage, LockedWheel, Pylock};
 use crate::packaging::tags::TargetTags;
 use crate::packaging::wheel_name::{WheelFilename, normalize_name};
 use crate::progress::{Progress, human_bytes};
+use crate::python_version::PythonVersion;
 use crate::spec::{AllowedStartupHook, LayerSpec};
 
 /// Concurrent downloads.
@@ -39,52 +40,38 @@ const EXTRACT_CHUNK_FILES: usize = 256;
 /// One locked package chosen for the target, with the wheel to install.
 #[derive(Debug, Clone)]
 pub struct SelectedWheel<'a> {
-    pub package: &'a LockedPackage,
-    pub wheel: &'a LockedWheel,
-    pub filename: WheelFilename,
-    pub sha256: Sha256Hex,
+    pub(crate) package: &'a LockedPackage,
+    pub(crate) wheel: &'a LockedWheel,
+    pub(crate) filename: WheelFilename,
+    pub(crate) sha256: Sha256Hex,
 }
 
 /// The target environment of the layer: what markers and tags are evaluated against.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub arch: Arch,
-    /// e.g. 11 for CPython 3.11.
-    pub python_minor: u32,
+    pub(crate) arch: Arch,
+    /// The layer's minor version.
+    pub(crate) python: PythonVersion,
     /// e.g. "3.11.14".
-    pub python_full_version: String,
+    pub(crate) python_full_version: String,
 }
 
 impl Target {
     /// The target of a build: the spec's Python minor version, the full version the lock was made
     /// for (or `<minor>.0` when the lock does not say).
     pub fn new(arch: Arch, spec: &LayerSpec, lock: &Pylock) -> Result<Target> {
-        let python_minor = spec.python.version.minor();
+        let python = spec.python.version;
         let python_full_version = lock
             .inputs()
             .map(|inputs| inputs.python_full_version.clone())
             .unwrap_or_else(|| format!("{}.0", spec.python.version));
-        Ok(Target { arch, python_minor, python_full_version })
+        Ok(Target { arch, python, python_full_version })
     }
 
     /// The PEP 508 marker environment of Lambda's Python (docs/architecture.md §1).
     /// <https://packaging.python.org/en/latest/specifications/dependency-specifiers/#environment-markers>
-    pub fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
-        let python_version = format!("3.{}", self.python_minor);
-        pep508_rs::MarkerEnvironment::try_from(pep508_rs::MarkerEnvironmentBuilder {
-            implementation_name: "cpython",
-            implementation_version: &self.python_full_version,
-            os_name: "posix",
-            platform_machine: self.arch.manylinux_name(),
-            platform_python_implementation: "CPython",
-            platform_release: "",
-            platform_system: "Linux",
-            platform_version: "",
-            python_full_version: &self.python_full_version,
-            python_version: &python_version,
-            sys_platform: "linux",
-        })
-        .map_err(|e| anyhow!("python version {:?} is not a version: {e}", self.python_full_version))
+    pub(crate) fn marker_environment(&self) -> Result<pep508_rs::MarkerEnvironment> {
+        crate::packaging::markers::lambda_environment(self.arch, self.python, &self.python_full_version)
     }
 }
 
@@ -93,7 +80,7 @@ impl Target {
 /// error naming it.
 pub fn select_wheels<'a>(lock: &'a Pylock, target: &Target) -> Result<Vec<SelectedWheel<'a>>> {
     let environment = target.marker_environment()?;
-    let tags = TargetTags::lambda(target.arch, target.python_minor);
+    let tags = TargetTags::lambda(target.arch, target.python);
     let python = pep440_rs::Version::from_str(&target.python_full_version)
         .map_err(|e| anyhow!("python version {:?}: {e}", target.python_full_version))?;
     let mut selected: BTreeMap<String, SelectedWheel<'a>> = BTreeMap::new();
@@ -139,12 +126,12 @@ pub fn select_wheels<'a>(lock: &'a Pylock, target: &Target) -> Result<Vec<Select
         let Some((filename, locked)) = tags.best(candidates.iter().map(|(filename, locked)| (filename, *locked)))
         else {
             bail!(
-                "no wheel of {} {} fits Lambda {} (CPython 3.{}, manylinux_2_{} {}); the lock has: {}. \
+                "no wheel of {} {} fits Lambda {} (CPython {}, manylinux_2_{} {}); the lock has: {}. \
                  Pin a version that publishes such a wheel, or exclude the package in layer.toml",
                 package.name,
                 package.version,
                 target.arch,
-                target.python_minor,
+                target.python,
                 crate::packaging::tags::TARGET_GLIBC_MINOR,
                 target.arch.manylinux_name(),
                 package.wheels.iter().map(|w| w.name.as_str()).collect::<Vec<_>>().join(", ")
@@ -390,7 +377,7 @@ const SECRET_FILE_NAMES: &[&str] = &[
 const SECRET_FILE_EXTENSIONS: &[&str] = &["pem", "key", "p12", "pfx", "jks", "keystore"];
 
 /// Whether an installed path looks like a secret by its name (see [`SECRET_FILE_NAMES`]).
-pub fn is_secret_shaped(destination: &str) -> bool {
+pub(crate) fn is_secret_shaped(destination: &str) -> bool {
     let file = destination.rsplit('/').next().unwrap_or(destination);
     let lower = file.to_ascii_lowercase();
     SECRET_FILE_NAMES.contains(&lower.as_str())
@@ -426,7 +413,7 @@ fn check_secret_files(plans: &[(&SelectedWheel, &WheelPlan)], allowed: &[String]
 /// Whether an installed path (relative to site-packages) runs at interpreter start: a top-level
 /// `*.pth` (read by `site`), or anything that makes `sitecustomize`/`usercustomize` importable
 /// (`sitecustomize.py`, `.pyc`, an extension module, or a package directory).
-pub fn is_startup_hook(destination: &str) -> bool {
+pub(crate) fn is_startup_hook(destination: &str) -> bool {
     let (first, rest) = match destination.split_once('/') {
         Some((first, rest)) => (first, Some(rest)),
         None => (destination, None),

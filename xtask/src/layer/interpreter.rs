@@ -29,56 +29,56 @@ use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
 use crate::spec::LayerSpec;
 
-pub use stdlib::StdlibPruneReport;
+pub(crate) use stdlib::StdlibPruneReport;
 
 /// Everything the runtime step needs.
 #[derive(Debug, Clone)]
-pub struct RuntimeRequest<'a> {
-    pub spec: &'a LayerSpec,
-    pub arch: Arch,
-    pub cache: &'a Cache,
-    pub http: &'a Http,
+pub(crate) struct RuntimeRequest<'a> {
+    pub(crate) spec: &'a LayerSpec,
+    pub(crate) arch: Arch,
+    pub(crate) cache: &'a Cache,
+    pub(crate) http: &'a Http,
     /// `--python-dist` and `--python-sha256`; both empty means the pinned manifest artifact.
-    pub python: &'a PythonDistArgs,
+    pub(crate) python: &'a PythonDistArgs,
     /// `--pbs-mirror` / `XTASK_PBS_MIRROR`, over `[python] mirror`.
-    pub pbs_mirror: Option<&'a str>,
+    pub(crate) pbs_mirror: Option<&'a str>,
     /// The build directory being written (the staging directory during `layer`).
-    pub out_dir: &'a Path,
+    pub(crate) out_dir: &'a Path,
     /// A previous build whose runtime is copied instead of extracted when its stamp matches.
-    pub previous_out_dir: Option<&'a Path>,
-    pub limits: Limits,
+    pub(crate) previous_out_dir: Option<&'a Path>,
+    pub(crate) limits: Limits,
 }
 
 /// What the runtime step produced; later steps (install, bytecode, report, SBOM) read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuntimeOutput {
+pub(crate) struct RuntimeOutput {
     /// `<out>/layer/python`.
-    pub python_root: PathBuf,
+    pub(crate) python_root: PathBuf,
     /// `<out>/layer/python/bin/python3.X`.
-    pub interpreter: PathBuf,
+    pub(crate) interpreter: PathBuf,
     /// Full CPython version, e.g. "3.11.14".
-    pub version: String,
+    pub(crate) version: String,
     /// The minor version, e.g. 3.11.
-    pub minor: PythonVersion,
+    pub(crate) minor: PythonVersion,
     /// Lambda architecture name (`arm64`, `x86_64`).
-    pub arch: String,
+    pub(crate) arch: String,
     /// Where the archive came from: a URL (credentials redacted) or a local path.
-    pub source: String,
+    pub(crate) source: String,
     /// The archive's file name, e.g. `cpython-3.11.14+20260127-x86_64-unknown-linux-gnu-install_only_stripped.tar.gz`.
-    pub archive_name: String,
-    pub sha256: String,
-    pub compression: Compression,
+    pub(crate) archive_name: String,
+    pub(crate) sha256: String,
+    pub(crate) compression: Compression,
     /// Compressed size of the archive in bytes.
-    pub archive_bytes: u64,
-    pub prune: StdlibPruneReport,
+    pub(crate) archive_bytes: u64,
+    pub(crate) prune: StdlibPruneReport,
     /// True when the runtime was copied from the previous build rather than extracted.
-    pub reused: bool,
+    pub(crate) reused: bool,
 }
 
 impl RuntimeOutput {
     /// Point the paths at `new_out_dir` after the build directory was moved there (`layer` builds
     /// in a staging directory and renames it into place at the end).
-    pub fn relocate(&mut self, old_out_dir: &Path, new_out_dir: &Path) {
+    pub(crate) fn relocate(&mut self, old_out_dir: &Path, new_out_dir: &Path) {
         for path in [&mut self.python_root, &mut self.interpreter] {
             if let Ok(relative) = path.strip_prefix(old_out_dir) {
                 *path = new_out_dir.join(relative);
@@ -89,12 +89,12 @@ impl RuntimeOutput {
 
 /// The archive to use, with its pin.
 #[derive(Debug, Clone)]
-pub struct ResolvedArchive {
-    pub source: Source,
-    pub sha256: Sha256Hex,
-    pub archive_name: String,
+pub(crate) struct ResolvedArchive {
+    pub(crate) source: Source,
+    pub(crate) sha256: Sha256Hex,
+    pub(crate) archive_name: String,
     /// Full version when the manifest or the file name says it.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 /// A CPython of the layer's minor version that runs on this machine, to byte-compile the layer
@@ -103,7 +103,7 @@ pub struct ResolvedArchive {
 /// extracted once into `<cache>/interpreters/<sha256>/` and never modified there (it runs with
 /// `-B`, so it writes no bytecode into its own tree).
 #[allow(clippy::too_many_arguments)] // Each is a separate input of the layer build.
-pub fn build_python(
+pub(crate) fn build_python(
     spec: &LayerSpec,
     arch: Arch,
     runtime: &RuntimeOutput,
@@ -184,13 +184,13 @@ pub fn build_python(
 }
 
 /// `python/layer` inside an output directory.
-pub fn python_root_of(out_dir: &Path) -> PathBuf {
+pub(crate) fn python_root_of(out_dir: &Path) -> PathBuf {
     out_dir.join("layer").join("python")
 }
 
 /// Pick the archive: `--python-dist` with its hash, else the pinned manifest artifact (through the
 /// mirror if one is set).
-pub fn resolve_archive(
+pub(crate) fn resolve_archive(
     spec: &LayerSpec,
     arch: Arch,
     python: &PythonDistArgs,
@@ -250,7 +250,7 @@ fn with_offline_remedies(error: anyhow::Error, resolved: &ResolvedArchive, from_
 }
 
 /// Run the runtime step: fetch (hash-checked), extract, check the layout, prune the stdlib.
-pub fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<RuntimeOutput> {
+pub(crate) fn build(request: &RuntimeRequest<'_>, progress: &Progress) -> Result<RuntimeOutput> {
     let spec = request.spec;
     let minor = spec.python.version;
     let resolved = resolve_archive(spec, request.arch, request.python, request.pbs_mirror)?;
@@ -488,7 +488,7 @@ fn print_prune_report(report: &StdlibPruneReport, progress: &Progress) {
 }
 
 /// The version in a python-build-standalone file name: `cpython-3.11.14+20260127-...` → `3.11.14`.
-pub fn version_from_archive_name(name: &str) -> Option<String> {
+pub(crate) fn version_from_archive_name(name: &str) -> Option<String> {
     let rest = name.strip_prefix("cpython-")?;
     let version: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let parts: Vec<&str> = version.split('.').collect();

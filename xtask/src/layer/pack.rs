@@ -29,7 +29,7 @@ use crate::progress::Progress;
 use crate::python_version::PythonVersion;
 
 /// Deflate level of every zip we write. Fixed, so the bytes do not depend on a default.
-pub const DEFLATE_LEVEL: i64 = 9;
+pub(crate) const DEFLATE_LEVEL: i64 = 9;
 
 /// The first line of the `sitecustomize.py` we write; one without it is not ours and is refused.
 const SITECUSTOMIZE_MARKER: &str = "\"\"\"Put site-packages.zip on sys.path; written by `cargo xtask layer`.";
@@ -50,7 +50,7 @@ pub struct DistPlacement {
     pub name: String,
     pub placement: Placement,
     /// Why it stays in `site-packages/` (empty for the zip), e.g. `extension module x.so`.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Where `sitecustomize.py` puts `site-packages.zip` on `sys.path`, relative to `site-packages`.
@@ -67,7 +67,7 @@ pub enum ZipPosition {
 fn zip_blocker(site_packages: &Path, dist: &InstalledDist) -> Result<Option<String>> {
     let dist_info_prefix = format!("{}/", dist.dist_info);
     for file in &dist.files {
-        if !is_clean_relative(file) {
+        if crate::files::enclosed_relative_path(file).is_err() {
             return Ok(Some(format!("file {file} lies outside site-packages")));
         }
         if file.split('/').any(|part| part == "__pycache__") {
@@ -92,17 +92,9 @@ fn zip_blocker(site_packages: &Path, dist: &InstalledDist) -> Result<Option<Stri
     Ok(None)
 }
 
-/// A POSIX relative path without `..`, `.`, empty parts or backslashes.
-fn is_clean_relative(path: &str) -> bool {
-    !path.is_empty()
-        && !path.starts_with('/')
-        && !path.contains('\\')
-        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
-}
-
 /// Decide where each distribution goes (same order as `dists`). A distribution goes into the zip
 /// only when it and every distribution sharing one of its top-level names qualify.
-pub fn plan_layout(site_packages: &Path, dists: &[InstalledDist]) -> Result<Vec<DistPlacement>> {
+pub(crate) fn plan_layout(site_packages: &Path, dists: &[InstalledDist]) -> Result<Vec<DistPlacement>> {
     let mut placements = Vec::with_capacity(dists.len());
     for dist in dists {
         let blocker = zip_blocker(site_packages, dist)?;
@@ -137,7 +129,7 @@ pub fn plan_layout(site_packages: &Path, dists: &[InstalledDist]) -> Result<Vec<
 }
 
 /// The text of `sitecustomize.py`.
-pub fn sitecustomize_source(position: ZipPosition) -> String {
+pub(crate) fn sitecustomize_source(position: ZipPosition) -> String {
     let offset = match position {
         ZipPosition::AfterSitePackages => " + 1",
         ZipPosition::BeforeSitePackages => "",
@@ -175,7 +167,7 @@ del _add_site_packages_zip, _os, _sys
 /// The zip mtime: `SOURCE_DATE_EPOCH` (seconds, UTC) when given, else 1980-01-01 00:00:00 (the
 /// earliest DOS time). Times outside the DOS range are clamped; odd seconds round down (DOS
 /// times have a 2-second resolution). <https://reproducible-builds.org/specs/source-date-epoch/>
-pub fn zip_mtime(source_date_epoch: Option<u64>) -> Result<DateTime> {
+pub(crate) fn zip_mtime(source_date_epoch: Option<u64>) -> Result<DateTime> {
     let Some(epoch) = source_date_epoch else {
         return Ok(DateTime::default());
     };
@@ -195,14 +187,14 @@ pub fn zip_mtime(source_date_epoch: Option<u64>) -> Result<DateTime> {
 
 /// One entry of a zip we write.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZipEntry {
+pub(crate) struct ZipEntry {
     /// The name in the archive: POSIX, relative, no trailing slash.
-    pub name: String,
-    pub kind: EntryKind,
+    pub(crate) name: String,
+    pub(crate) kind: EntryKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     Dir,
     /// A regular file; stored 0755 when `executable`, else 0644.
     File {
@@ -218,7 +210,7 @@ pub enum EntryKind {
 /// Write `entries` to `out` reproducibly: sorted by name, one mtime, fixed modes, no extra
 /// fields, deflate at [`DEFLATE_LEVEL`]. Written to a temp file in the same directory and renamed
 /// into place, so a failure leaves no half-written zip.
-pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Result<()> {
+pub(crate) fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Result<()> {
     // Sort by the stored name: directories are stored with a trailing slash.
     entries.sort_by_cached_key(|entry| stored_name(entry).into_owned());
     if let Some(pair) = entries.windows(2).find(|pair| pair[0].name == pair[1].name) {
@@ -234,8 +226,8 @@ pub fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Res
     let mut writer = ZipWriter::new(BufWriter::new(temp.as_file()));
     for entry in &entries {
         let name = &entry.name;
-        if !is_clean_relative(name) {
-            bail!("refusing to store {name:?} in {}: not a clean relative path", out.display());
+        if let Err(why) = crate::files::enclosed_relative_path(name) {
+            bail!("refusing to store {name:?} in {}: not a clean relative path ({why})", out.display());
         }
         let result = match &entry.kind {
             EntryKind::Dir => writer.add_directory(stored_name(entry), base.unix_permissions(0o755)),
@@ -277,7 +269,7 @@ fn stored_name(entry: &ZipEntry) -> std::borrow::Cow<'_, str> {
 /// Every file, directory and symlink under `root` as zip entries named `prefix/...` (sorted later
 /// by [`write_zip`]). A symlink must have a relative target that stays inside `root`; anything
 /// else (absolute or escaping targets, sockets, devices) is an error naming the path.
-pub fn tree_entries(root: &Path, prefix: &str) -> Result<Vec<ZipEntry>> {
+pub(crate) fn tree_entries(root: &Path, prefix: &str) -> Result<Vec<ZipEntry>> {
     let mut entries = Vec::new();
     for entry in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
         let entry = entry.with_context(|| format!("listing {}", root.display()))?;
@@ -370,11 +362,9 @@ pub struct PackOutcome {
     pub layer_zip_bytes: u64,
     /// `layer/python/lib/python3.X/site-packages.zip`, when any distribution went there.
     pub site_packages_zip: Option<PathBuf>,
-    pub python_minor: PythonVersion,
+    pub(crate) python_minor: PythonVersion,
     /// One per distribution, in the order given.
     pub placements: Vec<DistPlacement>,
-    /// Stale bytecode files removed before compiling (PBS's timestamp `.pyc` among them).
-    pub removed_stale_bytecode: usize,
     pub compiled: usize,
     /// How many of `compiled` came from the bytecode cache.
     pub from_cache: usize,
@@ -553,7 +543,6 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         site_packages_zip,
         python_minor,
         placements,
-        removed_stale_bytecode: removed.len(),
         compiled: compiled.compiled,
         from_cache: compiled.from_cache,
         skipped: compiled.skipped,

@@ -27,41 +27,41 @@ use crate::progress::Progress;
 use crate::spec::{BytecodeChoice, LayerSpec, Sourceless};
 
 /// The profile's file name, beside `pylock.toml`.
-pub const PROFILE_FILE_NAME: &str = "import-profile.toml";
+pub(crate) const PROFILE_FILE_NAME: &str = "import-profile.toml";
 
 /// How the interpreter's build-configuration module (`_sysconfigdata_*`) is recorded.
-pub const SYSCONFIGDATA: &str = "_sysconfigdata_{build}";
+pub(crate) const SYSCONFIGDATA: &str = "_sysconfigdata_{build}";
 
 /// The committed import profile.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ImportProfile {
+pub(crate) struct ImportProfile {
     /// sha256 of the `pylock.toml` the profiled layer was built from.
-    pub lock_sha256: String,
+    pub(crate) lock_sha256: String,
     /// [`workload_sha256`] of the verify workload that loaded the modules.
-    pub workload_sha256: String,
+    pub(crate) workload_sha256: String,
     /// The architecture the workload ran on (informational).
-    pub recorded_on: String,
+    pub(crate) recorded_on: String,
     /// Dotted module names, sorted.
-    pub modules: BTreeSet<String>,
+    pub(crate) modules: BTreeSet<String>,
     /// Modules whose source text the workload read (`inspect.getsource`: anyio parses its own
     /// `__init__.py` at import time): they keep their `.py` even with `sourceless = "profile"`.
     #[serde(default)]
-    pub keep_source: BTreeSet<String>,
+    pub(crate) keep_source: BTreeSet<String>,
 }
 
 /// `import-profile.toml` beside the lock `lock_path`.
-pub fn profile_path(lock_path: &Path) -> PathBuf {
+pub(crate) fn profile_path(lock_path: &Path) -> PathBuf {
     lock_path.parent().unwrap_or(Path::new(".")).join(PROFILE_FILE_NAME)
 }
 
 /// sha256 of a file's bytes, as lower-case hex (the lock's identity in the profile).
-pub fn file_sha256(path: &Path) -> Result<String> {
+pub(crate) fn file_sha256(path: &Path) -> Result<String> {
     Ok(hex(&Sha256::digest(fs_err::read(path)?)))
 }
 
 /// The workload's identity: the check script and the modules it imports.
-pub fn workload_sha256(check_script: &str, imports: &[String]) -> String {
+pub(crate) fn workload_sha256(check_script: &str, imports: &[String]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(check_script.as_bytes());
     for name in imports {
@@ -89,7 +89,7 @@ fn is_module_name(name: &str) -> bool {
 
 impl ImportProfile {
     /// Read the profile at `path`; `None` when there is none.
-    pub fn load(path: &Path) -> Result<Option<ImportProfile>> {
+    pub(crate) fn load(path: &Path) -> Result<Option<ImportProfile>> {
         let text = match fs_err::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -112,7 +112,7 @@ impl ImportProfile {
     }
 
     /// The file's text: a comment saying what it is, the keys, one module per line.
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         let mut out = String::from(
             "# The modules the `cargo xtask verify` workload loads (import, token counting, completion and\n\
              # streaming, sync and async). `cargo xtask layer` compiles .pyc for exactly these ([pack] bytecode)\n\
@@ -132,12 +132,12 @@ impl ImportProfile {
     }
 
     /// Write the profile to `path` (temp file in the same directory, then rename).
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
         crate::files::write_atomically(path, self.to_toml().as_bytes())
     }
 
     /// Why this profile does not describe `lock_sha256` and `workload_sha256` (empty: it does).
-    pub fn staleness(&self, lock_sha256: &str, workload_sha256: Option<&str>) -> Vec<&'static str> {
+    pub(crate) fn staleness(&self, lock_sha256: &str, workload_sha256: Option<&str>) -> Vec<&'static str> {
         let mut reasons = Vec::new();
         if self.lock_sha256 != lock_sha256 {
             reasons.push("the lock changed");
@@ -150,7 +150,7 @@ impl ImportProfile {
 }
 
 /// A loaded module's name as recorded: any `_sysconfigdata_*` module becomes [`SYSCONFIGDATA`].
-pub fn recorded_name(name: &str) -> String {
+pub(crate) fn recorded_name(name: &str) -> String {
     if name.starts_with("_sysconfigdata_") { SYSCONFIGDATA.to_string() } else { name.to_string() }
 }
 
@@ -158,7 +158,7 @@ pub fn recorded_name(name: &str) -> String {
 /// `site-packages` (after stripping `site-packages/`): `json/decoder.py` → `json.decoder`,
 /// `pkg/__init__.py` → `pkg`. `None` for files no import statement can reach (a part that is not
 /// an identifier, such as `litellm/proxy/_experimental/out` or `foo-1.0.dist-info`).
-pub fn module_name_of(relative: &str) -> Option<String> {
+pub(crate) fn module_name_of(relative: &str) -> Option<String> {
     let relative = relative.strip_prefix("site-packages/").unwrap_or(relative);
     let stem = relative.strip_suffix(".py")?;
     let stem = stem.strip_suffix("/__init__").unwrap_or(stem);
@@ -189,7 +189,7 @@ pub struct BytecodePlan {
 
 impl BytecodePlan {
     /// Whether the module defined by the file at `relative` (to `lib/python3.X`) gets a `.pyc`.
-    pub fn compiles(&self, relative: &str) -> bool {
+    pub(crate) fn compiles(&self, relative: &str) -> bool {
         match &self.profiled {
             None => true,
             Some(modules) => module_name_of(relative).is_some_and(|m| modules.contains(&recorded_name(&m))),
@@ -197,7 +197,7 @@ impl BytecodePlan {
     }
 
     /// Whether that file ships as `.pyc` only.
-    pub fn drops_source(&self, relative: &str) -> bool {
+    pub(crate) fn drops_source(&self, relative: &str) -> bool {
         self.sourceless
             && self.profiled.is_some()
             && relative.starts_with("site-packages/")
@@ -208,7 +208,7 @@ impl BytecodePlan {
     /// The plan for `spec` and the lock at `lock_path`, building `arch`: the profile beside the
     /// lock when `[pack] bytecode = "profile"` and it was made for this lock; else every module,
     /// with a warning saying how to get a current profile.
-    pub fn for_build(spec: &LayerSpec, lock_path: &Path, progress: &Progress) -> Result<BytecodePlan> {
+    pub(crate) fn for_build(spec: &LayerSpec, lock_path: &Path, progress: &Progress) -> Result<BytecodePlan> {
         if spec.pack.bytecode == BytecodeChoice::All {
             return Ok(BytecodePlan::default());
         }

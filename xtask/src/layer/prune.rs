@@ -35,8 +35,8 @@ pub struct PruneOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistPruned {
     pub name: String,
-    pub files: u64,
-    pub bytes: u64,
+    pub(crate) files: u64,
+    pub(crate) bytes: u64,
 }
 
 /// Directories under `litellm/llms/` that `import litellm` 1.78.7 loads (measured with
@@ -44,7 +44,7 @@ pub struct DistPruned {
 /// them breaks the import, so `keep-litellm-providers` keeps them whatever the keep-list says.
 /// Only `elevenlabs`, `exa_ai`, `parallel_ai`, `pg_vector`, `recraft`, `tavily` and `xinference`
 /// are not loaded at import time in that version.
-pub const LITELLM_IMPORT_TIME_PROVIDERS: &[&str] = &[
+pub(crate) const LITELLM_IMPORT_TIME_PROVIDERS: &[&str] = &[
     "ai21",
     "aiml",
     "aiohttp_openai",
@@ -130,7 +130,7 @@ pub const LITELLM_IMPORT_TIME_PROVIDERS: &[&str] = &[
 
 /// Files under `litellm/proxy/` that `import litellm` 1.78.7 loads (same measurement):
 /// `litellm-proxy-paths` refuses a path that would delete one of them.
-pub const LITELLM_IMPORT_TIME_PROXY_FILES: &[&str] = &[
+pub(crate) const LITELLM_IMPORT_TIME_PROXY_FILES: &[&str] = &[
     "__init__.py",
     "_types.py",
     "proxy_cli.py",
@@ -141,7 +141,7 @@ pub const LITELLM_IMPORT_TIME_PROXY_FILES: &[&str] = &[
 ];
 
 /// The litellm version the two lists above were measured on.
-pub const LITELLM_MEASURED_VERSION: &str = "1.78.7";
+pub(crate) const LITELLM_MEASURED_VERSION: &str = "1.78.7";
 
 /// One rule, resolved from the spec.
 #[derive(Debug, Clone)]

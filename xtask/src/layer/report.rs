@@ -19,9 +19,9 @@ use crate::layer::profile::BytecodePlan;
 use crate::progress::human_bytes;
 
 /// Lambda's limit on a function plus its layers, unzipped.
-pub const LAMBDA_UNZIPPED_LIMIT_MB: f64 = crate::lambda::UNZIPPED_LIMIT_MB;
+pub(crate) const LAMBDA_UNZIPPED_LIMIT_MB: f64 = crate::lambda::UNZIPPED_LIMIT_MB;
 /// Lambda's limit on a zip uploaded directly.
-pub const LAMBDA_ZIPPED_LIMIT_MB: f64 = crate::lambda::DIRECT_UPLOAD_LIMIT_MB;
+pub(crate) const LAMBDA_ZIPPED_LIMIT_MB: f64 = crate::lambda::DIRECT_UPLOAD_LIMIT_MB;
 
 /// What one prune rule (or the stdlib prune of the runtime step) removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,11 +51,11 @@ impl Sizes {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistSize {
     pub name: String,
-    pub version: String,
+    pub(crate) version: String,
     pub placement: Placement,
     pub files: u64,
     /// Sum of its files' sizes (sources, bytecode, data) before any zip.
-    pub source_bytes: u64,
+    pub(crate) source_bytes: u64,
     #[serde(flatten)]
     pub sizes: Sizes,
 }
@@ -63,9 +63,9 @@ pub struct DistSize {
 /// The size report of one built layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SizeReport {
-    pub layer_zip: String,
+    pub(crate) layer_zip: String,
     pub distributions: Vec<DistSize>,
-    pub prune_rules: Vec<RuleSavings>,
+    pub(crate) prune_rules: Vec<RuleSavings>,
     /// `lib/python3.X` outside site-packages (plus `sitecustomize.py`).
     pub stdlib: Sizes,
     /// `bin/` and `lib/libpython*`.
@@ -78,8 +78,8 @@ pub struct SizeReport {
 /// A row of the "top contributors" list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contributor {
-    pub name: String,
-    pub sizes: Sizes,
+    pub(crate) name: String,
+    pub(crate) sizes: Sizes,
 }
 
 /// Deflate ratios (zipped / unzipped bytes) by kind of file and the size of a `.pyc` per byte of
@@ -123,7 +123,7 @@ impl SizeReport {
     /// Estimate the layer before byte-compiling and packing, from the files in `layer_dir`
     /// (holding `python/`), the `.pyc` files `plan` will add and the sources it drops, so an
     /// over-budget layer fails before the expensive steps. Per distribution and in total.
-    pub fn estimate(
+    pub(crate) fn estimate(
         layer_dir: &Path,
         python: crate::python_version::PythonVersion,
         dists: &[InstalledDist],
@@ -296,7 +296,7 @@ impl SizeReport {
 
     /// The biggest parts of the layer (distributions, stdlib, interpreter, other), by zipped
     /// bytes when `zipped`, else by unzipped bytes.
-    pub fn top_contributors(&self, count: usize, zipped: bool) -> Vec<Contributor> {
+    pub(crate) fn top_contributors(&self, count: usize, zipped: bool) -> Vec<Contributor> {
         let mut all: Vec<Contributor> = self
             .distributions
             .iter()
@@ -314,7 +314,7 @@ impl SizeReport {
     }
 
     /// The report as a Markdown document.
-    pub fn to_markdown(&self) -> String {
+    pub(crate) fn to_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# Layer size report\n");
         let _ = writeln!(

@@ -33,14 +33,15 @@ use crate::layer::install::Target;
 use crate::packaging::core_metadata::parse_metadata;
 use crate::packaging::pylock::Pylock;
 use crate::packaging::wheel_name::normalize_name;
+use crate::python_version::PythonVersion;
 
 /// One wheel about to be installed: the locked package and the wheel's own METADATA text.
 pub(crate) struct InstallCandidate<'a> {
-    pub name: &'a str,
-    pub version: &'a str,
-    pub wheel: &'a str,
-    pub dependencies: Vec<&'a str>,
-    pub metadata: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) wheel: &'a str,
+    pub(crate) dependencies: Vec<&'a str>,
+    pub(crate) metadata: &'a str,
 }
 
 /// Refuse to install `lock` with an interpreter its `requires-python` excludes, or for an
@@ -61,8 +62,9 @@ pub(crate) fn check_against_build(lock: &Pylock, python_full_version: &str, arch
     if lock.environments.is_empty() {
         return Ok(());
     }
-    let python_minor = version.release().get(1).copied().unwrap_or(0) as u32;
-    let target = Target { arch, python_minor, python_full_version: python_full_version.to_string() };
+    let python = PythonVersion::from_full_version(python_full_version)
+        .map_err(|e| anyhow!("interpreter version {python_full_version:?}: {e}"))?;
+    let target = Target { arch, python, python_full_version: python_full_version.to_string() };
     let environment = target.marker_environment()?;
     let mut holds = false;
     for text in &lock.environments {

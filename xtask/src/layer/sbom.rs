@@ -51,49 +51,49 @@ const FALLBACK_TIMESTAMP: i64 = 315_532_800; // 1980-01-01T00:00:00Z
 
 /// The interpreter the layer ships.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpythonInfo {
+pub(crate) struct CpythonInfo {
     /// Full version, e.g. "3.11.14".
-    pub version: String,
+    pub(crate) version: String,
     /// Where the python-build-standalone archive was downloaded from (redacted before writing).
-    pub url: String,
+    pub(crate) url: String,
     /// The archive's sha256.
-    pub sha256: String,
+    pub(crate) sha256: String,
 }
 
 /// Where to read each shipped distribution's `METADATA` from.
 #[derive(Debug, Clone, Copy)]
-pub enum MetadataSource<'a> {
+pub(crate) enum MetadataSource<'a> {
     /// site-packages directories holding `<dist-info>/METADATA`, searched in order.
     SitePackages(&'a [PathBuf]),
 }
 
 /// Everything the SBOM is made from.
 #[derive(Debug, Clone, Copy)]
-pub struct SbomInput<'a> {
-    pub arch: Arch,
-    pub cpython: &'a CpythonInfo,
-    pub lock: &'a Pylock,
+pub(crate) struct SbomInput<'a> {
+    pub(crate) arch: Arch,
+    pub(crate) cpython: &'a CpythonInfo,
+    pub(crate) lock: &'a Pylock,
     /// What ships, after pruning.
-    pub dists: &'a [InstalledDist],
-    pub metadata: MetadataSource<'a>,
+    pub(crate) dists: &'a [InstalledDist],
+    pub(crate) metadata: MetadataSource<'a>,
     /// Distributions installed and then deleted (`prune.drop-packages`), normalized names.
-    pub dropped: &'a [String],
-    pub source_date_epoch: SourceDateEpoch,
+    pub(crate) dropped: &'a [String],
+    pub(crate) source_date_epoch: SourceDateEpoch,
 }
 
 /// The SBOM's file name for an architecture.
-pub fn sbom_file_name(arch: Arch) -> String {
+pub(crate) fn sbom_file_name(arch: Arch) -> String {
     format!("python-litellm-{}.cdx.json", arch.lambda_name())
 }
 
 /// Build, validate and write the SBOM to `path` (temp file + rename).
-pub fn write_sbom(input: &SbomInput, path: &Path) -> Result<()> {
+pub(crate) fn write_sbom(input: &SbomInput, path: &Path) -> Result<()> {
     let json = sbom_json(input).with_context(|| format!("writing the SBOM {}", path.display()))?;
     crate::files::write_atomically(path, json.as_bytes())
 }
 
 /// The SBOM as CycloneDX 1.5 JSON text (pretty-printed, with a final line break).
-pub fn sbom_json(input: &SbomInput) -> Result<String> {
+pub(crate) fn sbom_json(input: &SbomInput) -> Result<String> {
     let bom = build_bom(input)?;
     let result = bom.validate();
     if result.has_errors() {
@@ -106,7 +106,7 @@ pub fn sbom_json(input: &SbomInput) -> Result<String> {
 }
 
 /// The SBOM as a `Bom`, before validation.
-pub fn build_bom(input: &SbomInput) -> Result<Bom> {
+pub(crate) fn build_bom(input: &SbomInput) -> Result<Bom> {
     let arch = input.arch.lambda_name();
     let lock = input.lock;
 

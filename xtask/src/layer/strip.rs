@@ -25,7 +25,7 @@ use crate::progress::Progress;
 
 /// The bytes of `data` (an ELF file) without its symbol table and debug sections; `Ok(None)`
 /// when there is nothing to remove.
-pub fn strip_elf(data: &[u8]) -> Result<Option<Vec<u8>>, object::build::Error> {
+pub(crate) fn strip_elf(data: &[u8]) -> Result<Option<Vec<u8>>, object::build::Error> {
     let mut builder = Builder::read(data)?;
     let mut removed_any = false;
     for section in builder.sections.iter_mut() {
@@ -63,7 +63,7 @@ fn is_elf(path: &Path) -> Result<bool> {
 /// bundled libraries such as `*.libs/*.so.*`). Returns the savings per distribution (rule
 /// `strip: <name>`), sorted by name. A file the ELF builder cannot read or write is kept as it is,
 /// with a warning naming it.
-pub fn strip_distributions(
+pub(crate) fn strip_distributions(
     site_packages: &Path,
     dists: &[InstalledDist],
     progress: &Progress,

@@ -23,56 +23,56 @@ use crate::packaging::wheel_name::{WheelFilename, normalize_name};
 const SUPPORTED_WHEEL_VERSION: (u64, u64) = (1, 0);
 
 /// Upper bound on the unpacked size of one wheel (Lambda allows 250 MB for everything).
-pub const MAX_UNPACKED_BYTES: u64 = 1 << 30;
+pub(crate) const MAX_UNPACKED_BYTES: u64 = 1 << 30;
 
 /// Upper bound on the number of members of one wheel.
-pub const MAX_MEMBERS: usize = 200_000;
+pub(crate) const MAX_MEMBERS: usize = 200_000;
 
 /// Upper bound on the size of `WHEEL` and `RECORD`, which are read into memory.
 const MAX_METADATA_FILE_BYTES: u64 = 64 << 20;
 
 /// One file of the wheel and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedFile {
+pub(crate) struct PlannedFile {
     /// Index in the zip's central directory.
-    pub index: usize,
+    pub(crate) index: usize,
     /// The member name in the wheel, e.g. `demo-1.0.data/purelib/demo/x.py`.
-    pub archive_path: String,
+    pub(crate) archive_path: String,
     /// Where it goes, relative to site-packages, e.g. `demo/x.py`.
-    pub destination: String,
+    pub(crate) destination: String,
     /// Uncompressed size (checked against RECORD and against the bytes actually read).
-    pub size: u64,
+    pub(crate) size: u64,
     /// Whether any executable bit is set in the member's unix mode.
-    pub executable: bool,
+    pub(crate) executable: bool,
 }
 
 /// Everything decided about a wheel before writing: where each member goes and what is dropped.
 #[derive(Debug, Clone)]
-pub struct WheelPlan {
+pub(crate) struct WheelPlan {
     /// The wheel's file name, for messages.
-    pub wheel: String,
+    pub(crate) wheel: String,
     /// `demo-1.0.dist-info`.
-    pub dist_info: String,
+    pub(crate) dist_info: String,
     /// Files to write, in central-directory order.
-    pub files: Vec<PlannedFile>,
+    pub(crate) files: Vec<PlannedFile>,
     /// Members not installed, with the reason (`.data/scripts`, `.data/headers`, `.data/data`).
-    pub dropped: Vec<(String, &'static str)>,
+    pub(crate) dropped: Vec<(String, &'static str)>,
     /// `Wheel-Version` warnings (a newer minor version).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// The wheel's own `<dist-info>/METADATA`, compared with the lock before installing.
-    pub metadata: String,
+    pub(crate) metadata: String,
     record: Record,
 }
 
 impl WheelPlan {
     /// Total bytes the files will take.
-    pub fn unpacked_size(&self) -> u64 {
+    pub(crate) fn unpacked_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
 
     /// The sha256 RECORD gives a member, in hex (RECORD stores urlsafe base64); `extract` checks
     /// the member's bytes against it.
-    pub fn recorded_sha256_hex(&self, archive_path: &str) -> Option<String> {
+    pub(crate) fn recorded_sha256_hex(&self, archive_path: &str) -> Option<String> {
         let hash = self.record.get(archive_path)?.hash.as_deref()?.strip_prefix("sha256=")?;
         let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(hash).ok()?;
         Some(hex::encode(digest))
@@ -83,7 +83,7 @@ impl WheelPlan {
 /// Refuses hostile member names, symlinks and special files, duplicate names, an oversized
 /// wheel, a wrong `Wheel-Version`, and any file missing from RECORD or RECORD entry missing
 /// from the wheel.
-pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
+pub(crate) fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
     let wheel = filename.to_string();
     // One reading only: no prefix, no trailing data, one end record, local headers that agree
     // with the central directory and no member the central directory hides.
@@ -117,10 +117,13 @@ pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
                  (such names hide what a terminal or a log shows)"
             );
         }
+        // A directory member's name ends with `/`.
         let is_dir = name.ends_with('/');
-        let path = enclosed_path(&name).map_err(|why| {
-            anyhow::anyhow!("{wheel}: member {name:?} escapes the install root ({why}); refusing the wheel")
-        })?;
+        let path = crate::files::enclosed_relative_path(name.strip_suffix('/').unwrap_or(&name))
+            .map_err(|why| {
+                anyhow::anyhow!("{wheel}: member {name:?} escapes the install root ({why}); refusing the wheel")
+            })?
+            .to_string();
         let mode = entry.external_attributes() >> 16;
         match mode & 0o170000 {
             0o120000 => bail!("{wheel}: member {name:?} is a symbolic link; wheels may only contain regular files"),
@@ -267,7 +270,7 @@ pub fn plan(wheel_path: &Path, filename: &WheelFilename) -> Result<WheelPlan> {
 /// Copy `files` (planned files of the wheel) out of the wheel into `root` (a staging
 /// site-packages), hashing each one against RECORD. Files are created new: an existing file is an
 /// error, never overwritten. A slice, so one large wheel can be unpacked by several threads.
-pub fn extract_files(wheel_path: &Path, plan: &WheelPlan, files: &[PlannedFile], root: &Path) -> Result<()> {
+pub(crate) fn extract_files(wheel_path: &Path, plan: &WheelPlan, files: &[PlannedFile], root: &Path) -> Result<()> {
     let wheel = &plan.wheel;
     let file = fs_err::File::open(wheel_path)?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
@@ -338,37 +341,6 @@ fn create_new(path: &Path, executable: bool) -> Result<fs_err::File> {
     Ok(fs_err::File::from_parts(file, path))
 }
 
-/// A member name as a POSIX path relative to the install root, or why it is refused: absolute
-/// paths, `..`, `.` and empty components, backslashes and drive letters.
-/// (Compare uv's `enclosed_name`: <https://github.com/astral-sh/uv/blob/main/crates/uv-extract/src/stream.rs>.)
-pub fn enclosed_path(name: &str) -> Result<String, &'static str> {
-    let trimmed = name.strip_suffix('/').unwrap_or(name);
-    if trimmed.is_empty() {
-        return Err("empty name");
-    }
-    if trimmed.starts_with('/') {
-        return Err("absolute path");
-    }
-    if trimmed.contains('\\') {
-        return Err("backslash in name");
-    }
-    if trimmed.contains('\0') {
-        return Err("NUL byte in name");
-    }
-    let first = trimmed.split('/').next().unwrap_or("");
-    if first.len() >= 2 && first.as_bytes()[1] == b':' && first.as_bytes()[0].is_ascii_alphabetic() {
-        return Err("drive letter");
-    }
-    for component in trimmed.split('/') {
-        match component {
-            ".." => return Err("'..' component"),
-            "" | "." => return Err("empty or '.' component"),
-            _ => {}
-        }
-    }
-    Ok(trimmed.to_string())
-}
-
 /// The single top-level `*.dist-info` directory, which must be named after the wheel.
 fn find_dist_info<'a>(wheel: &str, filename: &WheelFilename, paths: impl Iterator<Item = &'a str>) -> Result<String> {
     let mut found = BTreeSet::new();
@@ -405,16 +377,16 @@ fn find_dist_info<'a>(wheel: &str, filename: &WheelFilename, paths: impl Iterato
 
 /// What `WHEEL` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WheelMetadata {
+pub(crate) struct WheelMetadata {
     /// `Wheel-Version`, (major, minor).
-    pub version: (u64, u64),
+    pub(crate) version: (u64, u64),
     /// `Root-Is-Purelib`.
-    pub root_is_purelib: bool,
+    pub(crate) root_is_purelib: bool,
 }
 
 /// Parse `WHEEL`: RFC 822-style `Key: value` lines. `Wheel-Version` and `Root-Is-Purelib` are
 /// required.
-pub fn parse_wheel_metadata(wheel: &str, text: &str) -> Result<WheelMetadata> {
+pub(crate) fn parse_wheel_metadata(wheel: &str, text: &str) -> Result<WheelMetadata> {
     let mut version = None;
     let mut root_is_purelib = None;
     for line in text.lines() {
@@ -475,25 +447,6 @@ fn read_member_text<R: Read + std::io::Seek>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn enclosed_path_refuses_escapes() {
-        assert_eq!(enclosed_path("demo/x.py").unwrap(), "demo/x.py");
-        assert_eq!(enclosed_path("demo/").unwrap(), "demo");
-        for (name, why) in [
-            ("/etc/passwd", "absolute path"),
-            ("../x", "'..' component"),
-            ("demo/../../x", "'..' component"),
-            ("demo\\x.py", "backslash in name"),
-            ("C:/x", "drive letter"),
-            ("demo//x", "empty or '.' component"),
-            ("./demo", "empty or '.' component"),
-            ("a\0b", "NUL byte in name"),
-            ("", "empty name"),
-        ] {
-            assert_eq!(enclosed_path(name), Err(why), "{name:?}");
-        }
-    }
 
     #[test]
     fn wheel_metadata_is_parsed() {

@@ -17,10 +17,11 @@ use crate::arch::Arch;
 use crate::lock::index::{ProjectFile, ProjectPage};
 use crate::packaging::tags::TargetTags;
 use crate::packaging::wheel_name::WheelFilename;
+use crate::python_version::PythonVersion;
 
 /// Releases that are never chosen, and why. LiteLLM 1.82.7 and 1.82.8 were published from a
 /// hijacked maintainer account; 1.82.8 shipped a `.pth` file that stole credentials at startup.
-pub const COMPROMISED: &[(&str, &str, &str)] = &[
+pub(crate) const COMPROMISED: &[(&str, &str, &str)] = &[
     ("litellm", "1.82.7", "it was published from a hijacked maintainer account (a known supply-chain compromise)"),
     (
         "litellm",
@@ -30,7 +31,7 @@ pub const COMPROMISED: &[(&str, &str, &str)] = &[
 ];
 
 /// Why a known-compromised release is refused, if it is one.
-pub fn compromised(name: &str, version: &Version) -> Option<&'static str> {
+pub(crate) fn compromised(name: &str, version: &Version) -> Option<&'static str> {
     COMPROMISED
         .iter()
         .find(|(n, v, _)| *n == name && Version::from_str(v).is_ok_and(|v| &v == version))
@@ -39,7 +40,7 @@ pub fn compromised(name: &str, version: &Version) -> Option<&'static str> {
 
 /// Why a file was not a candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Skipped {
+pub(crate) enum Skipped {
     Sdist,
     NotAWheel(String),
     Yanked,
@@ -63,18 +64,18 @@ impl fmt::Display for Skipped {
 
 /// The installable versions of one project for one arch, and what was skipped.
 #[derive(Debug, Clone, Default)]
-pub struct ArchCandidates {
+pub(crate) struct ArchCandidates {
     /// Version → the best wheel for the arch.
-    pub versions: BTreeMap<Version, ProjectFile>,
+    pub(crate) versions: BTreeMap<Version, ProjectFile>,
     /// Files that were not candidates, with the reason.
-    pub skipped: Vec<(String, Skipped)>,
+    pub(crate) skipped: Vec<(String, Skipped)>,
     /// Files the index listed without a sha256 (dropped).
-    pub without_sha256: Vec<String>,
+    pub(crate) without_sha256: Vec<String>,
 }
 
 impl ArchCandidates {
     /// A readable account of what the index offered, for error messages (at most `limit` files).
-    pub fn describe_seen(&self, limit: usize) -> String {
+    pub(crate) fn describe_seen(&self, limit: usize) -> String {
         let mut lines: Vec<String> =
             self.skipped.iter().rev().take(limit).map(|(f, why)| format!("{f} ({why})")).collect();
         if self.skipped.len() > limit {
@@ -91,8 +92,8 @@ type CandidateMemo = BTreeMap<(String, Arch), Arc<ArchCandidates>>;
 
 /// Chooses candidate files for the targets.
 #[derive(Debug, Clone)]
-pub struct Selector {
-    pub python_full: Version,
+pub(crate) struct Selector {
+    pub(crate) python_full: Version,
     tags: Vec<TargetTags>,
     /// Versions eligible even when yanked or pre-releases (exact pins and the existing lock).
     allowed: BTreeMap<String, BTreeSet<Version>>,
@@ -101,8 +102,12 @@ pub struct Selector {
 }
 
 impl Selector {
-    pub fn new(python_full: Version, python_minor: u32, allowed: BTreeMap<String, BTreeSet<Version>>) -> Selector {
-        let tags = Arch::ALL.iter().map(|arch| TargetTags::lambda(*arch, python_minor)).collect();
+    pub(crate) fn new(
+        python_full: Version,
+        python: PythonVersion,
+        allowed: BTreeMap<String, BTreeSet<Version>>,
+    ) -> Selector {
+        let tags = Arch::ALL.iter().map(|arch| TargetTags::lambda(*arch, python)).collect();
         Selector { python_full, tags, allowed, memo: Arc::default() }
     }
 
@@ -111,7 +116,7 @@ impl Selector {
     }
 
     /// The candidates of `page` for `arch` (worked out once per run).
-    pub fn for_arch(&self, page: &ProjectPage, arch: Arch) -> Arc<ArchCandidates> {
+    pub(crate) fn for_arch(&self, page: &ProjectPage, arch: Arch) -> Arc<ArchCandidates> {
         let key = (page.name.clone(), arch);
         if let Some(found) = self.memo.lock().expect("candidates memo").get(&key) {
             return found.clone();
@@ -178,13 +183,17 @@ impl Selector {
     /// The wheel whose METADATA stands for `version` on every arch: the best arm64 wheel, else
     /// the best x86_64 one. (Wheels of one version are assumed to share their metadata, as
     /// pip and uv assume; reading one per version halves the requests.)
-    pub fn metadata_wheel(&self, page: &ProjectPage, version: &Version) -> Option<ProjectFile> {
+    pub(crate) fn metadata_wheel(&self, page: &ProjectPage, version: &Version) -> Option<ProjectFile> {
         Arch::ALL.iter().find_map(|arch| self.for_arch(page, *arch).versions.get(version).cloned())
     }
 
     /// The version the resolver will most likely pick (the preferred one if eligible, else the
     /// newest), with its metadata wheel: fetched ahead of time while the resolver works.
-    pub fn likely_pick(&self, page: &ProjectPage, preferred: Option<&Version>) -> Option<(Version, ProjectFile)> {
+    pub(crate) fn likely_pick(
+        &self,
+        page: &ProjectPage,
+        preferred: Option<&Version>,
+    ) -> Option<(Version, ProjectFile)> {
         for arch in Arch::ALL {
             let candidates = self.for_arch(page, arch);
             if let Some(version) = preferred.filter(|v| candidates.versions.contains_key(*v)) {
@@ -235,7 +244,7 @@ mod tests {
             from_cache: false,
             warnings: Vec::new(),
         };
-        let selector = Selector::new(Version::from_str("3.11.14").unwrap(), 11, BTreeMap::new());
+        let selector = Selector::new(Version::from_str("3.11.14").unwrap(), "3.11".parse().unwrap(), BTreeMap::new());
         let arm = selector.for_arch(&page, Arch::Arm64);
         let versions: Vec<String> = arm.versions.keys().map(|v| v.to_string()).collect();
         assert_eq!(versions, ["1.0"]);
@@ -247,7 +256,7 @@ mod tests {
         assert!(reasons.contains(&"source distribution, never built".to_string()));
         // A pinned (allowed) yanked version stays eligible.
         let allowed = BTreeMap::from([("demo".to_string(), BTreeSet::from([Version::from_str("2.0").unwrap()]))]);
-        let selector = Selector::new(Version::from_str("3.11.14").unwrap(), 11, allowed);
+        let selector = Selector::new(Version::from_str("3.11.14").unwrap(), "3.11".parse().unwrap(), allowed);
         assert!(selector.for_arch(&page, Arch::Arm64).versions.contains_key(&Version::from_str("2.0").unwrap()));
     }
 

@@ -18,9 +18,9 @@ use crate::lock::metadata::{MetadataReader, MetadataSource};
 use crate::packaging::core_metadata::CoreMetadata;
 
 /// How many requests run at once.
-pub const WORKERS: usize = 12;
+pub(crate) const WORKERS: usize = 12;
 
-pub type Shared<T> = Result<Arc<T>, Arc<anyhow::Error>>;
+pub(crate) type Shared<T> = Result<Arc<T>, Arc<anyhow::Error>>;
 
 enum Job {
     Page(String),
@@ -50,22 +50,22 @@ struct Inner {
 }
 
 /// The pool. Dropping it stops the workers.
-pub struct Sources {
+pub(crate) struct Sources {
     inner: Arc<Inner>,
     workers: Vec<JoinHandle<()>>,
 }
 
 /// Request counts for the summary.
 #[derive(Debug, Clone, Default)]
-pub struct FetchStats {
-    pub pages_from_network: usize,
-    pub pages_from_cache: usize,
+pub(crate) struct FetchStats {
+    pub(crate) pages_from_network: usize,
+    pub(crate) pages_from_cache: usize,
     /// Metadata reads by where they were answered from.
-    pub metadata: BTreeMap<String, usize>,
+    pub(crate) metadata: BTreeMap<String, usize>,
 }
 
 impl Sources {
-    pub fn start(
+    pub(crate) fn start(
         index: IndexClient,
         reader: MetadataReader,
         selector: Selector,
@@ -93,12 +93,12 @@ impl Sources {
         Sources { inner, workers }
     }
 
-    pub fn selector(&self) -> &Selector {
+    pub(crate) fn selector(&self) -> &Selector {
         &self.inner.selector
     }
 
     /// Ask for a page without waiting for it.
-    pub fn prefetch_page(&self, name: &str) {
+    pub(crate) fn prefetch_page(&self, name: &str) {
         let mut state = self.inner.state.lock().expect("fetch state");
         if !state.pages.contains_key(name) {
             state.pages.insert(name.to_string(), None);
@@ -108,7 +108,7 @@ impl Sources {
     }
 
     /// The page of `name`, waiting for it if needed.
-    pub fn page(&self, name: &str) -> Shared<ProjectPage> {
+    pub(crate) fn page(&self, name: &str) -> Shared<ProjectPage> {
         self.prefetch_page(name);
         let mut state = self.inner.state.lock().expect("fetch state");
         loop {
@@ -120,13 +120,13 @@ impl Sources {
     }
 
     /// Ask for metadata without waiting for it.
-    pub fn prefetch_metadata(&self, name: &str, version: &Version, file: &ProjectFile) {
+    pub(crate) fn prefetch_metadata(&self, name: &str, version: &Version, file: &ProjectFile) {
         let mut state = self.inner.state.lock().expect("fetch state");
         request_metadata(&mut state, &self.inner.changed, name, version, file);
     }
 
     /// The metadata of `name` `version` read from `file`, waiting for it if needed.
-    pub fn metadata(&self, name: &str, version: &Version, file: &ProjectFile) -> Shared<CoreMetadata> {
+    pub(crate) fn metadata(&self, name: &str, version: &Version, file: &ProjectFile) -> Shared<CoreMetadata> {
         let key = (name.to_string(), version.clone());
         let mut state = self.inner.state.lock().expect("fetch state");
         request_metadata(&mut state, &self.inner.changed, name, version, file);
@@ -139,7 +139,7 @@ impl Sources {
     }
 
     /// Warnings of every page loaded so far (a newer index API minor version), sorted, once each.
-    pub fn page_warnings(&self) -> Vec<String> {
+    pub(crate) fn page_warnings(&self) -> Vec<String> {
         let state = self.inner.state.lock().expect("fetch state");
         let mut warnings: Vec<String> = state
             .pages
@@ -152,7 +152,7 @@ impl Sources {
         warnings
     }
 
-    pub fn stats(&self) -> FetchStats {
+    pub(crate) fn stats(&self) -> FetchStats {
         FetchStats {
             pages_from_network: self.inner.pages_from_network.load(Ordering::Relaxed),
             pages_from_cache: self.inner.pages_from_cache.load(Ordering::Relaxed),

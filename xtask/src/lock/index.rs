@@ -20,45 +20,45 @@ use crate::cache::{Cache, Sha256Hex, sha256_bytes};
 use crate::http::{Http, HttpError, read_body_checked, redact_url};
 
 /// The media type of PEP 691 JSON pages, version 1.
-pub const SIMPLE_JSON: &str = "application/vnd.pypi.simple.v1+json";
+pub(crate) const SIMPLE_JSON: &str = "application/vnd.pypi.simple.v1+json";
 
 /// One file of a project page.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProjectFile {
-    pub filename: String,
+pub(crate) struct ProjectFile {
+    pub(crate) filename: String,
     /// Absolute URL; may carry the index's credentials (never write it out unredacted).
-    pub url: String,
-    pub sha256: Option<Sha256Hex>,
-    pub requires_python: Option<String>,
-    pub yanked: bool,
+    pub(crate) url: String,
+    pub(crate) sha256: Option<Sha256Hex>,
+    pub(crate) requires_python: Option<String>,
+    pub(crate) yanked: bool,
     /// PEP 592: the reason given with a yanked mark, when the index gave a non-empty one.
-    pub yanked_reason: Option<String>,
-    pub size: Option<u64>,
+    pub(crate) yanked_reason: Option<String>,
+    pub(crate) size: Option<u64>,
     /// RFC 3339 upload time (PEP 700), when the index gives it.
-    pub upload_time: Option<String>,
+    pub(crate) upload_time: Option<String>,
     /// PEP 658/714: the index serves `<url>.metadata`; the sha256 of that file when given.
-    pub core_metadata: Option<Option<Sha256Hex>>,
+    pub(crate) core_metadata: Option<Option<Sha256Hex>>,
 }
 
 /// A project page: every file the index offers for one project.
 #[derive(Debug, Clone)]
-pub struct ProjectPage {
+pub(crate) struct ProjectPage {
     /// The normalized project name.
-    pub name: String,
+    pub(crate) name: String,
     /// The page URL, credentials redacted (for messages).
-    pub url: String,
-    pub files: Vec<ProjectFile>,
+    pub(crate) url: String,
+    pub(crate) files: Vec<ProjectFile>,
     /// Files dropped because the index gave no sha256 for them.
-    pub files_without_sha256: Vec<String>,
+    pub(crate) files_without_sha256: Vec<String>,
     /// Whether the page came from the cache without a network round trip.
-    pub from_cache: bool,
+    pub(crate) from_cache: bool,
     /// Things to tell the user (a newer `meta.api-version` minor).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Index failures a caller may want to tell apart (a missing project, an index that is not PEP 691).
 #[derive(Debug, thiserror::Error)]
-pub enum IndexError {
+pub(crate) enum IndexError {
     #[error("package {name:?} was not found on the index ({url} answered 404)")]
     NotFound { name: String, url: String },
     #[error(
@@ -72,7 +72,7 @@ pub enum IndexError {
 
 /// The client: cheap to clone, safe to share between threads.
 #[derive(Debug, Clone)]
-pub struct IndexClient {
+pub(crate) struct IndexClient {
     http: Http,
     /// The index base URL with a trailing slash, credentials included (used for requests only).
     base: url::Url,
@@ -82,7 +82,7 @@ pub struct IndexClient {
 /// The highest `meta.api-version` this client knows: 1.0 (PEP 691), 1.1 (PEP 700: `size`,
 /// `upload-time`, `versions`), 1.2 (PEP 708 tracks/alternate locations), 1.3 (PEP 740
 /// provenance), 1.4 (PEP 792 project status). The later additions are optional keys it ignores.
-pub const API_VERSION: (u64, u64) = (1, 4);
+pub(crate) const API_VERSION: (u64, u64) = (1, 4);
 
 /// The PEP 691 page as sent.
 #[derive(Debug, Deserialize)]
@@ -131,7 +131,7 @@ struct CacheHeader {
 
 impl IndexClient {
     /// A client for the index at `index_url` (e.g. `https://pypi.org/simple`).
-    pub fn new(http: Http, index_url: &str, cache: &Cache) -> Result<IndexClient> {
+    pub(crate) fn new(http: Http, index_url: &str, cache: &Cache) -> Result<IndexClient> {
         let mut text = index_url.trim().to_string();
         if !text.ends_with('/') {
             text.push('/');
@@ -145,12 +145,12 @@ impl IndexClient {
     }
 
     /// The page URL of a project (`<index>/<normalized name>/`).
-    pub fn project_url(&self, name: &str) -> Result<url::Url> {
+    pub(crate) fn project_url(&self, name: &str) -> Result<url::Url> {
         self.base.join(&format!("{name}/")).with_context(|| format!("building the index URL of {name}"))
     }
 
     /// Fetch (or take from the cache) the page of project `name` (normalized).
-    pub fn project(&self, name: &str) -> Result<ProjectPage> {
+    pub(crate) fn project(&self, name: &str) -> Result<ProjectPage> {
         let url = self.project_url(name)?;
         let shown = redact_url(url.as_str());
         let cache_file =
@@ -341,7 +341,7 @@ fn parse_page(name: &str, url: &url::Url, shown: &str, body: &str, from_cache: b
 
 /// A URL with any user name and password removed (for the lock: credentials belong to the
 /// environment, `XTASK_INDEX_URL`, never to a committed file).
-pub fn strip_credentials(url: &str) -> String {
+pub(crate) fn strip_credentials(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
             let _ = parsed.set_username("");

@@ -37,7 +37,7 @@ const MAX_WHOLE_WHEEL: u64 = 1024 * 1024 * 1024;
 
 /// Where a metadata read was answered from (counted for the summary and checked by tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetadataSource {
+pub(crate) enum MetadataSource {
     /// `<cache>/metadata/<sha256>.json`.
     Cache,
     /// The wheel already in the download cache.
@@ -52,19 +52,19 @@ pub enum MetadataSource {
 
 /// Reads metadata for the resolver. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct MetadataReader {
+pub(crate) struct MetadataReader {
     http: Http,
     cache: Cache,
     dir: PathBuf,
 }
 
 impl MetadataReader {
-    pub fn new(http: Http, cache: &Cache) -> Result<MetadataReader> {
+    pub(crate) fn new(http: Http, cache: &Cache) -> Result<MetadataReader> {
         Ok(MetadataReader { http, cache: cache.clone(), dir: cache.subdir("metadata")? })
     }
 
     /// The metadata of `file` (a wheel with a sha256 from the index).
-    pub fn read(&self, file: &ProjectFile) -> Result<(CoreMetadata, MetadataSource)> {
+    pub(crate) fn read(&self, file: &ProjectFile) -> Result<(CoreMetadata, MetadataSource)> {
         let sha256 = file.sha256.as_ref().with_context(|| format!("{} has no sha256", file.filename))?;
         let cache_file = self.dir.join(format!("{sha256}.json"));
         if let Some(metadata) = cached_metadata(&cache_file, file) {
@@ -444,7 +444,7 @@ fn inflate_member(entry: &Entry, data: &[u8]) -> Result<String> {
 }
 
 /// METADATA from a complete wheel in memory.
-pub fn metadata_from_whole_wheel(bytes: &[u8]) -> Result<String> {
+pub(crate) fn metadata_from_whole_wheel(bytes: &[u8]) -> Result<String> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).context("the wheel is not a valid zip")?;
     let names: Vec<String> =
         archive.file_names().filter_map(|n| n.ok()).filter(|n| is_metadata_name(n)).map(|n| n.into_owned()).collect();

@@ -8,7 +8,7 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Val
 use crate::packaging::pylock::{LockedPackage, Pylock, Yanked};
 
 /// The lock as TOML text.
-pub fn render(lock: &Pylock) -> String {
+pub(crate) fn render(lock: &Pylock) -> String {
     let mut doc = DocumentMut::new();
     doc.insert("lock-version", value(&lock.lock_version));
     if !lock.environments.is_empty() {

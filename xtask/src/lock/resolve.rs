@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use pep440_rs::{Operator, Version};
-use pep508_rs::{ExtraName, MarkerEnvironment, MarkerEnvironmentBuilder, Requirement, VersionOrUrl};
+use pep508_rs::{ExtraName, MarkerEnvironment, Requirement, VersionOrUrl};
 use pubgrub::{
     DefaultStringReporter, Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics,
     PubGrubError, Ranges, Reporter,
@@ -35,7 +35,7 @@ use crate::python_version::PythonVersion;
 
 /// A node of the resolution graph.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Pkg {
+pub(crate) enum Pkg {
     /// The requirements of layer.toml.
     Root,
     /// A distribution, by normalized name.
@@ -55,49 +55,35 @@ impl fmt::Display for Pkg {
 }
 
 /// The Lambda marker environment of an arch for a CPython full version.
-pub fn marker_environment(arch: Arch, python_full: &str) -> Result<MarkerEnvironment> {
-    let minor = PythonVersion::from_full_version(python_full)
-        .with_context(|| format!("python full version {python_full:?}"))?
-        .dotted();
-    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-        implementation_name: "cpython",
-        implementation_version: python_full,
-        os_name: "posix",
-        platform_machine: arch.manylinux_name(),
-        platform_python_implementation: "CPython",
-        platform_release: "",
-        platform_system: "Linux",
-        platform_version: "",
-        python_full_version: python_full,
-        python_version: &minor,
-        sys_platform: "linux",
-    })
-    .map_err(|e| anyhow!("python version {python_full:?}: {e}"))
+pub(crate) fn marker_environment(arch: Arch, python_full: &str) -> Result<MarkerEnvironment> {
+    let python = PythonVersion::from_full_version(python_full)
+        .with_context(|| format!("python full version {python_full:?}"))?;
+    crate::packaging::markers::lambda_environment(arch, python, python_full)
 }
 
 /// One resolved distribution for one arch.
 #[derive(Debug, Clone)]
-pub struct ResolvedDist {
-    pub version: Version,
+pub(crate) struct ResolvedDist {
+    pub(crate) version: Version,
     /// The wheel this arch installs.
-    pub wheel: ProjectFile,
-    pub requires_python: Option<String>,
+    pub(crate) wheel: ProjectFile,
+    pub(crate) requires_python: Option<String>,
     /// Names of the distributions it depends on here (extras flattened).
-    pub dependencies: BTreeSet<String>,
+    pub(crate) dependencies: BTreeSet<String>,
 }
 
 /// What to resolve for one arch.
-pub struct ArchRequest<'a> {
-    pub arch: Arch,
-    pub python_full: &'a str,
-    pub roots: &'a [Requirement],
-    pub exclude: &'a BTreeSet<String>,
+pub(crate) struct ArchRequest<'a> {
+    pub(crate) arch: Arch,
+    pub(crate) python_full: &'a str,
+    pub(crate) roots: &'a [Requirement],
+    pub(crate) exclude: &'a BTreeSet<String>,
     /// Versions to pick when the constraints allow (existing lock, the other arch's picks).
-    pub preferred: &'a BTreeMap<String, Version>,
+    pub(crate) preferred: &'a BTreeMap<String, Version>,
 }
 
 /// Resolve `request` into name → distribution.
-pub fn resolve_arch(sources: &Sources, request: &ArchRequest) -> Result<BTreeMap<String, ResolvedDist>> {
+pub(crate) fn resolve_arch(sources: &Sources, request: &ArchRequest) -> Result<BTreeMap<String, ResolvedDist>> {
     let provider = Provider {
         sources,
         request,
@@ -184,7 +170,7 @@ fn tidy_report(report: &str) -> String {
 /// An error from the provider (PubGrub wants `std::error::Error`).
 #[derive(Debug, thiserror::Error)]
 #[error("{0:#}")]
-pub struct ProviderError(anyhow::Error);
+pub(crate) struct ProviderError(anyhow::Error);
 
 type Dependency = (BTreeSet<String>, Option<String>);
 
@@ -412,7 +398,7 @@ impl DependencyProvider for Provider<'_> {
 }
 
 /// The versions a requirement pins exactly (`==1.2.3`, `===1.2.3`), if it does.
-pub fn exact_pins(requirement: &Requirement) -> Vec<Version> {
+pub(crate) fn exact_pins(requirement: &Requirement) -> Vec<Version> {
     match &requirement.version_or_url {
         Some(VersionOrUrl::VersionSpecifier(specifiers)) => specifiers
             .iter()

@@ -18,11 +18,11 @@ use crate::packaging::wheel_name::normalize_name;
 
 /// One `--upgrade-package` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpgradeRequest {
+pub(crate) struct UpgradeRequest {
     /// PEP 503 normalized name.
-    pub name: String,
+    pub(crate) name: String,
     /// The version to pin, from `NAME==VERSION`.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 impl FromStr for UpgradeRequest {
@@ -51,7 +51,7 @@ impl FromStr for UpgradeRequest {
 /// Check every request against the spec's requirements and the existing lock's packages, rewrite
 /// exact pins in the spec file at `spec_path` when a version is given, and return the names that
 /// may move. The spec file is written (temp file + rename) only when every request is valid.
-pub fn apply(
+pub(crate) fn apply(
     requests: &[UpgradeRequest],
     spec_path: &Path,
     requirements: &[String],

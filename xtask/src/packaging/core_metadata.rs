@@ -10,15 +10,15 @@ use crate::packaging::wheel_name::normalize_name;
 
 /// The fields of core metadata the resolver needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CoreMetadata {
-    pub name: String,
-    pub version: String,
+pub(crate) struct CoreMetadata {
+    pub(crate) name: String,
+    pub(crate) version: String,
     #[serde(default)]
-    pub requires_dist: Vec<String>,
+    pub(crate) requires_dist: Vec<String>,
     #[serde(default)]
-    pub requires_python: Option<String>,
+    pub(crate) requires_python: Option<String>,
     #[serde(default)]
-    pub provides_extra: Vec<String>,
+    pub(crate) provides_extra: Vec<String>,
 }
 
 /// The header fields of core metadata
@@ -26,7 +26,7 @@ pub struct CoreMetadata {
 /// `Name: value` lines, names as written; a continuation line (starting with whitespace) is
 /// appended to its field after a `\n`; the first empty line ends the headers (setuptools folds
 /// blank lines inside a field, such as a license text, into lines of spaces).
-pub fn header_fields(text: &str) -> Vec<(String, String)> {
+pub(crate) fn header_fields(text: &str) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         if line.is_empty() {
@@ -47,7 +47,7 @@ pub fn header_fields(text: &str) -> Vec<(String, String)> {
 }
 
 /// Parse core metadata (an email-header block; the body, if any, is the description).
-pub fn parse_metadata(text: &str) -> Result<CoreMetadata> {
+pub(crate) fn parse_metadata(text: &str) -> Result<CoreMetadata> {
     let fields: Vec<(String, String)> = header_fields(text)
         .into_iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), value.replace('\n', " ")))

@@ -9,7 +9,7 @@
 use anyhow::{Result, anyhow, bail};
 
 /// The `lock-version` this tool reads and writes.
-pub const LOCK_VERSION: (u64, u64) = (1, 0);
+pub(crate) const LOCK_VERSION: (u64, u64) = (1, 0);
 
 /// The top-level keys of PEP 751 (`tool` holds this tool's own table).
 const KNOWN_KEYS: &[&str] = &[
@@ -26,7 +26,7 @@ const KNOWN_KEYS: &[&str] = &[
 
 /// Check `lock-version` and the top-level keys of a lock's text. Returns warnings (a newer minor
 /// version, unknown keys); a newer major version or an unreadable version is an error.
-pub fn check_top_level(text: &str, lock_version: &str, shown: &str) -> Result<Vec<String>> {
+pub(crate) fn check_top_level(text: &str, lock_version: &str, shown: &str) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let parsed = lock_version
         .split_once('.')

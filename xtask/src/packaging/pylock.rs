@@ -14,52 +14,52 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub struct Pylock {
     /// Always "1.0".
-    pub lock_version: String,
+    pub(crate) lock_version: String,
     /// Marker expressions of the environments the lock is for (one per target arch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub environments: Vec<String>,
+    pub(crate) environments: Vec<String>,
     /// e.g. "==3.11.*".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requires_python: Option<String>,
+    pub(crate) requires_python: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub extras: Vec<String>,
+    pub(crate) extras: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dependency_groups: Vec<String>,
+    pub(crate) dependency_groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub default_groups: Vec<String>,
-    pub created_by: String,
+    pub(crate) default_groups: Vec<String>,
+    pub(crate) created_by: String,
     #[serde(default)]
     pub packages: Vec<LockedPackage>,
     /// `[tool.litellm-layer]`: what the lock was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool: Option<LockTool>,
+    pub(crate) tool: Option<LockTool>,
     /// Warnings from reading it (a newer `lock-version` minor, unknown keys); never written.
     #[serde(skip)]
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// `[tool]` of the lock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LockTool {
+pub(crate) struct LockTool {
     #[serde(rename = "litellm-layer")]
-    pub litellm_layer: LockInputs,
+    pub(crate) litellm_layer: LockInputs,
 }
 
 /// The inputs a lock was resolved from; `lock --check` compares them with layer.toml.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct LockInputs {
+pub(crate) struct LockInputs {
     /// The top-level requirements, as written in layer.toml.
-    pub requirements: Vec<String>,
+    pub(crate) requirements: Vec<String>,
     /// Distributions excluded from the closure.
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
     /// The index the lock was resolved against (credentials removed).
-    pub index_url: String,
+    pub(crate) index_url: String,
     /// Full version of the pinned interpreter markers were evaluated for, e.g. "3.11.14".
-    pub python_full_version: String,
+    pub(crate) python_full_version: String,
     /// Lambda architectures covered, e.g. ["arm64", "x86_64"].
-    pub architectures: Vec<String>,
+    pub(crate) architectures: Vec<String>,
 }
 
 /// `[[packages]]`.
@@ -91,28 +91,28 @@ pub struct LockedPackage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PackageTool {
     #[serde(rename = "litellm-layer", default, skip_serializing_if = "Option::is_none")]
-    pub litellm_layer: Option<PackageNotes>,
+    pub(crate) litellm_layer: Option<PackageNotes>,
 }
 
 /// `[packages.tool.litellm-layer]`: what the index said about the locked version when locking.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PackageNotes {
+pub(crate) struct PackageNotes {
     /// PEP 592: `true`, or the index's reason, when the locked version is yanked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub yanked: Option<Yanked>,
+    pub(crate) yanked: Option<Yanked>,
 }
 
 /// A yanked mark as PEP 592 gives it: a flag, or a reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Yanked {
+pub(crate) enum Yanked {
     Flag(bool),
     Reason(String),
 }
 
 impl LockedPackage {
     /// `Some(reason)` when the lock records this version as yanked; the reason may be absent.
-    pub fn yanked(&self) -> Option<Option<&str>> {
+    pub(crate) fn yanked(&self) -> Option<Option<&str>> {
         match self.tool.as_ref()?.litellm_layer.as_ref()?.yanked.as_ref()? {
             Yanked::Flag(false) => None,
             Yanked::Flag(true) => Some(None),
@@ -204,7 +204,7 @@ impl Pylock {
     }
 
     /// The `[tool.litellm-layer]` inputs, if present.
-    pub fn inputs(&self) -> Option<&LockInputs> {
+    pub(crate) fn inputs(&self) -> Option<&LockInputs> {
         self.tool.as_ref().map(|t| &t.litellm_layer)
     }
 }

@@ -12,23 +12,23 @@ use serde::Deserialize;
 
 /// One row of RECORD: `path,sha256=<urlsafe-b64-nopad>,size`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RecordEntry {
-    pub path: String,
+pub(crate) struct RecordEntry {
+    pub(crate) path: String,
     /// `algorithm=digest`, empty only for RECORD itself (and its signatures).
-    pub hash: Option<String>,
+    pub(crate) hash: Option<String>,
     /// Size in bytes, empty only where the hash is.
-    pub size: Option<u64>,
+    pub(crate) size: Option<u64>,
 }
 
 /// Why a RECORD is unusable. Each variant names the wheel and the entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
+pub(crate) enum RecordError {
     #[error("{wheel}: RECORD is not valid CSV at line {line}: {message}")]
     Csv { wheel: String, line: u64, message: String },
     #[error("{wheel}: RECORD lists {path:?} twice")]
     Duplicate { wheel: String, path: String },
     #[error("{wheel}: RECORD entry {path:?} is not a relative path inside the wheel ({why})")]
-    UnsafePath { wheel: String, path: String, why: &'static str },
+    UnsafePath { wheel: String, path: String, why: crate::files::UnsafePath },
     #[error("{wheel}: RECORD entry {path:?} has no hash (only RECORD itself may omit it)")]
     MissingHash { wheel: String, path: String },
     #[error(
@@ -40,12 +40,12 @@ pub enum RecordError {
 
 /// A parsed RECORD, keyed by path.
 #[derive(Debug, Clone, Default)]
-pub struct Record {
+pub(crate) struct Record {
     entries: BTreeMap<String, RecordEntry>,
 }
 
 /// RECORD's own file name and its signatures, which may not carry hashes.
-pub fn is_record_or_signature(path: &str, dist_info_dir: &str) -> bool {
+pub(crate) fn is_record_or_signature(path: &str, dist_info_dir: &str) -> bool {
     let Some(file) = path.strip_prefix(dist_info_dir).and_then(|rest| rest.strip_prefix('/')) else {
         return false;
     };
@@ -55,7 +55,7 @@ pub fn is_record_or_signature(path: &str, dist_info_dir: &str) -> bool {
 impl Record {
     /// Parse RECORD text. `wheel` names the wheel in errors; `dist_info_dir` is where RECORD lives
     /// (entries there may omit hashes).
-    pub fn parse(wheel: &str, dist_info_dir: &str, bytes: &[u8]) -> Result<Record, RecordError> {
+    pub(crate) fn parse(wheel: &str, dist_info_dir: &str, bytes: &[u8]) -> Result<Record, RecordError> {
         let mut reader =
             csv::ReaderBuilder::new().has_headers(false).escape(Some(b'"')).flexible(false).from_reader(bytes);
         let mut entries = BTreeMap::new();
@@ -88,12 +88,12 @@ impl Record {
         Ok(Record { entries })
     }
 
-    pub fn get(&self, path: &str) -> Option<&RecordEntry> {
+    pub(crate) fn get(&self, path: &str) -> Option<&RecordEntry> {
         self.entries.get(path)
     }
 
     /// Paths in RECORD order-independent (sorted).
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
     }
 
@@ -111,32 +111,18 @@ fn is_sha256_b64(hash: &str) -> bool {
 }
 
 /// The RECORD form of a sha256 digest: `sha256=<urlsafe-b64-nopad>`.
-pub fn record_hash(digest: &[u8]) -> String {
+pub(crate) fn record_hash(digest: &[u8]) -> String {
     format!("sha256={}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
 }
 
 /// Refuse a RECORD path that is absolute, climbs out with `..`, or is otherwise not a plain
-/// POSIX path inside the wheel.
+/// POSIX path inside the wheel (`crate::files::enclosed_relative_path`).
 fn check_path(wheel: &str, path: &str) -> Result<(), RecordError> {
-    let why = if path.is_empty() {
-        Some("empty")
-    } else if path.starts_with('/') {
-        Some("absolute")
-    } else if path.contains('\\') {
-        Some("backslash")
-    } else if path.contains('\0') {
-        Some("NUL byte")
-    } else if path.split('/').any(|c| c == "..") {
-        Some("'..' component")
-    } else if path.split('/').any(|c| c.is_empty() || c == ".") {
-        Some("empty or '.' component")
-    } else {
-        None
-    };
-    match why {
-        Some(why) => Err(RecordError::UnsafePath { wheel: wheel.to_string(), path: path.to_string(), why }),
-        None => Ok(()),
-    }
+    crate::files::enclosed_relative_path(path).map(drop).map_err(|why| RecordError::UnsafePath {
+        wheel: wheel.to_string(),
+        path: path.to_string(),
+        why,
+    })
 }
 
 #[cfg(test)]
@@ -170,7 +156,10 @@ mod tests {
                 format!("../x,{hash},1\n"),
                 "RECORD entry \"../x\" is not a relative path inside the wheel ('..' component)",
             ),
-            (format!("/etc/passwd,{hash},1\n"), "\"/etc/passwd\" is not a relative path inside the wheel (absolute)"),
+            (
+                format!("/etc/passwd,{hash},1\n"),
+                "\"/etc/passwd\" is not a relative path inside the wheel (absolute path)",
+            ),
             ("demo/a.py,,\n".to_string(), "RECORD entry \"demo/a.py\" has no hash"),
             ("demo/a.py,md5=abc,1\n".to_string(), "uses hash \"md5=abc\""),
             (format!("demo/a.py,{hash},1\ndemo/a.py,{hash},1\n"), "RECORD lists \"demo/a.py\" twice"),

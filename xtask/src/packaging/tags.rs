@@ -11,27 +11,29 @@ use std::collections::HashMap;
 
 use crate::arch::Arch;
 use crate::packaging::wheel_name::WheelFilename;
+use crate::python_version::PythonVersion;
 
 /// The newest glibc the target has (Amazon Linux 2023).
-pub const TARGET_GLIBC_MINOR: u32 = 34;
+pub(crate) const TARGET_GLIBC_MINOR: u32 = 34;
 
 /// A wheel's rank for the target: lower is better. `None` from [`TargetTags::rank`] means the
 /// wheel cannot be installed there.
-pub type TagRank = usize;
+pub(crate) type TagRank = usize;
 
 /// The ordered tag list of one target (arch + CPython minor).
 #[derive(Debug, Clone)]
-pub struct TargetTags {
-    pub arch: Arch,
+pub(crate) struct TargetTags {
+    pub(crate) arch: Arch,
     ranks: HashMap<(String, String, String), TagRank>,
 }
 
 impl TargetTags {
-    /// Tags for CPython 3.`python_minor` on Lambda (glibc 2.34) for `arch`.
-    pub fn lambda(arch: Arch, python_minor: u32) -> TargetTags {
+    /// Tags for CPython `python` on Lambda (glibc 2.34) for `arch`.
+    pub(crate) fn lambda(arch: Arch, python: PythonVersion) -> TargetTags {
         let mut ordered: Vec<(String, String, String)> = Vec::new();
         let platforms = platform_tags(arch);
-        let cp = format!("cp3{python_minor}");
+        let cp = python.cp_tag();
+        let python_minor = python.minor();
         // 1. Interpreter-specific: cp311-cp311-<plat>, cp311-abi3-<plat>, cp311-none-<plat>,
         //    then cp310-abi3 ... cp32-abi3 (the stable ABI is forward compatible).
         for abi in [cp.as_str(), "abi3", "none"] {
@@ -63,7 +65,7 @@ impl TargetTags {
     }
 
     /// The best rank over the wheel's compressed tag set, or `None` if no tag fits the target.
-    pub fn rank(&self, wheel: &WheelFilename) -> Option<TagRank> {
+    pub(crate) fn rank(&self, wheel: &WheelFilename) -> Option<TagRank> {
         let mut best: Option<TagRank> = None;
         for python in &wheel.python_tags {
             for abi in &wheel.abi_tags {
@@ -78,12 +80,12 @@ impl TargetTags {
     }
 
     /// Whether the wheel can be installed on the target.
-    pub fn is_compatible(&self, wheel: &WheelFilename) -> bool {
+    pub(crate) fn is_compatible(&self, wheel: &WheelFilename) -> bool {
         self.rank(wheel).is_some()
     }
 
     /// The best wheel among `wheels` for this target: lowest rank, then highest build tag.
-    pub fn best<'a, T>(
+    pub(crate) fn best<'a, T>(
         &self,
         wheels: impl IntoIterator<Item = (&'a WheelFilename, T)>,
     ) -> Option<(&'a WheelFilename, T)> {
@@ -137,8 +139,8 @@ mod tests {
 
     #[test]
     fn compatible_and_incompatible_tags() {
-        let arm = TargetTags::lambda(Arch::Arm64, 11);
-        let x86 = TargetTags::lambda(Arch::X86_64, 11);
+        let arm = TargetTags::lambda(Arch::Arm64, "3.11".parse().unwrap());
+        let x86 = TargetTags::lambda(Arch::X86_64, "3.11".parse().unwrap());
         let yes_arm = [
             "a-1-py3-none-any.whl",
             "a-1-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
@@ -169,7 +171,7 @@ mod tests {
 
     #[test]
     fn priority_prefers_specific_newer_builds() {
-        let x86 = TargetTags::lambda(Arch::X86_64, 11);
+        let x86 = TargetTags::lambda(Arch::X86_64, "3.11".parse().unwrap());
         let order = [
             "a-1-cp311-cp311-manylinux_2_34_x86_64.whl",
             "a-1-cp311-cp311-manylinux_2_28_x86_64.whl",
@@ -188,7 +190,7 @@ mod tests {
 
     #[test]
     fn best_picks_lowest_rank_then_highest_build() {
-        let x86 = TargetTags::lambda(Arch::X86_64, 11);
+        let x86 = TargetTags::lambda(Arch::X86_64, "3.11".parse().unwrap());
         let wheels = [
             wheel("a-1-py3-none-any.whl"),
             wheel("a-1-cp311-cp311-manylinux_2_17_x86_64.whl"),

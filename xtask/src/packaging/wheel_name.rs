@@ -12,16 +12,16 @@ use pep440_rs::Version;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WheelFilename {
     /// The distribution name as written (escaped: `-` replaced by `_`).
-    pub name: String,
-    pub version: Version,
+    pub(crate) name: String,
+    pub(crate) version: Version,
     /// Optional build tag; must start with a digit.
-    pub build: Option<String>,
+    pub(crate) build: Option<String>,
     /// Python tags of the compressed set, e.g. `["py2", "py3"]`.
-    pub python_tags: Vec<String>,
+    pub(crate) python_tags: Vec<String>,
     /// ABI tags, e.g. `["cp311"]` or `["abi3"]` or `["none"]`.
-    pub abi_tags: Vec<String>,
+    pub(crate) abi_tags: Vec<String>,
     /// Platform tags, e.g. `["manylinux_2_17_x86_64", "manylinux2014_x86_64"]` or `["any"]`.
-    pub platform_tags: Vec<String>,
+    pub(crate) platform_tags: Vec<String>,
     original: String,
 }
 
@@ -87,12 +87,12 @@ impl fmt::Display for WheelFilename {
 
 impl WheelFilename {
     /// The PEP 503 normalized distribution name (`Typing_Extensions` → `typing-extensions`).
-    pub fn normalized_name(&self) -> String {
+    pub(crate) fn normalized_name(&self) -> String {
         normalize_name(&self.name)
     }
 
     /// The build tag's sort key: (leading number, rest), as the spec orders build tags.
-    pub fn build_key(&self) -> (u64, String) {
+    pub(crate) fn build_key(&self) -> (u64, String) {
         match &self.build {
             None => (0, String::new()),
             Some(build) => {

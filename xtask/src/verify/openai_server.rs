@@ -15,33 +15,33 @@ use crate::verify::loopback::{Reply, Request, TestServer};
 
 /// One chat request as the server understood it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChatRequest {
+pub(crate) struct ChatRequest {
     /// The `model` field as sent (LiteLLM strips its `openai/` prefix).
-    pub model: String,
+    pub(crate) model: String,
     /// Whether `"stream": true` was asked for.
-    pub stream: bool,
+    pub(crate) stream: bool,
     /// The content of the last message, which the reply echoes.
-    pub last_message: String,
+    pub(crate) last_message: String,
     /// The `Authorization` header.
-    pub authorization: Option<String>,
+    pub(crate) authorization: Option<String>,
     /// The whole JSON body.
-    pub body: Value,
+    pub(crate) body: Value,
 }
 
 /// The running server; dropping it stops it.
-pub struct OpenAiServer {
+pub(crate) struct OpenAiServer {
     server: TestServer,
     chats: Arc<Mutex<Vec<ChatRequest>>>,
 }
 
 /// The text the server answers to a last message `content`.
-pub fn echo_text(content: &str) -> String {
+pub(crate) fn echo_text(content: &str) -> String {
     format!("echo: {content}")
 }
 
 impl OpenAiServer {
     /// Start the server on an ephemeral port of 127.0.0.1.
-    pub fn start() -> OpenAiServer {
+    pub(crate) fn start() -> OpenAiServer {
         let chats: Arc<Mutex<Vec<ChatRequest>>> = Arc::new(Mutex::new(Vec::new()));
         let recorded = chats.clone();
         let server = TestServer::start(move |request| answer(request, &recorded));
@@ -49,12 +49,12 @@ impl OpenAiServer {
     }
 
     /// `http://127.0.0.1:<port>/v1`, the `api_base` to give LiteLLM.
-    pub fn api_base(&self) -> String {
+    pub(crate) fn api_base(&self) -> String {
         self.server.url("/v1")
     }
 
     /// Every well-formed chat request served so far, in order.
-    pub fn chat_requests(&self) -> Vec<ChatRequest> {
+    pub(crate) fn chat_requests(&self) -> Vec<ChatRequest> {
         self.chats.lock().expect("chat requests lock").clone()
     }
 }

@@ -18,18 +18,18 @@ use crate::verify::CheckResult;
 
 /// What the check script reported under `"check": "modules"`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoadedModules {
+pub(crate) struct LoadedModules {
     /// `sys.implementation._multiarch` of the interpreter that ran the workload.
-    pub multiarch: String,
+    pub(crate) multiarch: String,
     /// `(module name, file it was loaded from)`, as the interpreter saw the path.
-    pub modules: Vec<(String, String)>,
+    pub(crate) modules: Vec<(String, String)>,
     /// Modules whose source text was read during the workload (`inspect.getsource`, tracebacks).
-    pub source_read: Vec<String>,
+    pub(crate) source_read: Vec<String>,
 }
 
 impl LoadedModules {
     /// The `modules` line among the check script's results, if it got that far.
-    pub fn from_results(results: &[Value]) -> Option<LoadedModules> {
+    pub(crate) fn from_results(results: &[Value]) -> Option<LoadedModules> {
         let line = results.iter().find(|r| r["check"] == "modules")?;
         let modules = line["modules"]
             .as_array()?
@@ -44,12 +44,12 @@ impl LoadedModules {
     }
 
     /// The names to record in the import profile (the multiarch triple replaced by a placeholder).
-    pub fn profile_names(&self) -> BTreeSet<String> {
+    pub(crate) fn profile_names(&self) -> BTreeSet<String> {
         self.modules.iter().map(|(name, _)| recorded_name(name)).collect()
     }
 
     /// The names to record as keeping their source.
-    pub fn keep_source_names(&self) -> BTreeSet<String> {
+    pub(crate) fn keep_source_names(&self) -> BTreeSet<String> {
         self.source_read.iter().map(|name| recorded_name(name)).collect()
     }
 }
@@ -74,7 +74,11 @@ fn expected_bytecode(relative: &str) -> Option<(bool, String)> {
 
 /// "every loaded module had bytecode": each module the workload loaded from a `.py` file has its
 /// `.pyc` in the built layer at `layer_dir` (holding `python/`).
-pub fn bytecode_check(layer_dir: &Path, python_prefixes: &[String], loaded: &LoadedModules) -> Result<CheckResult> {
+pub(crate) fn bytecode_check(
+    layer_dir: &Path,
+    python_prefixes: &[String],
+    loaded: &LoadedModules,
+) -> Result<CheckResult> {
     let python = layer_dir.join("python");
     let mut zip_members: Option<BTreeSet<String>> = None;
     let (mut from_pyc, mut sourceless, mut outside) = (0usize, 0usize, 0usize);

@@ -17,24 +17,24 @@ use crate::verify::sandbox::Isolation;
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckResult {
     pub name: String,
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// A path, count or figure when it passed; the traceback or the offending files when not.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// The outcome of a verification.
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
-    pub arch: Arch,
+    pub(crate) arch: Arch,
     pub mode: &'static str,
-    pub isolation: Isolation,
+    pub(crate) isolation: Isolation,
     pub checks: Vec<CheckResult>,
     /// `import litellm` inside each timed process, in milliseconds.
     pub import_litellm_ms: Vec<f64>,
     /// Wall time of each whole timed process (start-up included), in milliseconds.
-    pub process_ms: Vec<f64>,
+    pub(crate) process_ms: Vec<f64>,
     /// The modules the workload loaded from `.py`/`.pyc` files (the import profile's source).
-    pub loaded_modules: Option<crate::verify::profile::LoadedModules>,
+    pub(crate) loaded_modules: Option<crate::verify::profile::LoadedModules>,
 }
 
 impl VerifyReport {
@@ -42,11 +42,11 @@ impl VerifyReport {
         !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
     }
 
-    pub fn failed(&self) -> Vec<&CheckResult> {
+    pub(crate) fn failed(&self) -> Vec<&CheckResult> {
         self.checks.iter().filter(|c| !c.ok).collect()
     }
 
-    pub fn import_litellm_ms_median(&self) -> Option<f64> {
+    pub(crate) fn import_litellm_ms_median(&self) -> Option<f64> {
         median(&self.import_litellm_ms)
     }
 
@@ -69,7 +69,7 @@ impl VerifyReport {
         out
     }
 
-    pub fn verdict(&self) -> String {
+    pub(crate) fn verdict(&self) -> String {
         let how = format!("{}, {}", self.mode, self.isolation.describe());
         if self.passed() {
             format!("verify {}: PASSED, {} checks ({how})", self.arch, self.checks.len())

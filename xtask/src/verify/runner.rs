@@ -24,7 +24,7 @@ pub enum Runner {
 }
 
 impl Runner {
-    pub fn mode(&self) -> &'static str {
+    pub(crate) fn mode(&self) -> &'static str {
         match self {
             Runner::Native => "native",
             Runner::Qemu { .. } => "qemu",

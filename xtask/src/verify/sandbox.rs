@@ -19,7 +19,7 @@ use crate::source_date::{SourceDateEpoch, ZIP_TIME_MIN};
 
 /// The mtime Lambda's extracted files get from a deterministic layer zip: `SOURCE_DATE_EPOCH` or
 /// 1980-01-01 00:00:00 UTC (the earliest time a zip entry can carry).
-pub fn fixed_mtime(source_date_epoch: SourceDateEpoch) -> SystemTime {
+pub(crate) fn fixed_mtime(source_date_epoch: SourceDateEpoch) -> SystemTime {
     let seconds = source_date_epoch.or(ZIP_TIME_MIN);
     SystemTime::UNIX_EPOCH + Duration::from_secs(seconds.unsigned_abs())
 }
@@ -27,7 +27,7 @@ pub fn fixed_mtime(source_date_epoch: SourceDateEpoch) -> SystemTime {
 /// Copy the layer tree `from` (the directory holding `python/`) into `to`, which must not exist:
 /// regular files and directories are copied, symbolic links recreated as links, and every mtime
 /// set to `mtime`. Anything else (sockets, devices) is refused.
-pub fn copy_layer(from: &Path, to: &Path, mtime: SystemTime) -> Result<u64> {
+pub(crate) fn copy_layer(from: &Path, to: &Path, mtime: SystemTime) -> Result<u64> {
     if to.exists() {
         bail!("{} already exists", to.display());
     }
@@ -63,7 +63,7 @@ pub fn copy_layer(from: &Path, to: &Path, mtime: SystemTime) -> Result<u64> {
 
 /// Remove every write permission bit in the tree (what Lambda's `/opt` looks like to a non-root
 /// process).
-pub fn make_read_only(root: &Path) -> Result<()> {
+pub(crate) fn make_read_only(root: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
         let entry = entry.with_context(|| format!("listing {}", root.display()))?;
@@ -78,7 +78,7 @@ pub fn make_read_only(root: &Path) -> Result<()> {
 }
 
 /// Give write permission back so the sandbox can be deleted by a non-root user too.
-pub fn make_writable(root: &Path) -> Result<()> {
+pub(crate) fn make_writable(root: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in walkdir::WalkDir::new(root) {
         let entry = entry.with_context(|| format!("listing {}", root.display()))?;
@@ -94,18 +94,18 @@ pub fn make_writable(root: &Path) -> Result<()> {
 
 /// One entry of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestEntry {
+pub(crate) struct ManifestEntry {
     /// `f` file, `d` directory, `l` link.
-    pub kind: char,
-    pub size: u64,
-    pub mtime_ns: i128,
+    pub(crate) kind: char,
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i128,
 }
 
 /// Paths (relative, `/`-separated) to what they were.
-pub type Manifest = BTreeMap<String, ManifestEntry>;
+pub(crate) type Manifest = BTreeMap<String, ManifestEntry>;
 
 /// List the tree under `root`: path, kind, size and mtime of everything in it.
-pub fn manifest(root: &Path) -> Result<Manifest> {
+pub(crate) fn manifest(root: &Path) -> Result<Manifest> {
     let mut out = Manifest::new();
     for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
         let entry = entry.with_context(|| format!("listing {}", root.display()))?;
@@ -129,7 +129,7 @@ pub fn manifest(root: &Path) -> Result<Manifest> {
 }
 
 /// What changed between two manifests, one line per path: `added x`, `removed y`, `changed z`.
-pub fn diff(before: &Manifest, after: &Manifest) -> Vec<String> {
+pub(crate) fn diff(before: &Manifest, after: &Manifest) -> Vec<String> {
     let mut changes = Vec::new();
     for (path, entry) in after {
         match before.get(path) {
@@ -161,7 +161,7 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Isolation::MountNamespace => "read-only bind mount in a private mount namespace (unshare -m)",
             Isolation::PermissionBits => {
@@ -171,7 +171,7 @@ impl Isolation {
     }
 
     /// Try a read-only bind mount in a private mount namespace on a scratch directory.
-    pub fn detect(scratch: &Path) -> Isolation {
+    pub(crate) fn detect(scratch: &Path) -> Isolation {
         let probe = scratch.join("mount-probe");
         if fs_err::create_dir_all(&probe).is_err() {
             return Isolation::PermissionBits;
@@ -202,14 +202,14 @@ exec "$@""#;
 
 /// A read-only (or, for the write probe, writable) view of `source` at `target` for one command.
 #[derive(Debug, Clone)]
-pub struct Mount {
-    pub source: PathBuf,
-    pub target: PathBuf,
-    pub read_only: bool,
+pub(crate) struct Mount {
+    pub(crate) source: PathBuf,
+    pub(crate) target: PathBuf,
+    pub(crate) read_only: bool,
 }
 
 /// `program args...`, wrapped in `unshare -m` with `mount` when the isolation allows it.
-pub fn command(isolation: Isolation, mount: &Mount, program: &Path, args: &[std::ffi::OsString]) -> Command {
+pub(crate) fn command(isolation: Isolation, mount: &Mount, program: &Path, args: &[std::ffi::OsString]) -> Command {
     match isolation {
         Isolation::MountNamespace => {
             let mut command = Command::new("unshare");

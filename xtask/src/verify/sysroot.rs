@@ -21,14 +21,14 @@ use crate::progress::Progress;
 pub const QEMU_AARCH64: &str = "qemu-aarch64-static";
 
 /// How to install it.
-pub const QEMU_FIX: &str = "apt-get install qemu-user-static";
+pub(crate) const QEMU_FIX: &str = "apt-get install qemu-user-static";
 
 /// An existing arm64 sysroot to use instead of building one.
-pub const SYSROOT_ENV: &str = "XTASK_ARM64_SYSROOT";
+pub(crate) const SYSROOT_ENV: &str = "XTASK_ARM64_SYSROOT";
 
 /// The packages `verify` needs in the sysroot: the C and C++ runtimes wheels link against, and zlib
 /// (present on every Lambda image).
-pub const VERIFY_PACKAGES: &[&str] = &["libc6", "libstdc++6", "libgcc-s1", "zlib1g"];
+pub(crate) const VERIFY_PACKAGES: &[&str] = &["libc6", "libstdc++6", "libgcc-s1", "zlib1g"];
 
 /// Packages the closure drags in that a sysroot never needs (and whose maintainer scripts we
 /// would never run anyway).
@@ -56,7 +56,7 @@ pub fn find_on_path(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> 
 }
 
 /// Whether `dir` is a finished sysroot.
-pub fn is_complete(dir: &Path) -> bool {
+pub(crate) fn is_complete(dir: &Path) -> bool {
     dir.join(COMPLETE_MARKER).is_file()
 }
 
@@ -141,7 +141,7 @@ fn sources_list(mirror: &str) -> String {
 
 /// The package names of `apt-cache depends --recurse` output (one unindented name per package;
 /// `<virtual>` names and the skipped packages left out), sorted.
-pub fn closure_from_depends(output: &str) -> Vec<String> {
+pub(crate) fn closure_from_depends(output: &str) -> Vec<String> {
     let mut names: Vec<String> = output
         .lines()
         .filter(|line| !line.starts_with(' ') && !line.starts_with('<') && !line.trim().is_empty())

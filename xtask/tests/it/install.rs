@@ -18,14 +18,8 @@ use xtask::packaging::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
 use xtask::progress::Progress;
 use xtask::spec::LayerSpec;
 
-const SPEC: &str = r#"
-[python]
-version = "3.11"
-release = "20260127"
-
-[packages]
-requirements = ["litellm==1.78.7"]
-"#;
+/// The smallest valid spec, shared with the unit tests of `spec`.
+const SPEC: &str = include_str!("../../test_data/spec/minimal-layer.toml");
 
 fn spec(extra: &str) -> LayerSpec {
     LayerSpec::parse(&format!("{SPEC}{extra}"), Path::new("layer.toml")).unwrap()

@@ -327,7 +327,7 @@ fn a_model_of_a_provider_not_enabled_is_refused_before_anything_is_built() {
     )
     .unwrap();
     let spec = format!(
-        "{}\n[serverless]\nfile = {:?}\nlayer-path = \"../layer-build-{{arch}}/layer\"\n",
+        "{}\n[serverless]\nfile = {:?}\n",
         fs_err::read_to_string(committed_spec()).unwrap(),
         service.join("serverless.yml").to_str().unwrap()
     );

@@ -18,8 +18,9 @@ use crate::arch::Arch;
 use crate::cache::Sha256Hex;
 use crate::progress::Progress;
 use crate::python_version::PythonVersion;
+use crate::spec::StdlibRule;
 
-pub const STAMP_FILE: &str = "runtime-stamp.json";
+pub(crate) const STAMP_FILE: &str = "runtime-stamp.json";
 
 /// Bump when the runtime step changes what it produces, so old outputs are not reused.
 const STAMP_FORMAT: u32 = 2;
@@ -28,7 +29,7 @@ const STAMP_FORMAT: u32 = 2;
 struct Stamp {
     format: u32,
     sha256: String,
-    prune_rules: Vec<String>,
+    prune_rules: Vec<StdlibRule>,
     minor: String,
     arch: String,
     output: RuntimeOutput,
@@ -104,7 +105,7 @@ fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
 /// A digest of everything under `python_root` (paths, kinds, modes, link targets and file
 /// contents; site-packages' contents excluded): what a cached interpreter must still hash to
 /// before it is run again.
-pub fn tree_digest(python_root: &Path) -> Result<String> {
+pub(crate) fn tree_digest(python_root: &Path) -> Result<String> {
     let listing = serde_json::to_vec(&list_tree(python_root)?).context("serialising the tree listing")?;
     Ok(crate::cache::sha256_bytes(&listing).to_string())
 }
@@ -116,7 +117,7 @@ fn is_site_packages(relative: &str) -> bool {
 }
 
 /// Record the runtime just built in `<out_dir>/runtime-stamp.json` (temp file + rename).
-pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> Result<()> {
+pub(crate) fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[StdlibRule]) -> Result<()> {
     let stamp = Stamp {
         format: STAMP_FORMAT,
         sha256: output.sha256.clone(),
@@ -136,11 +137,11 @@ pub fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[String]) -> 
 /// When `previous` holds a runtime from the same archive, prune rules, minor version and arch,
 /// copy its listed files into `out_dir` (or use it as is when it is `out_dir`) and return its
 /// output. `None` means: build it.
-pub fn reuse(
+pub(crate) fn reuse(
     previous: &Path,
     out_dir: &Path,
     sha256: &Sha256Hex,
-    prune_rules: &[String],
+    prune_rules: &[StdlibRule],
     minor: PythonVersion,
     arch: Arch,
     progress: &Progress,

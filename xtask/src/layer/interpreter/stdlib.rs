@@ -6,46 +6,47 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::python_version::PythonVersion;
-use crate::spec::STDLIB_PRUNE_RULES;
+use crate::spec::StdlibRule;
 
 /// What one rule removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PruneRuleReport {
-    pub rule: String,
+pub(crate) struct PruneRuleReport {
+    pub(crate) rule: StdlibRule,
     /// Files (and symlinks) removed.
-    pub files: u64,
+    pub(crate) files: u64,
     /// Bytes of regular files removed.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// The removed paths, relative to the python root, sorted (directories as one path each).
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
 }
 
 /// The stdlib prune as a whole: sizes of the python root before and after, and each rule's share.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StdlibPruneReport {
-    pub files_before: u64,
-    pub bytes_before: u64,
-    pub files_after: u64,
-    pub bytes_after: u64,
-    pub rules: Vec<PruneRuleReport>,
+pub(crate) struct StdlibPruneReport {
+    pub(crate) files_before: u64,
+    pub(crate) bytes_before: u64,
+    pub(crate) files_after: u64,
+    pub(crate) bytes_after: u64,
+    pub(crate) rules: Vec<PruneRuleReport>,
 }
 
 /// Apply `rules` (in order) to the python root of a CPython `minor` install.
-pub fn prune_stdlib(python_root: &Path, minor: PythonVersion, rules: &[String]) -> Result<StdlibPruneReport> {
+pub(crate) fn prune_stdlib(
+    python_root: &Path,
+    minor: PythonVersion,
+    rules: &[StdlibRule],
+) -> Result<StdlibPruneReport> {
     let (files_before, bytes_before) = measure(python_root)?;
     let mut reports = Vec::new();
-    for rule in rules {
-        if !STDLIB_PRUNE_RULES.contains(&rule.as_str()) {
-            bail!("prune.stdlib: unknown rule {rule:?}; known rules: {}", STDLIB_PRUNE_RULES.join(", "));
-        }
+    for &rule in rules {
         let mut targets = rule_targets(rule, python_root, minor)?;
         targets.sort();
         targets.dedup();
-        let mut report = PruneRuleReport { rule: rule.clone(), files: 0, bytes: 0, paths: Vec::new() };
+        let mut report = PruneRuleReport { rule, files: 0, bytes: 0, paths: Vec::new() };
         for target in targets {
             let (files, bytes) = measure(&target)?;
             remove(&target)?;
@@ -60,8 +61,9 @@ pub fn prune_stdlib(python_root: &Path, minor: PythonVersion, rules: &[String]) 
     Ok(StdlibPruneReport { files_before, bytes_before, files_after, bytes_after, rules: reports })
 }
 
-/// The paths a rule removes (top-level ones: a directory stands for everything under it).
-fn rule_targets(rule: &str, python_root: &Path, minor: PythonVersion) -> Result<Vec<PathBuf>> {
+/// The paths a rule removes (top-level ones: a directory stands for everything under it), as
+/// documented on each `StdlibRule` variant.
+fn rule_targets(rule: StdlibRule, python_root: &Path, minor: PythonVersion) -> Result<Vec<PathBuf>> {
     let stdlib = python_root.join(minor.stdlib_dir());
     let lib = python_root.join("lib");
     let bin = python_root.join("bin");
@@ -74,7 +76,7 @@ fn rule_targets(rule: &str, python_root: &Path, minor: PythonVersion) -> Result<
         }
     };
     match rule {
-        "test" => {
+        StdlibRule::Test => {
             push_if_exists(stdlib.join("test"));
             for package in real_dirs(&stdlib)? {
                 for name in ["test", "tests", "idle_test"] {
@@ -85,13 +87,13 @@ fn rule_targets(rule: &str, python_root: &Path, minor: PythonVersion) -> Result<
                 }
             }
         }
-        "idlelib" => {
+        StdlibRule::Idlelib => {
             push_if_exists(stdlib.join("idlelib"));
             for path in children_matching(&bin, |name| name.starts_with("idle"))? {
                 push_if_exists(path);
             }
         }
-        "tkinter" => {
+        StdlibRule::Tkinter => {
             push_if_exists(stdlib.join("tkinter"));
             for path in children_matching(&lib_dynload, |name| name.starts_with("_tkinter"))? {
                 push_if_exists(path);
@@ -105,42 +107,43 @@ fn rule_targets(rule: &str, python_root: &Path, minor: PythonVersion) -> Result<
                 push_if_exists(path);
             }
         }
-        "turtledemo" | "lib2to3" | "pydoc_data" | "distutils" | "ensurepip" | "__phello__" => {
-            push_if_exists(stdlib.join(rule));
-            match rule {
-                "lib2to3" => {
-                    for path in children_matching(&bin, |name| name.starts_with("2to3"))? {
-                        push_if_exists(path);
-                    }
-                }
-                "__phello__" => push_if_exists(stdlib.join("__hello__.py")),
-                "ensurepip" => {
-                    let preinstalled = |name: &str| {
-                        let dist =
-                            |d: &str| name == d || (name.starts_with(&format!("{d}-")) && name.ends_with(".dist-info"));
-                        dist("pip")
-                            || dist("setuptools")
-                            || name == "pkg_resources"
-                            || name == "_distutils_hack"
-                            || name == "distutils-precedence.pth"
-                    };
-                    for path in children_matching(&site_packages, preinstalled)? {
-                        push_if_exists(path);
-                    }
-                    for path in children_matching(&bin, |name| name == "pip" || name.starts_with("pip3"))? {
-                        push_if_exists(path);
-                    }
-                }
-                _ => {}
+        StdlibRule::Turtledemo | StdlibRule::PydocData | StdlibRule::Distutils => {
+            push_if_exists(stdlib.join(rule.name()));
+        }
+        StdlibRule::Lib2to3 => {
+            push_if_exists(stdlib.join("lib2to3"));
+            for path in children_matching(&bin, |name| name.starts_with("2to3"))? {
+                push_if_exists(path);
             }
         }
-        "config" => {
+        StdlibRule::Phello => {
+            push_if_exists(stdlib.join("__phello__"));
+            push_if_exists(stdlib.join("__hello__.py"));
+        }
+        StdlibRule::Ensurepip => {
+            push_if_exists(stdlib.join("ensurepip"));
+            let preinstalled = |name: &str| {
+                let dist = |d: &str| name == d || (name.starts_with(&format!("{d}-")) && name.ends_with(".dist-info"));
+                dist("pip")
+                    || dist("setuptools")
+                    || name == "pkg_resources"
+                    || name == "_distutils_hack"
+                    || name == "distutils-precedence.pth"
+            };
+            for path in children_matching(&site_packages, preinstalled)? {
+                push_if_exists(path);
+            }
+            for path in children_matching(&bin, |name| name == "pip" || name.starts_with("pip3"))? {
+                push_if_exists(path);
+            }
+        }
+        StdlibRule::Config => {
             let prefix = format!("config-{minor}");
             for path in children_matching(&stdlib, |name| name.starts_with(&prefix))? {
                 push_if_exists(path);
             }
         }
-        "static-libs" => {
+        StdlibRule::StaticLibs => {
             for entry in walkdir::WalkDir::new(python_root).follow_root_links(false).sort_by_file_name() {
                 let entry = entry.with_context(|| format!("walking {}", python_root.display()))?;
                 if entry.file_type().is_file() && entry.file_name().to_string_lossy().ends_with(".a") {
@@ -148,8 +151,8 @@ fn rule_targets(rule: &str, python_root: &Path, minor: PythonVersion) -> Result<
                 }
             }
         }
-        "headers" => push_if_exists(python_root.join("include")),
-        "test-extensions" => {
+        StdlibRule::Headers => push_if_exists(python_root.join("include")),
+        StdlibRule::TestExtensions => {
             let test_module = |name: &str| {
                 ["_test", "_xxtest", "_ctypes_test", "xxlimited", "xxsubtype"].iter().any(|p| name.starts_with(p))
             };
@@ -157,7 +160,6 @@ fn rule_targets(rule: &str, python_root: &Path, minor: PythonVersion) -> Result<
                 push_if_exists(path);
             }
         }
-        other => bail!("prune.stdlib: unknown rule {other:?}"),
     }
     Ok(targets)
 }
@@ -189,7 +191,7 @@ fn children_matching(dir: &Path, matches: impl Fn(&str) -> bool) -> Result<Vec<P
 
 /// Count the files (symlinks included) and the bytes of regular files at or under `path`,
 /// without following symlinks.
-pub fn measure(path: &Path) -> Result<(u64, u64)> {
+pub(crate) fn measure(path: &Path) -> Result<(u64, u64)> {
     let mut files = 0;
     let mut bytes = 0;
     for entry in walkdir::WalkDir::new(path).follow_root_links(false) {
@@ -275,18 +277,17 @@ mod tests {
             touch(root, path, 100);
         }
         std::os::unix::fs::symlink("python3.11", root.join("bin/python3")).unwrap();
-        let rules: Vec<String> = STDLIB_PRUNE_RULES.iter().map(|s| s.to_string()).collect();
-        let report = prune_stdlib(root, "3.11".parse().unwrap(), &rules).unwrap();
+        let report = prune_stdlib(root, "3.11".parse().unwrap(), &StdlibRule::ALL).unwrap();
         for (rule, path) in drop {
             assert!(!root.join(path).exists(), "{rule} left {path}");
-            let rule_report = report.rules.iter().find(|r| r.rule == rule).unwrap();
+            let rule_report = report.rules.iter().find(|r| r.rule.name() == rule).unwrap();
             assert!(rule_report.bytes >= 100, "{rule}: {rule_report:?}");
         }
         for path in keep {
             assert!(root.join(path).exists(), "{path} was removed");
         }
         assert!(root.join("bin/python3").symlink_metadata().is_ok());
-        let tkinter = report.rules.iter().find(|r| r.rule == "tkinter").unwrap();
+        let tkinter = report.rules.iter().find(|r| r.rule == StdlibRule::Tkinter).unwrap();
         assert_eq!(tkinter.files, 5);
         assert_eq!(tkinter.bytes, 500);
         assert!(tkinter.paths.contains(&"lib/tcl8.6".to_string()), "{tkinter:?}");
@@ -303,7 +304,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs_err::create_dir_all(dir.path().join("lib/python3.11")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("precious"), dir.path().join("lib/python3.11/test")).unwrap();
-        let report = prune_stdlib(dir.path(), "3.11".parse().unwrap(), &["test".to_string()]).unwrap();
+        let report = prune_stdlib(dir.path(), "3.11".parse().unwrap(), &[StdlibRule::Test]).unwrap();
         assert_eq!((report.rules[0].files, report.rules[0].bytes), (1, 0), "the symlink itself, not its target");
         assert!(outside.path().join("precious/keep.py").exists());
         assert!(dir.path().join("lib/python3.11/test").symlink_metadata().is_err());

@@ -148,7 +148,7 @@ fn layout_version_and_stdlib_prune_follow_the_minor_version() {
         let interpreter = check_layout(dir.path(), python, Arch::X86_64, "demo.tar.gz").unwrap();
         assert_eq!(interpreter, dir.path().join(format!("bin/python{version}")));
         assert_eq!(version_from_patchlevel(dir.path(), python).unwrap(), Some(format!("{version}.4")));
-        let report = stdlib::prune_stdlib(dir.path(), python, &["test".to_string()]).unwrap();
+        let report = stdlib::prune_stdlib(dir.path(), python, &[crate::spec::StdlibRule::Test]).unwrap();
         assert_eq!(report.rules[0].files, 1, "{version}");
         assert!(!dir.path().join(format!("lib/python{version}/test")).exists(), "{version}");
     }
