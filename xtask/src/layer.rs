@@ -14,6 +14,7 @@ pub mod bytecode;
 pub mod freshness;
 pub mod install;
 pub(crate) mod interpreter;
+pub(crate) mod output_record;
 pub mod pack;
 pub mod profile;
 pub mod prune;
@@ -58,6 +59,8 @@ pub struct BuildOptions {
     pub runtime_only: bool,
     /// Where the build goes; `None` is `layer-build-<arch>` at the repository root.
     pub out_dir: Option<PathBuf>,
+    /// Rebuild even when the output is up to date (docs/architecture.md §14).
+    pub force: bool,
 }
 
 impl From<&LayerArgs> for BuildOptions {
@@ -67,6 +70,7 @@ impl From<&LayerArgs> for BuildOptions {
             python: args.python.clone(),
             runtime_only: args.runtime_only,
             out_dir: args.out_dir.clone(),
+            force: args.force,
         }
     }
 }
@@ -105,6 +109,29 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     let _cache_lock =
         cache.lock_for_run(&format!("`cargo xtask layer --arch {arch}`"), global.lock_timeout(), &progress)?;
     let _out_lock = lock_output_dir(&cache, &out_dir, arch, global.lock_timeout(), &progress)?;
+    let inputs_digest = build_inputs(global, options, &spec_path, &out_dir)?.digest();
+    if !options.runtime_only && !options.force {
+        let checked =
+            progress.step("check the previous output", || output_record::up_to_date(&out_dir, &inputs_digest));
+        match checked {
+            Ok(files) => {
+                let zip = out_dir.join(arch.layer_zip_name());
+                println!(
+                    "the layer for {arch} is up to date in {}: nothing changed since the last build",
+                    out_dir.display()
+                );
+                println!(
+                    "  layer: {} ({} zipped); {files} files checked against {}; --force rebuilds",
+                    zip.display(),
+                    human_bytes(fs_err::metadata(&zip)?.len()),
+                    output_record::RECORD_FILE,
+                );
+                println!("  steps: {} (total {:.1}s)", progress.timing_summary(), started.elapsed().as_secs_f64());
+                return Ok(());
+            }
+            Err(reason) => progress.note(format!("rebuilding: {reason}")),
+        }
+    }
     let staging = StagedOutput::begin(&out_dir, &progress)?;
     let http = Http::new()?;
     let previous = staging.previous().map(Path::to_path_buf);
@@ -140,6 +167,8 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     if built.is_some() {
         // serverless.yml reads this file; the tracked service file is never edited by a build.
         crate::serverless::LayerWiring::new(&spec, arch, runtime.minor, &out_dir).write(staging.path())?;
+        // Last, so a record only ever describes a complete output.
+        output_record::write(staging.path(), &inputs_digest)?;
     }
     let staged_at = staging.path().to_path_buf();
     staging.commit()?;
@@ -176,6 +205,31 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     }
     println!("  steps: {} (total {:.1}s)", progress.timing_summary(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Everything the bytes of the output depend on, for the output record (docs/architecture.md §14): the
+/// inputs deploy's freshness stamp covers, the interpreter archives and their hashes (their paths
+/// or URLs appear in the SBOM), the mirror and index overrides, `SOURCE_DATE_EPOCH`, the output
+/// path (the wiring file names it) and the xtask binary. The download cache is not an input: every
+/// read from it is checked against a pinned hash.
+fn build_inputs(
+    global: &GlobalArgs,
+    options: &BuildOptions,
+    spec_path: &Path,
+    out_dir: &Path,
+) -> Result<output_record::BuildInputs> {
+    let python = &options.python;
+    let mut inputs = output_record::BuildInputs::default();
+    inputs
+        .add("layer inputs", freshness::layer_inputs_digest(&crate::project_root(), spec_path, options.arch)?)
+        .add("python dist", format!("{:?} {:?}", python.python_dist, python.python_sha256))
+        .add("build python dist", format!("{:?} {:?}", python.build_python_dist, python.build_python_sha256))
+        .add("pbs mirror", format!("{:?}", global.pbs_mirror_override()))
+        .add("index", format!("{:?}", global.index_override()))
+        .add("SOURCE_DATE_EPOCH", format!("{:?}", global.source_date_epoch.seconds()))
+        .add("out dir", out_dir.display().to_string())
+        .add("xtask", output_record::xtask_build()?);
+    Ok(inputs)
 }
 
 /// The lock beside the spec, refused when it was made from other inputs than the spec's now.
