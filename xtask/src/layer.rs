@@ -21,6 +21,7 @@ pub mod prune;
 pub mod report;
 pub(crate) mod resolved;
 pub mod sbom;
+pub(crate) mod share;
 pub(crate) mod strip;
 
 pub mod dist;
@@ -160,6 +161,7 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
             http: &http,
             runtime: &runtime,
             staging: staging.path(),
+            previous_out_dir: previous.as_deref(),
             progress: &progress,
         })?),
         None => None,
@@ -170,8 +172,19 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
         // Last, so a record only ever describes a complete output.
         output_record::write(staging.path(), &inputs_digest)?;
     }
+    if let Some(previous) = &previous {
+        // Deleting the previous output then frees only what changed (layer/share.rs).
+        let shared = progress.step("share unchanged files with the previous output", || {
+            share::share_unchanged_files(staging.path(), previous)
+        })?;
+        progress.note(format!(
+            "{} files ({}) linked to the previous output's",
+            shared.files,
+            human_bytes(shared.bytes)
+        ));
+    }
     let staged_at = staging.path().to_path_buf();
-    staging.commit()?;
+    progress.step("replace the previous output", || staging.commit())?;
     runtime.relocate(&staged_at, &out_dir);
 
     println!("built the {} for {arch} in {}", if built.is_some() { "layer" } else { "runtime" }, out_dir.display());
@@ -254,6 +267,8 @@ struct BuildContext<'a> {
     runtime: &'a RuntimeOutput,
     /// The staging output directory (`<staging>/layer/python/...`).
     staging: &'a Path,
+    /// The output being replaced, if any.
+    previous_out_dir: Option<&'a Path>,
     progress: &'a Progress,
 }
 
@@ -265,7 +280,7 @@ struct Built {
     directory_distributions: usize,
 }
 
-/// install → prune → SBOM → bytecode + pack → size report + budget → input stamp.
+/// install → prune → SBOM → bytecode + pack (reusing the previous zips' unchanged entries) → size report + budget → input stamp.
 fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let BuildContext { spec, lock, arch, cache, http, runtime, staging, progress, .. } = *cx;
     let site_packages = runtime.python_root.join(runtime.minor.site_packages_dir());
@@ -318,6 +333,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         source_date_epoch: cx.source_date_epoch.seconds().map(|seconds| seconds.unsigned_abs()),
         zip_position: ZipPosition::default(),
         bytecode_plan: &bytecode_plan,
+        previous_out_dir: cx.previous_out_dir,
     };
     progress.step("size estimate", || -> Result<()> {
         let estimate = SizeReport::estimate(&layer_dir, runtime.minor, &dists, &bytecode_plan)?;
@@ -334,7 +350,8 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         )
         .context("estimated before byte-compiling (the exact size is checked after packing)")
     })?;
-    let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
+    // Its steps (bytecode, site-packages.zip, zip) time themselves.
+    let packed = pack::build(&pack_request, &mut dists, progress)?;
     // The SBOM's subject is the zip: deploy checks the uploaded artifact against this hash.
     crate::layer::sbom::subject::record(&staging.join(crate::layer::sbom::sbom_file_name(arch)), &out_zip)?;
 
