@@ -170,7 +170,7 @@ pub fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
         // serverless.yml reads this file; the tracked service file is never edited by a build.
         crate::serverless::LayerWiring::new(&spec, arch, runtime.minor, &out_dir).write(staging.path())?;
         // Last, so a record only ever describes a complete output.
-        output_record::write(staging.path(), &inputs_digest)?;
+        output_record::write(staging.path(), &inputs_digest, spec.pack.compression)?;
     }
     if let Some(previous) = &previous {
         // Deleting the previous output then frees only what changed (layer/share.rs).
@@ -334,6 +334,7 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         zip_position: ZipPosition::default(),
         bytecode_plan: &bytecode_plan,
         previous_out_dir: cx.previous_out_dir,
+        compression: spec.pack.compression,
     };
     progress.step("size estimate", || -> Result<()> {
         let estimate = SizeReport::estimate(&layer_dir, runtime.minor, &dists, &bytecode_plan)?;

@@ -288,6 +288,7 @@ fn build_ours(
         zip_position: ZipPosition::AfterSitePackages,
         bytecode_plan: plan,
         previous_out_dir: None,
+        compression: Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, progress)?;
     Ok((outcome, dists))

@@ -15,6 +15,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::spec::Compression;
+
 /// The record's file name inside `layer-build-<arch>/`.
 pub(crate) const RECORD_FILE: &str = "output-record.json";
 
@@ -33,6 +35,8 @@ struct Record {
     inputs: String,
     /// [`xtask_build`] of the binary that wrote it: compressed data is reused only from the same build.
     xtask_build: String,
+    /// `[pack] compression` (its label): compressed data is reused only when it is the same.
+    compression: String,
     /// Every entry of the output directory but this record, sorted by path.
     entries: Vec<Entry>,
 }
@@ -133,11 +137,12 @@ fn list_output(out_dir: &Path) -> Result<Vec<Entry>> {
 
 /// Record that `out_dir` (the finished staging directory) was built from `inputs_digest`
 /// (temp file + rename). Written last, so a record exists only beside a complete output.
-pub(crate) fn write(out_dir: &Path, inputs_digest: &str) -> Result<()> {
+pub(crate) fn write(out_dir: &Path, inputs_digest: &str, compression: Compression) -> Result<()> {
     let record = Record {
         format: RECORD_FORMAT,
         inputs: inputs_digest.to_string(),
         xtask_build: xtask_build()?,
+        compression: compression.label().to_string(),
         entries: list_output(out_dir)?,
     };
     let mut text = serde_json::to_string(&record).context("serialising the output record")?;
@@ -190,10 +195,11 @@ pub(crate) fn up_to_date(out_dir: &Path, inputs_digest: &str) -> Result<usize, S
 }
 
 /// The recorded sha256 of `relative` in `out_dir`, when the record was written by this very xtask
-/// build (so its compressed data is what this build would write) and lists the file.
-pub(crate) fn recorded_sha256(out_dir: &Path, relative: &str) -> Option<String> {
+/// build with the same `compression` (so its compressed data is what this build would write) and
+/// lists the file.
+pub(crate) fn recorded_sha256(out_dir: &Path, relative: &str, compression: Compression) -> Option<String> {
     let record = read(out_dir).ok()?;
-    if record.xtask_build != xtask_build().ok()? {
+    if record.xtask_build != xtask_build().ok()? || record.compression != compression.label() {
         return None;
     }
     record.entries.into_iter().find(|entry| entry.path == relative && entry.kind == Kind::File)?.sha256
@@ -216,7 +222,7 @@ mod tests {
     #[test]
     fn a_recorded_output_is_up_to_date_until_anything_changes() {
         let out = output();
-        write(out.path(), "digest-1").unwrap();
+        write(out.path(), "digest-1", Compression::Deflate).unwrap();
         assert_eq!(up_to_date(out.path(), "digest-1"), Ok(3));
         assert_eq!(
             up_to_date(out.path(), "digest-2"),
@@ -238,7 +244,7 @@ mod tests {
     #[test]
     fn an_added_file_a_new_mode_or_a_moved_link_is_a_change() {
         let out = output();
-        write(out.path(), "d").unwrap();
+        write(out.path(), "d", Compression::Deflate).unwrap();
         let added = out.path().join("layer/python/bin/__pycache__");
         fs_err::create_dir_all(&added).unwrap();
         assert_eq!(up_to_date(out.path(), "d"), Err(format!("{} was not made by the last build", added.display())));
@@ -266,24 +272,24 @@ mod tests {
         fs_err::write(out.path().join(RECORD_FILE), "{").unwrap();
         let reason = up_to_date(out.path(), "d").unwrap_err();
         assert!(reason.starts_with(&format!("{} is unreadable: ", out.path().join(RECORD_FILE).display())), "{reason}");
-        assert_eq!(recorded_sha256(out.path(), "python-litellm-x86_64.zip"), None);
+        assert_eq!(recorded_sha256(out.path(), "python-litellm-x86_64.zip", Compression::Deflate), None);
     }
 
     #[test]
     fn recorded_hashes_are_given_for_files_of_this_build_only() {
         let out = output();
-        write(out.path(), "d").unwrap();
+        write(out.path(), "d", Compression::Deflate).unwrap();
         assert_eq!(
-            recorded_sha256(out.path(), "python-litellm-x86_64.zip"),
+            recorded_sha256(out.path(), "python-litellm-x86_64.zip", Compression::Deflate),
             Some(crate::cache::sha256_bytes(b"PK zip").to_string())
         );
-        assert_eq!(recorded_sha256(out.path(), "layer"), None);
+        assert_eq!(recorded_sha256(out.path(), "layer", Compression::Deflate), None);
         let path = out.path().join(RECORD_FILE);
         let text = fs_err::read_to_string(&path).unwrap();
         let other = text.replace(&xtask_build().unwrap(), "xtask 0.0.0 elsewhere");
         assert_ne!(text, other);
         fs_err::write(&path, other).unwrap();
-        assert_eq!(recorded_sha256(out.path(), "python-litellm-x86_64.zip"), None);
+        assert_eq!(recorded_sha256(out.path(), "python-litellm-x86_64.zip", Compression::Deflate), None);
     }
 
     #[test]

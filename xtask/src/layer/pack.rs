@@ -29,6 +29,7 @@ use crate::layer::dist::InstalledDist;
 use crate::layer::profile::BytecodePlan;
 use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
+use crate::spec::Compression;
 use reuse::{PreviousZip, Reused};
 
 /// Deflate level of every zip we write. Fixed, so the bytes do not depend on a default.
@@ -222,15 +223,17 @@ pub enum EntryKind {
 /// fields, deflate at [`DEFLATE_LEVEL`]. Written to a temp file in the same directory and renamed
 /// into place, so a failure leaves no half-written zip.
 pub fn write_zip(entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Result<()> {
-    write_zip_reusing(entries, out, mtime, None).map(drop)
+    write_zip_reusing(entries, out, mtime, DEFLATE_LEVEL, None).map(drop)
 }
 
-/// [`write_zip`], copying the compressed data of each file `previous` holds unchanged instead of
-/// deflating it again (`reuse.rs`); the bytes written are the same either way.
+/// [`write_zip`] at the `zip` crate's deflate `level` (10 and above: zopfli), copying the
+/// compressed data of each file `previous` holds unchanged instead of deflating it again
+/// (`reuse.rs`); the bytes written are the same either way.
 pub(crate) fn write_zip_reusing(
     mut entries: Vec<ZipEntry>,
     out: &Path,
     mtime: DateTime,
+    level: i64,
     mut previous: Option<PreviousZip>,
 ) -> Result<Reused> {
     let mut reused = Reused::default();
@@ -261,7 +264,7 @@ pub(crate) fn write_zip_reusing(
                 let options = if name.ends_with(".zip") {
                     base.compression_method(CompressionMethod::Stored)
                 } else {
-                    base.compression_method(CompressionMethod::Deflated).compression_level(Some(DEFLATE_LEVEL))
+                    base.compression_method(CompressionMethod::Deflated).compression_level(Some(level))
                 };
                 let mode = if *executable { 0o755 } else { 0o644 };
                 let options = options.unix_permissions(mode);
@@ -386,6 +389,8 @@ pub struct PackRequest<'a> {
     /// The previous output directory, whose zips' unchanged entries are copied instead of
     /// deflated again (when its output record vouches for them; `reuse.rs`).
     pub previous_out_dir: Option<&'a Path>,
+    /// `[pack] compression`.
+    pub compression: Compression,
 }
 
 /// What [`build`] did.
@@ -419,12 +424,13 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         zip_position,
         bytecode_plan,
         previous_out_dir,
+        compression,
     } = request.clone();
     // The zips' paths inside the output directory, which holds both the layer tree and the zip.
     let out_root = out_zip.parent().context("the layer zip has a parent directory")?;
     let previous_zip = |zip: &Path| -> Option<PreviousZip> {
         let relative = bytecode::relative_posix(out_root, zip).ok()?;
-        let previous = PreviousZip::open(previous_out_dir?, &relative);
+        let previous = PreviousZip::open(previous_out_dir?, &relative, compression);
         if previous.is_none() {
             progress
                 .note(format!("{relative}: no previous zip vouched for by its output record; deflating every entry"));
@@ -590,7 +596,13 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         }
         entries.extend(dirs.into_iter().map(|name| ZipEntry { name, kind: EntryKind::Dir }));
         let reused = progress.step("site-packages.zip", || {
-            write_zip_reusing(entries, &site_packages_zip, mtime, previous_zip(&site_packages_zip))
+            write_zip_reusing(
+                entries,
+                &site_packages_zip,
+                mtime,
+                compression.zip_level(),
+                previous_zip(&site_packages_zip),
+            )
         })?;
         note_reused(&site_packages_zip, reused);
         for &i in &zipped {
@@ -602,8 +614,9 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
     };
 
     let layer_entries = tree_entries(layer_dir, "")?;
-    let reused =
-        progress.step("zip the layer", || write_zip_reusing(layer_entries, out_zip, mtime, previous_zip(out_zip)))?;
+    let reused = progress.step(format!("zip the layer ({})", compression.label()), || {
+        write_zip_reusing(layer_entries, out_zip, mtime, compression.zip_level(), previous_zip(out_zip))
+    })?;
     note_reused(out_zip, reused);
     let layer_zip_bytes = fs::metadata(out_zip)?.len();
     Ok(PackOutcome {

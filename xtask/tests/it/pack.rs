@@ -151,6 +151,7 @@ fn build(root: &Path, variant: u32, epoch: Option<u64>) -> Option<(PackOutcome, 
         zip_position: ZipPosition::default(),
         bytecode_plan: &Default::default(),
         previous_out_dir: None,
+        compression: Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, &Progress::new()).unwrap();
     Some((outcome, dists))
@@ -465,6 +466,7 @@ fn bad_trees_are_refused_with_clear_errors() {
         zip_position: ZipPosition::default(),
         bytecode_plan: &Default::default(),
         previous_out_dir: None,
+        compression: Default::default(),
     };
     let lib = layer.join("python/lib/python3.11");
 
@@ -578,6 +580,7 @@ fn an_import_profile_compiles_only_its_modules_and_drops_their_sources() {
         zip_position: ZipPosition::default(),
         bytecode_plan: &plan,
         previous_out_dir: None,
+        compression: Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, &Progress::new()).unwrap();
     assert_eq!((outcome.compiled, outcome.from_cache), (5, 0));

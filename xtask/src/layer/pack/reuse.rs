@@ -2,7 +2,8 @@
 //! (docs/architecture.md §14).
 //!
 //! A previous zip is trusted only when the output record vouches for it: written by this very
-//! xtask build (the same deflate code at the same level) and still hashing as recorded. Even then
+//! xtask build with the same `[pack] compression` (the same deflate code at the same level) and
+//! still hashing as recorded. Even then
 //! an entry is copied only when the previous zip holds the same name, deflated, as a regular file
 //! with the same mode, whose data inflates (CRC-32 checked at the end) to exactly the new file's
 //! bytes; anything else is deflated again. So the new zip is byte for byte what a cold build
@@ -15,6 +16,7 @@ use fs_err as fs;
 use zip::{CompressionMethod, ZipArchive};
 
 use crate::layer::output_record;
+use crate::spec::Compression;
 
 /// A previous zip whose entries may be copied.
 pub(crate) struct PreviousZip {
@@ -31,9 +33,9 @@ pub(crate) struct Reused {
 
 impl PreviousZip {
     /// `previous_out_dir/relative`, when the previous output's record vouches for it; `None`
-    /// otherwise (no previous output, another xtask build, a zip edited since).
-    pub(crate) fn open(previous_out_dir: &Path, relative: &str) -> Option<PreviousZip> {
-        let recorded = output_record::recorded_sha256(previous_out_dir, relative)?;
+    /// otherwise (no previous output, another xtask build or compression, a zip edited since).
+    pub(crate) fn open(previous_out_dir: &Path, relative: &str, compression: Compression) -> Option<PreviousZip> {
+        let recorded = output_record::recorded_sha256(previous_out_dir, relative, compression)?;
         let path = previous_out_dir.join(relative);
         if crate::cache::sha256_file(&path).ok()?.as_str() != recorded {
             return None;

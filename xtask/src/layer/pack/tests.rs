@@ -129,7 +129,7 @@ fn previous_and_new(dir: &Path) -> (PathBuf, Vec<ZipEntry>) {
         zip_mtime(None).unwrap(),
     )
     .unwrap();
-    crate::layer::output_record::write(&previous, "inputs").unwrap();
+    crate::layer::output_record::write(&previous, "inputs", Compression::Deflate).unwrap();
     let new = dir.join("new");
     write_tree(
         &new,
@@ -153,8 +153,9 @@ fn a_zip_reusing_the_previous_one_is_byte_identical_to_a_cold_one() {
     write_zip(entries.clone(), &cold, mtime).unwrap();
 
     let warm = dir.path().join("warm.zip");
-    let vouched = PreviousZip::open(&previous, "layer.zip").expect("the record vouches for the previous zip");
-    let reused = write_zip_reusing(entries, &warm, mtime, Some(vouched)).unwrap();
+    let vouched = PreviousZip::open(&previous, "layer.zip", Compression::Deflate)
+        .expect("the record vouches for the previous zip");
+    let reused = write_zip_reusing(entries, &warm, mtime, DEFLATE_LEVEL, Some(vouched)).unwrap();
     assert_eq!(reused, Reused { entries: 1, bytes: module_text(1).len() as u64 });
     assert_eq!(fs::read(&warm).unwrap(), fs::read(&cold).unwrap(), "the warm zip differs from the cold one");
 }
@@ -178,14 +179,14 @@ fn a_damaged_or_foreign_previous_zip_is_never_copied_from() {
     bytes[at] ^= 0x55;
     fs::write(&zip, &bytes).unwrap();
     // Edited after the record: not vouched for, not even opened.
-    assert!(PreviousZip::open(&previous, "layer.zip").is_none());
+    assert!(PreviousZip::open(&previous, "layer.zip", Compression::Deflate).is_none());
 
     // Recorded again (as if the damage happened before the record was written): the entry's data
     // no longer inflates to the new bytes (or fails its CRC), so it is deflated again.
-    crate::layer::output_record::write(&previous, "inputs").unwrap();
-    let vouched = PreviousZip::open(&previous, "layer.zip").expect("vouched for again");
+    crate::layer::output_record::write(&previous, "inputs", Compression::Deflate).unwrap();
+    let vouched = PreviousZip::open(&previous, "layer.zip", Compression::Deflate).expect("vouched for again");
     let warm = dir.path().join("warm.zip");
-    let reused = write_zip_reusing(entries.clone(), &warm, mtime, Some(vouched)).unwrap();
+    let reused = write_zip_reusing(entries.clone(), &warm, mtime, DEFLATE_LEVEL, Some(vouched)).unwrap();
     assert_eq!(reused, Reused::default());
     assert_eq!(fs::read(&warm).unwrap(), fs::read(&cold).unwrap(), "a damaged previous zip changed the output");
 
@@ -196,9 +197,30 @@ fn a_damaged_or_foreign_previous_zip_is_never_copied_from() {
         .unwrap();
     foreign.write_all(&module_text(1)).unwrap();
     foreign.finish().unwrap();
-    crate::layer::output_record::write(&previous, "inputs").unwrap();
-    let vouched = PreviousZip::open(&previous, "layer.zip").expect("vouched for again");
-    let reused = write_zip_reusing(entries, &warm, mtime, Some(vouched)).unwrap();
+    crate::layer::output_record::write(&previous, "inputs", Compression::Deflate).unwrap();
+    let vouched = PreviousZip::open(&previous, "layer.zip", Compression::Deflate).expect("vouched for again");
+    let reused = write_zip_reusing(entries, &warm, mtime, DEFLATE_LEVEL, Some(vouched)).unwrap();
     assert_eq!(reused, Reused::default());
     assert_eq!(fs::read(&warm).unwrap(), fs::read(&cold).unwrap());
+}
+
+#[test]
+fn zopfli_writes_smaller_plain_deflate_and_is_never_mixed_with_level_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (previous, entries) = previous_and_new(dir.path());
+    let mtime = zip_mtime(None).unwrap();
+    let (level9, zopfli) = (dir.path().join("level9.zip"), dir.path().join("zopfli.zip"));
+    write_zip(entries.clone(), &level9, mtime).unwrap();
+    write_zip_reusing(entries, &zopfli, mtime, Compression::Zopfli.zip_level(), None).unwrap();
+    let size = |path: &Path| fs::metadata(path).unwrap().len();
+    assert!(size(&zopfli) < size(&level9), "zopfli {} >= level 9 {}", size(&zopfli), size(&level9));
+    let mut archive = zip::ZipArchive::new(fs::File::open(&zopfli).unwrap()).unwrap();
+    let mut entry = archive.by_name("python/lib/new.py").unwrap();
+    assert_eq!(entry.compression(), CompressionMethod::Deflated);
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+    assert_eq!(content, module_text(2));
+    // The previous zip was deflated at level 9: a zopfli build does not copy from it.
+    assert!(PreviousZip::open(&previous, "layer.zip", Compression::Zopfli).is_none());
+    assert!(PreviousZip::open(&previous, "layer.zip", Compression::Deflate).is_some());
 }
