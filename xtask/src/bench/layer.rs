@@ -65,7 +65,8 @@ pub fn bench_layer(bench: &LayerBench<'_>) -> Result<String> {
     if let (Some(dist), Some(sha256)) = (&python.python_dist, &python.python_sha256) {
         layer_args.extend(["--python-dist".into(), dist.into(), "--python-sha256".into(), sha256.into()]);
     }
-    let run_layer = |force: bool| -> Result<Duration> {
+    // The time, and what the run said: up to date or why it rebuilt, and its step timings.
+    let run_layer = |force: bool| -> Result<(Duration, String)> {
         let started = Instant::now();
         let output = std::process::Command::new(exe)
             .args(&layer_args)
@@ -79,7 +80,17 @@ pub fn bench_layer(bench: &LayerBench<'_>) -> Result<String> {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        Ok(started.elapsed())
+        let took = started.elapsed();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let said: Vec<&str> = stderr
+            .lines()
+            .chain(stdout.lines())
+            .map(str::trim)
+            .filter(|line| {
+                line.starts_with("rebuilding: ") || line.contains("is up to date") || line.starts_with("steps: ")
+            })
+            .collect();
+        Ok((took, said.join("; ")))
     };
     let platform = format!("{}-manylinux_2_34", arch.manylinux_name());
     let version = spec.python.version.dotted();
@@ -112,8 +123,13 @@ pub fn bench_layer(bench: &LayerBench<'_>) -> Result<String> {
                 }
             }
             cmd!(sh, "sync").run().context("running sync")?;
-            let took = if tool == "xtask" { run_layer(cache_state == "forced")? } else { run_script()? };
-            progress.note(format!("layer bench: {tool} {cache_state} run {}: {:.2}s", round + 1, took.as_secs_f64()));
+            let (took, said) =
+                if tool == "xtask" { run_layer(cache_state == "forced")? } else { (run_script()?, String::new()) };
+            progress.note(format!(
+                "layer bench: {tool} {cache_state} run {}: {:.2}s {said}",
+                round + 1,
+                took.as_secs_f64()
+            ));
             samples.push(took);
         }
         cases.push((tool, cache_state, samples));
