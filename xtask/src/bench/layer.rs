@@ -117,8 +117,11 @@ pub fn bench_layer(bench: &LayerBench<'_>) -> Result<String> {
     {
         let mut samples = Vec::new();
         for round in 0..runs {
+            // A cold run starts without its own tool's caches and output, and nothing else: the
+            // script's cold runs must not wipe what the warm `layer` runs after them start from.
             if cache_state == "cold" {
-                for dir in [&xtask_cache, &xtask_out, &uv_cache] {
+                let own: &[&PathBuf] = if tool == "xtask" { &[&xtask_cache, &xtask_out] } else { &[&uv_cache] };
+                for dir in own {
                     remove_if_exists(dir)?;
                 }
             }
