@@ -149,6 +149,7 @@ fn ensure_layer_fresh(
         python: args.python.clone(),
         runtime_only: false,
         out_dir: Some(out_dir.to_path_buf()),
+        force: false,
     };
     crate::layer::build(global, &options).context("rebuilding the stale layer")?;
     match layer_freshness(out_dir, args.arch, &digest) {

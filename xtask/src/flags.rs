@@ -136,6 +136,9 @@ pub struct LayerArgs {
     /// Output directory. Default: `layer-build-<arch>` at the repository root.
     #[arg(long, value_name = "DIR")]
     pub(crate) out_dir: Option<PathBuf>,
+    /// Rebuild even when the output is up to date (same inputs, every output file as recorded).
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Clone, Args)]

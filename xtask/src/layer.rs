@@ -14,12 +14,14 @@ pub mod bytecode;
 pub mod freshness;
 pub mod install;
 pub(crate) mod interpreter;
+pub(crate) mod output_record;
 pub mod pack;
 pub mod profile;
 pub mod prune;
 pub mod report;
 pub(crate) mod resolved;
 pub mod sbom;
+pub(crate) mod share;
 pub(crate) mod strip;
 
 pub mod dist;
@@ -58,6 +60,8 @@ pub(crate) struct BuildOptions {
     pub(crate) runtime_only: bool,
     /// Where the build goes; `None` is `layer-build-<arch>` at the repository root.
     pub(crate) out_dir: Option<PathBuf>,
+    /// Rebuild even when the output is up to date (docs/architecture.md §14).
+    pub(crate) force: bool,
 }
 
 impl From<&LayerArgs> for BuildOptions {
@@ -67,6 +71,7 @@ impl From<&LayerArgs> for BuildOptions {
             python: args.python.clone(),
             runtime_only: args.runtime_only,
             out_dir: args.out_dir.clone(),
+            force: args.force,
         }
     }
 }
@@ -105,6 +110,29 @@ pub(crate) fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     let _cache_lock =
         cache.lock_for_run(&format!("`cargo xtask layer --arch {arch}`"), global.lock_timeout(), &progress)?;
     let _out_lock = lock_output_dir(&cache, &out_dir, arch, global.lock_timeout(), &progress)?;
+    let inputs_digest = build_inputs(global, options, &spec_path, &out_dir)?.digest();
+    if !options.runtime_only && !options.force {
+        let checked =
+            progress.step("check the previous output", || output_record::up_to_date(&out_dir, &inputs_digest));
+        match checked {
+            Ok(files) => {
+                let zip = out_dir.join(arch.layer_zip_name());
+                println!(
+                    "the layer for {arch} is up to date in {}: nothing changed since the last build",
+                    out_dir.display()
+                );
+                println!(
+                    "  layer: {} ({} zipped); {files} files checked against {}; --force rebuilds",
+                    zip.display(),
+                    human_bytes(fs_err::metadata(&zip)?.len()),
+                    output_record::RECORD_FILE,
+                );
+                println!("  steps: {} (total {:.1}s)", progress.timing_summary(), started.elapsed().as_secs_f64());
+                return Ok(());
+            }
+            Err(reason) => progress.note(format!("rebuilding: {reason}")),
+        }
+    }
     let staging = StagedOutput::begin(&out_dir, &progress)?;
     let http = Http::new()?;
     let previous = staging.previous().map(Path::to_path_buf);
@@ -133,6 +161,7 @@ pub(crate) fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
             http: &http,
             runtime: &runtime,
             staging: staging.path(),
+            previous_out_dir: previous.as_deref(),
             progress: &progress,
         })?),
         None => None,
@@ -140,9 +169,22 @@ pub(crate) fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     if built.is_some() {
         // serverless.yml reads this file; the tracked service file is never edited by a build.
         crate::serverless::LayerWiring::new(&spec, arch, runtime.minor, &out_dir).write(staging.path())?;
+        // Last, so a record only ever describes a complete output.
+        output_record::write(staging.path(), &inputs_digest, spec.pack.compression)?;
+    }
+    if let Some(previous) = &previous {
+        // Deleting the previous output then frees only what changed (layer/share.rs).
+        let shared = progress.step("share unchanged files with the previous output", || {
+            share::share_unchanged_files(staging.path(), previous)
+        })?;
+        progress.note(format!(
+            "{} files ({}) linked to the previous output's",
+            shared.files,
+            human_bytes(shared.bytes)
+        ));
     }
     let staged_at = staging.path().to_path_buf();
-    staging.commit()?;
+    progress.step("replace the previous output", || staging.commit())?;
     runtime.relocate(&staged_at, &out_dir);
 
     println!("built the {} for {arch} in {}", if built.is_some() { "layer" } else { "runtime" }, out_dir.display());
@@ -178,6 +220,31 @@ pub(crate) fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     Ok(())
 }
 
+/// Everything the bytes of the output depend on, for the output record (docs/architecture.md §14): the
+/// inputs deploy's freshness stamp covers, the interpreter archives and their hashes (their paths
+/// or URLs appear in the SBOM), the mirror and index overrides, `SOURCE_DATE_EPOCH`, the output
+/// path (the wiring file names it) and the xtask binary. The download cache is not an input: every
+/// read from it is checked against a pinned hash.
+fn build_inputs(
+    global: &GlobalArgs,
+    options: &BuildOptions,
+    spec_path: &Path,
+    out_dir: &Path,
+) -> Result<output_record::BuildInputs> {
+    let python = &options.python;
+    let mut inputs = output_record::BuildInputs::default();
+    inputs
+        .add("layer inputs", freshness::layer_inputs_digest(&crate::project_root(), spec_path, options.arch)?)
+        .add("python dist", format!("{:?} {:?}", python.python_dist, python.python_sha256))
+        .add("build python dist", format!("{:?} {:?}", python.build_python_dist, python.build_python_sha256))
+        .add("pbs mirror", format!("{:?}", global.pbs_mirror_override()))
+        .add("index", format!("{:?}", global.index_override()))
+        .add("SOURCE_DATE_EPOCH", format!("{:?}", global.source_date_epoch.seconds()))
+        .add("out dir", out_dir.display().to_string())
+        .add("xtask", output_record::xtask_build()?);
+    Ok(inputs)
+}
+
 /// The lock beside the spec, refused when it was made from other inputs than the spec's now.
 fn load_current_lock(spec: &LayerSpec, index_url: Option<&str>) -> Result<Pylock> {
     let lock_path = crate::lock::default_lock_path(&spec.path);
@@ -200,6 +267,8 @@ struct BuildContext<'a> {
     runtime: &'a RuntimeOutput,
     /// The staging output directory (`<staging>/layer/python/...`).
     staging: &'a Path,
+    /// The output being replaced, if any.
+    previous_out_dir: Option<&'a Path>,
     progress: &'a Progress,
 }
 
@@ -211,7 +280,7 @@ struct Built {
     directory_distributions: usize,
 }
 
-/// install → prune → SBOM → bytecode + pack → size report + budget → input stamp.
+/// install → prune → SBOM → bytecode + pack (reusing the previous zips' unchanged entries) → size report + budget → input stamp.
 fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
     let BuildContext { spec, lock, arch, cache, http, runtime, staging, progress, .. } = *cx;
     let site_packages = runtime.python_root.join(runtime.minor.site_packages_dir());
@@ -264,6 +333,8 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         source_date_epoch: cx.source_date_epoch.seconds().map(|seconds| seconds.unsigned_abs()),
         zip_position: ZipPosition::default(),
         bytecode_plan: &bytecode_plan,
+        previous_out_dir: cx.previous_out_dir,
+        compression: spec.pack.compression,
     };
     progress.step("size estimate", || -> Result<()> {
         let estimate = SizeReport::estimate(&layer_dir, runtime.minor, &dists, &bytecode_plan)?;
@@ -280,7 +351,8 @@ fn build_packages(cx: &BuildContext<'_>) -> Result<Built> {
         )
         .context("estimated before byte-compiling (the exact size is checked after packing)")
     })?;
-    let packed = progress.step("bytecode + pack", || pack::build(&pack_request, &mut dists, progress))?;
+    // Its steps (bytecode, site-packages.zip, zip) time themselves.
+    let packed = pack::build(&pack_request, &mut dists, progress)?;
     // The SBOM's subject is the zip: deploy checks the uploaded artifact against this hash.
     crate::layer::sbom::subject::record(&staging.join(crate::layer::sbom::sbom_file_name(arch)), &out_zip)?;
 

@@ -287,6 +287,8 @@ fn build_ours(
         source_date_epoch: None,
         zip_position: ZipPosition::AfterSitePackages,
         bytecode_plan: plan,
+        previous_out_dir: None,
+        compression: Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, progress)?;
     Ok((outcome, dists))

@@ -22,11 +22,15 @@ use serde::{Deserialize, Serialize};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
+mod reuse;
+
 use crate::layer::bytecode::{self, BuildPython, CompileJob, SkippedFile};
 use crate::layer::dist::InstalledDist;
 use crate::layer::profile::BytecodePlan;
-use crate::progress::Progress;
+use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
+use crate::spec::Compression;
+use reuse::{PreviousZip, Reused};
 
 /// Deflate level of every zip we write. Fixed, so the bytes do not depend on a default.
 pub(crate) const DEFLATE_LEVEL: i64 = 9;
@@ -210,7 +214,21 @@ pub(crate) enum EntryKind {
 /// Write `entries` to `out` reproducibly: sorted by name, one mtime, fixed modes, no extra
 /// fields, deflate at [`DEFLATE_LEVEL`]. Written to a temp file in the same directory and renamed
 /// into place, so a failure leaves no half-written zip.
-pub(crate) fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Result<()> {
+pub(crate) fn write_zip(entries: Vec<ZipEntry>, out: &Path, mtime: DateTime) -> Result<()> {
+    write_zip_reusing(entries, out, mtime, DEFLATE_LEVEL, None).map(drop)
+}
+
+/// [`write_zip`] at the `zip` crate's deflate `level` (10 and above: zopfli), copying the
+/// compressed data of each file `previous` holds unchanged instead of deflating it again
+/// (`reuse.rs`); the bytes written are the same either way.
+pub(crate) fn write_zip_reusing(
+    mut entries: Vec<ZipEntry>,
+    out: &Path,
+    mtime: DateTime,
+    level: i64,
+    mut previous: Option<PreviousZip>,
+) -> Result<Reused> {
+    let mut reused = Reused::default();
     // Sort by the stored name: directories are stored with a trailing slash.
     entries.sort_by_cached_key(|entry| stored_name(entry).into_owned());
     if let Some(pair) = entries.windows(2).find(|pair| pair[0].name == pair[1].name) {
@@ -238,13 +256,21 @@ pub(crate) fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime)
                 let options = if name.ends_with(".zip") {
                     base.compression_method(CompressionMethod::Stored)
                 } else {
-                    base.compression_method(CompressionMethod::Deflated).compression_level(Some(DEFLATE_LEVEL))
+                    base.compression_method(CompressionMethod::Deflated).compression_level(Some(level))
                 };
-                let options = options.unix_permissions(if *executable { 0o755 } else { 0o644 });
-                let mut file = fs::File::open(path)?;
-                writer
-                    .start_file(name, options)
-                    .and_then(|()| std::io::copy(&mut file, &mut writer).map(drop).map_err(Into::into))
+                let mode = if *executable { 0o755 } else { 0o644 };
+                let options = options.unix_permissions(mode);
+                let content = fs::read(path)?;
+                let deflated = !name.ends_with(".zip");
+                let same = previous.as_mut().filter(|_| deflated).and_then(|p| p.matching_entry(name, &content, mode));
+                match (same, previous.as_mut()) {
+                    (Some(index), Some(previous)) => {
+                        reused.entries += 1;
+                        reused.bytes += content.len() as u64;
+                        previous.raw_entry(index).and_then(|raw| writer.raw_copy_file_touch(raw, mtime, Some(mode)))
+                    }
+                    _ => writer.start_file(name, options).and_then(|()| writer.write_all(&content).map_err(Into::into)),
+                }
             }
         };
         result.with_context(|| format!("writing {name} into {}", out.display()))?;
@@ -255,7 +281,7 @@ pub(crate) fn write_zip(mut entries: Vec<ZipEntry>, out: &Path, mtime: DateTime)
     temp.as_file().sync_all().with_context(|| format!("writing {}", out.display()))?;
     bytecode::set_mode(temp.path(), 0o644)?;
     temp.persist(out).with_context(|| format!("renaming the new zip to {}", out.display()))?;
-    Ok(())
+    Ok(reused)
 }
 
 /// The name an entry is stored under: directories end with `/`.
@@ -352,6 +378,11 @@ pub struct PackRequest<'a> {
     /// Which modules get bytecode and which ship without source (`BytecodePlan::default()`:
     /// every module, with source, no bytecode cache).
     pub bytecode_plan: &'a BytecodePlan,
+    /// The previous output directory, whose zips' unchanged entries are copied instead of
+    /// deflated again (when its output record vouches for them; `reuse.rs`).
+    pub previous_out_dir: Option<&'a Path>,
+    /// `[pack] compression`.
+    pub compression: Compression,
 }
 
 /// What [`build`] did.
@@ -374,8 +405,36 @@ pub struct PackOutcome {
 /// Byte-compile, lay out and zip the layer. Updates each dist's `files` (new `.pyc` files, removed
 /// stale bytecode); the files of zipped distributions then live in `site-packages.zip`.
 pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &Progress) -> Result<PackOutcome> {
-    let PackRequest { layer_dir, python_minor, build_python, out_zip, source_date_epoch, zip_position, bytecode_plan } =
-        request.clone();
+    let PackRequest {
+        layer_dir,
+        python_minor,
+        build_python,
+        out_zip,
+        source_date_epoch,
+        zip_position,
+        bytecode_plan,
+        previous_out_dir,
+        compression,
+    } = request.clone();
+    // The zips' paths inside the output directory, which holds both the layer tree and the zip.
+    let out_root = out_zip.parent().context("the layer zip has a parent directory")?;
+    let previous_zip = |zip: &Path| -> Option<PreviousZip> {
+        let relative = bytecode::relative_posix(out_root, zip).ok()?;
+        let previous = PreviousZip::open(previous_out_dir?, &relative, compression);
+        if previous.is_none() {
+            progress
+                .note(format!("{relative}: no previous zip vouched for by its output record; deflating every entry"));
+        }
+        previous
+    };
+    let note_reused = |zip: &Path, reused: Reused| {
+        progress.note(format!(
+            "{}: {} entries ({}) copied still compressed from the previous build",
+            zip.file_name().unwrap_or_default().to_string_lossy(),
+            reused.entries,
+            human_bytes(reused.bytes)
+        ));
+    };
     let lib_dir = layer_dir.join("python").join(python_minor.stdlib_dir());
     let site_packages = lib_dir.join("site-packages");
     if !site_packages.is_dir() {
@@ -453,7 +512,9 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
         Some(dir) => Some(bytecode::BytecodeCache::open(dir, build_python)?),
         None => None,
     };
-    let compiled = bytecode::compile_cached(build_python, &jobs, cache.as_ref())?;
+    let compiled = progress.step(format!("bytecode ({} modules)", jobs.len()), || {
+        bytecode::compile_cached(build_python, &jobs, cache.as_ref())
+    })?;
     for skipped in &compiled.skipped {
         progress.warn(format!(
             "skipped byte-compiling {} ({}); importing it fails on Lambda too",
@@ -524,7 +585,16 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
             }
         }
         entries.extend(dirs.into_iter().map(|name| ZipEntry { name, kind: EntryKind::Dir }));
-        write_zip(entries, &site_packages_zip, mtime)?;
+        let reused = progress.step("site-packages.zip", || {
+            write_zip_reusing(
+                entries,
+                &site_packages_zip,
+                mtime,
+                compression.zip_level(),
+                previous_zip(&site_packages_zip),
+            )
+        })?;
+        note_reused(&site_packages_zip, reused);
         for &i in &zipped {
             for file in &dists[i].files {
                 remove_file_and_empty_parents(&site_packages, file)?;
@@ -534,7 +604,10 @@ pub fn build(request: &PackRequest<'_>, dists: &mut [InstalledDist], progress: &
     };
 
     let layer_entries = tree_entries(layer_dir, "")?;
-    write_zip(layer_entries, out_zip, mtime)?;
+    let reused = progress.step(format!("zip the layer ({})", compression.label()), || {
+        write_zip_reusing(layer_entries, out_zip, mtime, compression.zip_level(), previous_zip(out_zip))
+    })?;
+    note_reused(out_zip, reused);
     let layer_zip_bytes = fs::metadata(out_zip)?.len();
     Ok(PackOutcome {
         layer_dir: layer_dir.to_path_buf(),

@@ -29,7 +29,9 @@ fn pack_keys() {
     let spec = parse(&format!("{MINIMAL}\n[pack]\nbytecode = \"all\"\nsourceless = \"profile\"\n")).unwrap();
     assert_eq!((spec.pack.bytecode, spec.pack.sourceless), (BytecodeChoice::All, Sourceless::Profile));
     let spec = parse(&format!("{MINIMAL}\n[pack]\nsourceless = false\n")).unwrap();
-    assert_eq!(spec.pack.sourceless, Sourceless::Off);
+    assert_eq!((spec.pack.sourceless, spec.pack.compression), (Sourceless::Off, Compression::Deflate));
+    let spec = parse(&format!("{MINIMAL}\n[pack]\ncompression = \"zopfli\"\n")).unwrap();
+    assert_eq!(spec.pack.compression, Compression::Zopfli);
     for (value, want) in [
         (
             "sourceless = true",
@@ -37,6 +39,7 @@ fn pack_keys() {
         ),
         ("sourceless = \"all\"", "sourceless = \"all\": expected false or \"profile\""),
         ("bytecode = \"some\"", "unknown variant `some`, expected `profile` or `all`"),
+        ("compression = \"zstd\"", "unknown variant `zstd`, expected `deflate` or `zopfli`"),
     ] {
         let msg = format!("{:#}", parse(&format!("{MINIMAL}\n[pack]\n{value}\n")).unwrap_err());
         assert!(msg.contains(want), "want {want:?} in: {msg}");

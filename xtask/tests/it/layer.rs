@@ -55,8 +55,14 @@ fn committed_spec() -> PathBuf {
 
 /// Build the x86_64 layer from the committed spec and lock with the fixture interpreter.
 fn build_x86_64(out_dir: &Path) -> Output {
+    build_x86_64_with(out_dir, &[])
+}
+
+/// [`build_x86_64`] with more `layer` arguments (`--force`).
+fn build_x86_64_with(out_dir: &Path, extra: &[&str]) -> Output {
     let fixture = fixture();
-    let python = ["--python-dist", fixture.path.to_str().unwrap(), "--python-sha256", fixture.sha256.as_str()];
+    let mut python = vec!["--python-dist", fixture.path.to_str().unwrap(), "--python-sha256", fixture.sha256.as_str()];
+    python.extend(extra);
     layer(&committed_spec(), Arch::X86_64, out_dir, &python)
 }
 
@@ -177,12 +183,52 @@ fn two_builds_are_byte_identical() {
             "{file} differs between two builds of the same inputs"
         );
     }
-    // A rebuild over the previous output reuses the interpreter and the downloads.
+    let cold_zip = sha256_file(&second.join("python-litellm-x86_64.zip")).unwrap();
+
+    // Nothing changed: the output is up to date and left alone (docs/architecture.md §14).
     let again = build_x86_64(&first);
     assert_success(&again, "rebuild");
-    let stderr = text(&again.stderr);
-    assert!(stderr.contains("reused"), "{stderr}");
-    assert!(stderr.contains("51 wheels") || stderr.contains("from cache"), "{stderr}");
+    let stdout = text(&again.stdout);
+    assert!(stdout.contains("the layer for x86_64 is up to date in "), "{stdout}");
+    assert!(stdout.contains("files checked against output-record.json; --force rebuilds"), "{stdout}");
+    assert!(!text(&again.stderr).contains("==> install"), "{}", text(&again.stderr));
+
+    // A forced rebuild reuses the interpreter, the downloads, the bytecode and the compressed
+    // entries of both zips, and writes the same bytes as the cold build into `second`.
+    let forced = build_x86_64_with(&first, &["--force"]);
+    assert_success(&forced, "forced rebuild");
+    let stderr = text(&forced.stderr);
+    assert!(stderr.contains("reused the runtime of "), "{stderr}");
+    assert!(stderr.contains("50 from cache, 0 downloaded"), "{stderr}");
+    assert!(stderr.contains("(2189 from the bytecode cache)"), "{stderr}");
+    for zip in ["site-packages.zip", "python-litellm-x86_64.zip"] {
+        let copied = stderr
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&format!("{zip}: ")))
+            .unwrap_or_else(|| panic!("no line about {zip} in {stderr}"));
+        assert!(!copied.starts_with("0 entries"), "{zip}: {copied}");
+        assert!(copied.ends_with("copied still compressed from the previous build"), "{zip}: {copied}");
+    }
+    assert!(stderr.contains("linked to the previous output's"), "{stderr}");
+    assert_eq!(sha256_file(&first.join("python-litellm-x86_64.zip")).unwrap(), cold_zip, "the warm zip differs");
+
+    // A damaged output is noticed and rebuilt (without copying from the damaged zip).
+    let zip = first.join("python-litellm-x86_64.zip");
+    let mut bytes = fs_err::read(&zip).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    fs_err::write(&zip, bytes).unwrap();
+    let repaired = build_x86_64(&first);
+    assert_success(&repaired, "rebuild over a damaged zip");
+    let stderr = text(&repaired.stderr);
+    assert!(stderr.contains(&format!("rebuilding: {} changed since the last build", zip.display())), "{stderr}");
+    assert!(
+        stderr.contains(
+            "python-litellm-x86_64.zip: no previous zip vouched for by its output record; deflating every entry"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(sha256_file(&zip).unwrap(), cold_zip, "the rebuilt zip differs");
 }
 
 #[test]
@@ -210,7 +256,7 @@ fn over_budget_fails_with_the_breakdown_and_keeps_the_previous_output() {
         ),
         "{stderr}"
     );
-    assert!(!stderr.contains("==> bytecode + pack"), "{stderr}");
+    assert!(!stderr.contains("==> bytecode"), "{stderr}");
     assert!(stderr.contains("is over 5 MB (layer.toml [budget] zipped-mb = 5)"), "{stderr}");
     assert!(stderr.contains("top contributors (zipped):") && stderr.contains("litellm 1.78.7"), "{stderr}");
     assert_eq!(fs_err::read_to_string(out_dir.join("python-litellm-x86_64.zip")).unwrap(), "previous zip");

@@ -161,6 +161,8 @@ fn build(root: &Path, variant: u32, epoch: Option<u64>) -> Option<(PackOutcome, 
         source_date_epoch: epoch,
         zip_position: ZipPosition::default(),
         bytecode_plan: &Default::default(),
+        previous_out_dir: None,
+        compression: Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, &Progress::new()).unwrap();
     Some((outcome, dists))
@@ -474,6 +476,8 @@ fn bad_trees_are_refused_with_clear_errors() {
         source_date_epoch: None,
         zip_position: ZipPosition::default(),
         bytecode_plan: &Default::default(),
+        previous_out_dir: None,
+        compression: Default::default(),
     };
     let lib = layer.join("python/lib/python3.11");
 
@@ -586,6 +590,8 @@ fn an_import_profile_compiles_only_its_modules_and_drops_their_sources() {
         source_date_epoch: None,
         zip_position: ZipPosition::default(),
         bytecode_plan: &plan,
+        previous_out_dir: None,
+        compression: Default::default(),
     };
     let outcome = pack::build(&request, &mut dists, &Progress::new()).unwrap();
     assert_eq!((outcome.compiled, outcome.from_cache), (5, 0));

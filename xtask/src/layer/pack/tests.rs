@@ -91,3 +91,136 @@ fn sitecustomize_variants() {
     assert!(sitecustomize_source(ZipPosition::BeforeSitePackages).contains("sys.path.index(directory)\n"));
     assert!(sitecustomize_source(ZipPosition::default()).starts_with(SITECUSTOMIZE_MARKER));
 }
+
+/// Write `files` (name, content, mode) under `root`.
+fn write_tree(root: &Path, files: &[(&str, &[u8], u32)]) {
+    use std::os::unix::fs::PermissionsExt;
+    for (name, content, mode) in files {
+        let path = root.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+}
+
+/// About 60 kB of text that deflates well but not trivially.
+fn module_text(seed: u32) -> Vec<u8> {
+    (0..4000u32).map(|i| format!("value_{i} = {}\n", (i * 7919 + seed) % 9973)).collect::<String>().into_bytes()
+}
+
+/// A previous build's output (`prev/layer` zipped into `prev/layer.zip` at another time, with its
+/// output record) and a new tree: one file unchanged, one longer, one of the same size but other
+/// bytes, one whose mode changed, one new.
+fn previous_and_new(dir: &Path) -> (PathBuf, Vec<ZipEntry>) {
+    let unchanged = module_text(1);
+    let previous = dir.join("prev");
+    write_tree(
+        &previous.join("layer"),
+        &[
+            ("python/lib/same.py", &unchanged, 0o644),
+            ("python/lib/longer.py", b"x = 1\n", 0o644),
+            ("python/lib/same_size.py", b"aaaa", 0o644),
+            ("python/bin/tool", b"#!/bin/sh\n", 0o755),
+        ],
+    );
+    write_zip(
+        tree_entries(&previous.join("layer"), "").unwrap(),
+        &previous.join("layer.zip"),
+        zip_mtime(None).unwrap(),
+    )
+    .unwrap();
+    crate::layer::output_record::write(&previous, "inputs", Compression::Deflate).unwrap();
+    let new = dir.join("new");
+    write_tree(
+        &new,
+        &[
+            ("python/lib/same.py", &unchanged, 0o644),
+            ("python/lib/longer.py", b"x = 1\ny = 2\n", 0o644),
+            ("python/lib/same_size.py", b"bbbb", 0o644),
+            ("python/bin/tool", b"#!/bin/sh\n", 0o644),
+            ("python/lib/new.py", &module_text(2), 0o644),
+        ],
+    );
+    (previous, tree_entries(&new, "").unwrap())
+}
+
+#[test]
+fn a_zip_reusing_the_previous_one_is_byte_identical_to_a_cold_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (previous, entries) = previous_and_new(dir.path());
+    let mtime = zip_mtime(Some(1_700_000_000)).unwrap();
+    let cold = dir.path().join("cold.zip");
+    write_zip(entries.clone(), &cold, mtime).unwrap();
+
+    let warm = dir.path().join("warm.zip");
+    let vouched = PreviousZip::open(&previous, "layer.zip", Compression::Deflate)
+        .expect("the record vouches for the previous zip");
+    let reused = write_zip_reusing(entries, &warm, mtime, DEFLATE_LEVEL, Some(vouched)).unwrap();
+    assert_eq!(reused, Reused { entries: 1, bytes: module_text(1).len() as u64 });
+    assert_eq!(fs::read(&warm).unwrap(), fs::read(&cold).unwrap(), "the warm zip differs from the cold one");
+}
+
+#[test]
+fn a_damaged_or_foreign_previous_zip_is_never_copied_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (previous, entries) = previous_and_new(dir.path());
+    let mtime = zip_mtime(None).unwrap();
+    let cold = dir.path().join("cold.zip");
+    write_zip(entries.clone(), &cold, mtime).unwrap();
+    let zip = previous.join("layer.zip");
+
+    // Flip one byte in the middle of same.py's compressed data.
+    let mut bytes = fs::read(&zip).unwrap();
+    let at = {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.clone())).unwrap();
+        let entry = archive.by_name("python/lib/same.py").unwrap();
+        (entry.data_start().unwrap() + entry.compressed_size() / 2) as usize
+    };
+    bytes[at] ^= 0x55;
+    fs::write(&zip, &bytes).unwrap();
+    // Edited after the record: not vouched for, not even opened.
+    assert!(PreviousZip::open(&previous, "layer.zip", Compression::Deflate).is_none());
+
+    // Recorded again (as if the damage happened before the record was written): the entry's data
+    // no longer inflates to the new bytes (or fails its CRC), so it is deflated again.
+    crate::layer::output_record::write(&previous, "inputs", Compression::Deflate).unwrap();
+    let vouched = PreviousZip::open(&previous, "layer.zip", Compression::Deflate).expect("vouched for again");
+    let warm = dir.path().join("warm.zip");
+    let reused = write_zip_reusing(entries.clone(), &warm, mtime, DEFLATE_LEVEL, Some(vouched)).unwrap();
+    assert_eq!(reused, Reused::default());
+    assert_eq!(fs::read(&warm).unwrap(), fs::read(&cold).unwrap(), "a damaged previous zip changed the output");
+
+    // A zip another tool wrote in its place (here: stored instead of deflated) is not copied from.
+    let mut foreign = zip::ZipWriter::new(fs::File::create(&zip).unwrap());
+    foreign
+        .start_file("python/lib/same.py", SimpleFileOptions::default().compression_method(CompressionMethod::Stored))
+        .unwrap();
+    foreign.write_all(&module_text(1)).unwrap();
+    foreign.finish().unwrap();
+    crate::layer::output_record::write(&previous, "inputs", Compression::Deflate).unwrap();
+    let vouched = PreviousZip::open(&previous, "layer.zip", Compression::Deflate).expect("vouched for again");
+    let reused = write_zip_reusing(entries, &warm, mtime, DEFLATE_LEVEL, Some(vouched)).unwrap();
+    assert_eq!(reused, Reused::default());
+    assert_eq!(fs::read(&warm).unwrap(), fs::read(&cold).unwrap());
+}
+
+#[test]
+fn zopfli_writes_smaller_plain_deflate_and_is_never_mixed_with_level_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (previous, entries) = previous_and_new(dir.path());
+    let mtime = zip_mtime(None).unwrap();
+    let (level9, zopfli) = (dir.path().join("level9.zip"), dir.path().join("zopfli.zip"));
+    write_zip(entries.clone(), &level9, mtime).unwrap();
+    write_zip_reusing(entries, &zopfli, mtime, Compression::Zopfli.zip_level(), None).unwrap();
+    let size = |path: &Path| fs::metadata(path).unwrap().len();
+    assert!(size(&zopfli) < size(&level9), "zopfli {} >= level 9 {}", size(&zopfli), size(&level9));
+    let mut archive = zip::ZipArchive::new(fs::File::open(&zopfli).unwrap()).unwrap();
+    let mut entry = archive.by_name("python/lib/new.py").unwrap();
+    assert_eq!(entry.compression(), CompressionMethod::Deflated);
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+    assert_eq!(content, module_text(2));
+    // The previous zip was deflated at level 9: a zopfli build does not copy from it.
+    assert!(PreviousZip::open(&previous, "layer.zip", Compression::Zopfli).is_none());
+    assert!(PreviousZip::open(&previous, "layer.zip", Compression::Deflate).is_some());
+}
