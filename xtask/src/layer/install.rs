@@ -199,7 +199,27 @@ pub fn install_lock(
 ) -> Result<Vec<InstalledDist>> {
     let target = Target::new(arch, spec, lock)?;
     resolved::check_dependency_edges(lock)?;
-    let selected = select_wheels(lock, &target)?;
+    // The exclusions in force: the lock's recorded inputs, which `layer` has already checked
+    // against layer.toml (so they are layer.toml's), else layer.toml's own.
+    let (top_level, exclude) = match lock.inputs() {
+        Some(inputs) => (&inputs.requirements, &inputs.exclude),
+        None => (&spec.packages.requirements, &spec.packages.exclude),
+    };
+    // The lock pins excluded packages (and what only they need) so that pip and uv can install
+    // it; the layer leaves them out (docs/architecture.md, "The lock").
+    let left_out = crate::packaging::exclusion::left_out(
+        lock,
+        &crate::packaging::pylock::requirement_names(top_level),
+        exclude,
+        &target.marker_environment()?,
+    )?;
+    let (skipped, selected): (Vec<SelectedWheel>, Vec<SelectedWheel>) = select_wheels(lock, &target)?
+        .into_iter()
+        .partition(|choice| left_out.contains_key(&normalize_name(&choice.package.name)));
+    for choice in &skipped {
+        let reason = &left_out[&normalize_name(&choice.package.name)];
+        progress.note(format!("skipped {} {} ({reason})", choice.package.name, choice.package.version));
+    }
     for warning in yanked_warnings(&selected) {
         progress.warn(warning);
     }
@@ -264,10 +284,6 @@ pub fn install_lock(
             metadata: &plan.metadata,
         })
         .collect();
-    let (top_level, exclude) = match lock.inputs() {
-        Some(inputs) => (&inputs.requirements, &inputs.exclude),
-        None => (&spec.packages.requirements, &spec.packages.exclude),
-    };
     resolved::check_metadata_matches_lock(&candidates, top_level, exclude, &target.marker_environment()?)?;
     check_startup_hooks(&plans, &spec.packages.allow_startup_hooks, progress)?;
     check_secret_files(&plans, &spec.packages.allow_secret_files)?;

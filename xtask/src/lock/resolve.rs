@@ -91,6 +91,9 @@ pub struct ArchRequest<'a> {
     pub arch: Arch,
     pub python_full: &'a str,
     pub roots: &'a [Requirement],
+    /// `[packages] exclude`: still resolved (the lock pins excluded packages so that pip and uv
+    /// can install it), named here only so that an excluded package that cannot be locked gets
+    /// its own message.
     pub exclude: &'a BTreeSet<String>,
     /// Versions to pick when the constraints allow (existing lock, the other arch's picks).
     pub preferred: &'a BTreeMap<String, Version>,
@@ -142,8 +145,8 @@ pub fn resolve_arch(sources: &Sources, request: &ArchRequest) -> Result<BTreeMap
             bail!(
                 "cannot resolve the requirements of layer.toml for Lambda {} (CPython {}, manylinux <= 2.34):\n{}\n\
                  what the index offers:\n{}\n\
-                 hint: loosen or change the requirement in litellm-layer/layer.toml, or exclude the package with \
-                 [packages] exclude",
+                 hint: loosen or change the requirement in litellm-layer/layer.toml ([packages] exclude does not \
+                 help: the lock still pins excluded packages, so that pip and uv can install it)",
                 request.arch,
                 request.python_full,
                 tidy_report(&report),
@@ -220,11 +223,25 @@ impl Provider<'_> {
         let candidates = self.sources.selector().for_arch(&page, self.request.arch);
         if candidates.versions.is_empty() {
             let required_by = self.required_by.borrow().get(name).cloned().unwrap_or_else(|| "layer.toml".into());
+            // PEP 751 installers install a lock whole, so an excluded package must be locked too
+            // (docs/architecture.md, "The lock"); one that cannot be is refused, with the reason.
+            let hint = if self.request.exclude.contains(name) {
+                format!(
+                    "hint: {name} is in [packages] exclude of layer.toml, but the lock still pins excluded packages so \
+                     that pip and uv can install it, and {name} has no wheel for this platform: this exclusion cannot \
+                     be kept. Pin a version of the package that requires {name} which does not need it, or remove \
+                     that requirement"
+                )
+            } else {
+                "hint: pick a version that publishes a wheel for this platform, or change the requirement that \
+                 needs it ([packages] exclude does not help: the lock still pins excluded packages, so that pip \
+                 and uv can install it)"
+                    .to_string()
+            };
             return Err(ProviderError(anyhow!(
                 "no installable version of {name} for Lambda {} (CPython {}, manylinux <= 2.34, {}): it is required \
                  by {required_by}, and no wheel on {} fits (source distributions are never built). Files seen:\n      {}\n\
-                 hint: pick a version that publishes a wheel for this platform, or exclude {name} in layer.toml \
-                 ([packages] exclude) if the layer does not need it",
+                 {hint}",
                 self.request.arch,
                 self.request.python_full,
                 self.request.arch.manylinux_name(),
@@ -245,9 +262,6 @@ impl Provider<'_> {
     ) -> Result<(), ProviderError> {
         for requirement in requirements {
             let name = normalize_name(requirement.name.as_ref());
-            if self.request.exclude.contains(&name) {
-                continue;
-            }
             let range = match &requirement.version_or_url {
                 None => Ranges::full(),
                 Some(VersionOrUrl::VersionSpecifier(specifiers)) => Ranges::from(specifiers.clone()),
