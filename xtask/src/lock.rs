@@ -344,7 +344,8 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
 /// Mark every package the layer leaves out on each arch it is locked for (`[packages] exclude`
 /// and what only excluded packages need) with `[packages.tool.litellm-layer] excluded`, and clear
 /// the mark everywhere else. The lock keeps these packages, pinned and hashed like the others, so
-/// that pip and uv, which install a lock whole, can install it (docs/architecture.md, "The lock").
+/// that pip (which installs every dependency of what it installs from a lock) and uv can install
+/// it (docs/architecture.md §2).
 /// A package left out on one arch only is not marked: the mark is a note for readers, and `layer`
 /// works the set out for its own arch the same way.
 pub fn mark_left_out(lock: &mut Pylock, inputs: &LockInputs) -> Result<()> {

@@ -187,7 +187,7 @@ pub fn yanked_warnings(selected: &[SelectedWheel]) -> Vec<String> {
 
 /// Split `selected` into what the layer ships and one note per package it leaves out: the lock
 /// pins excluded packages (and what only they need) so that pip and uv can install it, and the
-/// layer skips them (docs/architecture.md, "The lock"). The exclusions in force are the lock's
+/// layer skips them (docs/architecture.md §2). The exclusions in force are the lock's
 /// recorded inputs, which `layer` has already checked against layer.toml, else layer.toml's own.
 pub fn leave_out_excluded<'a>(
     lock: &Pylock,

@@ -221,7 +221,7 @@ pub fn build_bom(input: &SbomInput) -> Result<Bom> {
 
     // What does not ship, and why. Excluded packages are the names in `[packages] exclude` plus
     // what the lock marks as needed only by them: the lock pins both so that pip and uv can
-    // install it, and the layer leaves both out (docs/architecture.md, "The lock").
+    // install it, and the layer leaves both out (docs/architecture.md §2).
     let mut excluded: BTreeSet<String> =
         lock.inputs().into_iter().flat_map(|inputs| inputs.exclude.iter().map(|n| normalize_lossy(n))).collect();
     excluded.extend(lock.packages.iter().filter(|p| p.excluded().is_some()).map(|p| normalize_lossy(&p.name)));

@@ -223,8 +223,9 @@ impl Provider<'_> {
         let candidates = self.sources.selector().for_arch(&page, self.request.arch);
         if candidates.versions.is_empty() {
             let required_by = self.required_by.borrow().get(name).cloned().unwrap_or_else(|| "layer.toml".into());
-            // PEP 751 installers install a lock whole, so an excluded package must be locked too
-            // (docs/architecture.md, "The lock"); one that cannot be is refused, with the reason.
+            // pip resolves the dependencies of what it installs from a lock, so an excluded package
+            // must be locked too (docs/architecture.md §2); one that cannot be is refused, with
+            // the reason.
             let hint = if self.request.exclude.contains(name) {
                 format!(
                     "hint: {name} is in [packages] exclude of layer.toml, but the lock still pins excluded packages so \

@@ -1,11 +1,11 @@
 //! Which locked packages the layer leaves out when layer.toml's `[packages] exclude` names some.
 //!
-//! The lock pins the whole dependency closure, excluded packages included, because pip and uv
-//! install a lock whole: pip resolves the dependencies of every package it selects from the lock
-//! and, in hash-checking mode, refuses one the lock does not pin (docs/architecture.md, "The
-//! lock"). The layer then leaves out each excluded package and every package that only excluded
-//! packages need: those no longer reachable from the top-level requirements once the excluded
-//! packages are cut from the dependency graph.
+//! The lock pins the whole dependency closure, excluded packages included, so that pip and uv can
+//! install it: pip resolves the dependencies of every package it selects from the lock and, in
+//! hash-checking mode, refuses one the lock does not pin (docs/architecture.md §2). The layer then
+//! leaves out each excluded package and every package that only excluded packages need: those no
+//! longer reachable from the top-level requirements once the excluded packages are cut from the
+//! dependency graph.
 //!
 //! The graph is the lock's `dependencies`. PEP 751 calls them informational, so they are not
 //! trusted blindly: `layer` checks every installed wheel's `Requires-Dist` against them

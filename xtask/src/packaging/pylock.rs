@@ -119,15 +119,15 @@ pub struct PackageTool {
 /// PEP 751 requires `[packages.tool]` data to be disposable: it must not change what an installer
 /// installs. These notes are for readers of the lock (and `lock --check`); `layer` decides what it
 /// skips from layer.toml's `[packages] exclude`, and the notes agree with that because `layer`
-/// refuses a lock made from other inputs (docs/architecture.md, "The lock").
+/// refuses a lock made from other inputs (docs/architecture.md §2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PackageNotes {
     /// PEP 592: `true`, or the index's reason, when the locked version is yanked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub yanked: Option<Yanked>,
-    /// Why the layer does not ship this package although the lock pins it (so that pip and uv,
-    /// which install every dependency, can install the lock), e.g. "in [packages] exclude of
-    /// layer.toml".
+    /// Why the layer does not ship this package although the lock pins it (so that pip, which
+    /// installs every dependency of what it installs from a lock, and uv can install the lock),
+    /// e.g. "in [packages] exclude of layer.toml".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excluded: Option<String>,
 }

@@ -1,7 +1,6 @@
 //! The committed lock, `litellm-layer/pylock.toml`, installs with pip and with uv, and each installs
 //! exactly the lock's distributions for the arch: the packages `[packages] exclude` keeps out of
-//! the layer included, because the lock pins them for these installers (docs/architecture.md,
-//! "The lock").
+//! the layer included, because the lock pins them for these installers (docs/architecture.md §2).
 //!
 //! pip and uv come from `xtask/test_data/pylock-installers/requirements.txt` (pinned, hashed),
 //! installed once into a private venv under `target/test-fixtures/`; their download caches live
