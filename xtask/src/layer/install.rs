@@ -214,6 +214,12 @@ pub fn leave_out_excluded<'a>(
     Ok((shipped, notes))
 }
 
+/// The wheels the layer installs for `target`: [`select_wheels`] less what [`leave_out_excluded`]
+/// leaves out.
+pub fn shipped_wheels<'a>(lock: &'a Pylock, spec: &LayerSpec, target: &Target) -> Result<Vec<SelectedWheel<'a>>> {
+    Ok(leave_out_excluded(lock, select_wheels(lock, target)?, spec, target)?.0)
+}
+
 /// The top-level requirements and `[packages] exclude` the lock was made from, else layer.toml's.
 fn requirements_and_exclusions<'a>(lock: &'a Pylock, spec: &'a LayerSpec) -> (&'a [String], &'a [String]) {
     match lock.inputs() {
