@@ -152,6 +152,7 @@ pub fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockInputs> 
         index_url: strip_credentials(index_url.trim()).trim_end_matches('/').to_string(),
         python_full_version: full_versions.into_iter().next().expect("one version"),
         architectures: Arch::ALL.iter().map(|a| a.lambda_name().to_string()).collect(),
+        format: crate::packaging::pylock::LOCK_FORMAT,
     })
 }
 
@@ -186,6 +187,12 @@ pub fn check(output: &Path, inputs: &LockInputs) -> Result<()> {
         "architectures",
         format!("{:?}", recorded.architectures),
         format!("{:?}", inputs.architectures),
+    );
+    compare(
+        &mut differences,
+        "lock format (2 pins excluded packages, so that pip and uv can install the lock)",
+        recorded.format.to_string(),
+        inputs.format.to_string(),
     );
     if differences.is_empty() {
         // The exclusion marks follow from the inputs and the locked graph; a lock whose marks

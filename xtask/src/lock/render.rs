@@ -35,6 +35,7 @@ pub fn render(lock: &Pylock) -> String {
         ours.insert("index-url", value(&inputs.index_url));
         ours.insert("python-full-version", value(&inputs.python_full_version));
         ours.insert("architectures", Item::Value(Value::Array(inline(inputs.architectures.iter().map(Value::from)))));
+        ours.insert("format", value(i64::from(inputs.format)));
         tool.insert("litellm-layer", Item::Table(ours));
         doc.insert("tool", Item::Table(tool));
     }
@@ -153,6 +154,7 @@ mod tests {
                     index_url: "https://pypi.org/simple".into(),
                     python_full_version: "3.11.14".into(),
                     architectures: vec!["arm64".into()],
+                    format: crate::packaging::pylock::LOCK_FORMAT,
                 },
             }),
             warnings: Vec::new(),

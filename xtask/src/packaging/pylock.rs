@@ -61,6 +61,18 @@ pub struct LockInputs {
     pub python_full_version: String,
     /// Lambda architectures covered, e.g. ["arm64", "x86_64"].
     pub architectures: Vec<String>,
+    /// What this tool writes into a lock: 1 (absent) left excluded packages out of the lock, 2 pins
+    /// them so that pip and uv can install the lock ([`LOCK_FORMAT`]).
+    #[serde(default = "first_lock_format")]
+    pub format: u32,
+}
+
+/// The lock format this tool writes (see [`LockInputs::format`]); `lock --check` reports a lock in
+/// another one as out of date.
+pub const LOCK_FORMAT: u32 = 2;
+
+fn first_lock_format() -> u32 {
+    1
 }
 
 impl LockInputs {

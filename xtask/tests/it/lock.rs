@@ -167,6 +167,20 @@ fn excluded_packages_stay_locked_and_marked_so_pip_and_uv_can_install_the_lock()
         "{}",
         check.stderr
     );
+
+    // A lock from before excluded packages were pinned (format 1, no `format` key) is out of date.
+    assert!(lock.contains("\nformat = 2\n"), "{lock}");
+    std::fs::write(project.lock_path(), lock.replace("\nformat = 2\n", "\n")).unwrap();
+    let check = project.lock(&server.url("/simple"), &["--check"]);
+    assert!(!check.success);
+    assert!(
+        check.stderr.contains(
+            "is out of date:\n  lock format (2 pins excluded packages, so that pip and uv can install the lock): the \
+             lock has 1, now 2\nrun `cargo xtask lock` to update it"
+        ),
+        "{}",
+        check.stderr
+    );
 }
 
 #[test]
