@@ -355,7 +355,7 @@ pub fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) -> Result
 /// it (docs/architecture.md §2).
 /// A package left out on one arch only is not marked: the mark is a note for readers, and `layer`
 /// works the set out for its own arch the same way.
-pub fn mark_left_out(lock: &mut Pylock, inputs: &LockInputs) -> Result<()> {
+pub(crate) fn mark_left_out(lock: &mut Pylock, inputs: &LockInputs) -> Result<()> {
     let top_level = inputs.top_level_names();
     let mut per_arch = Vec::new();
     for arch in Arch::ALL {

@@ -216,7 +216,11 @@ pub fn leave_out_excluded<'a>(
 
 /// The wheels the layer installs for `target`: [`select_wheels`] less what [`leave_out_excluded`]
 /// leaves out.
-pub fn shipped_wheels<'a>(lock: &'a Pylock, spec: &LayerSpec, target: &Target) -> Result<Vec<SelectedWheel<'a>>> {
+pub(crate) fn shipped_wheels<'a>(
+    lock: &'a Pylock,
+    spec: &LayerSpec,
+    target: &Target,
+) -> Result<Vec<SelectedWheel<'a>>> {
     Ok(leave_out_excluded(lock, select_wheels(lock, target)?, spec, target)?.0)
 }
 
