@@ -14,7 +14,7 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub(crate) const ALL: [Arch; 2] = [Arch::Arm64, Arch::X86_64];
+    pub const ALL: [Arch; 2] = [Arch::Arm64, Arch::X86_64];
 
     /// The name Lambda and serverless.yml use (`architecture: arm64`).
     pub fn lambda_name(self) -> &'static str {

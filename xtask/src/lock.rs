@@ -152,6 +152,7 @@ pub(crate) fn expected_inputs(spec: &LayerSpec, index_url: &str) -> Result<LockI
         index_url: strip_credentials(index_url.trim()).trim_end_matches('/').to_string(),
         python_full_version: full_versions.into_iter().next().expect("one version"),
         architectures: Arch::ALL.iter().map(|a| a.lambda_name().to_string()).collect(),
+        format: crate::packaging::pylock::LOCK_FORMAT,
     })
 }
 
@@ -162,20 +163,52 @@ pub(crate) fn check(output: &Path, inputs: &LockInputs) -> Result<()> {
         bail!("{} has no [tool.litellm-layer] inputs; run `cargo xtask lock` to regenerate it", output.display());
     };
     let mut differences = Vec::new();
-    let mut compare = |what: &str, locked: String, wanted: String| {
+    let compare = |differences: &mut Vec<String>, what: &str, locked: String, wanted: String| {
         if locked != wanted {
             differences.push(format!("  {what}: the lock has {locked}, now {wanted}"));
         }
     };
-    compare("packages.requirements", format!("{:?}", recorded.requirements), format!("{:?}", inputs.requirements));
-    compare("packages.exclude", format!("{:?}", recorded.exclude), format!("{:?}", inputs.exclude));
-    compare("index url", recorded.index_url.clone(), inputs.index_url.clone());
     compare(
+        &mut differences,
+        "packages.requirements",
+        format!("{:?}", recorded.requirements),
+        format!("{:?}", inputs.requirements),
+    );
+    compare(&mut differences, "packages.exclude", format!("{:?}", recorded.exclude), format!("{:?}", inputs.exclude));
+    compare(&mut differences, "index url", recorded.index_url.clone(), inputs.index_url.clone());
+    compare(
+        &mut differences,
         "python full version (pinned interpreter)",
         recorded.python_full_version.clone(),
         inputs.python_full_version.clone(),
     );
-    compare("architectures", format!("{:?}", recorded.architectures), format!("{:?}", inputs.architectures));
+    compare(
+        &mut differences,
+        "architectures",
+        format!("{:?}", recorded.architectures),
+        format!("{:?}", inputs.architectures),
+    );
+    compare(
+        &mut differences,
+        "lock format (2 pins excluded packages, so that pip and uv can install the lock)",
+        recorded.format.to_string(),
+        inputs.format.to_string(),
+    );
+    if differences.is_empty() {
+        // The exclusion marks follow from the inputs and the locked graph; a lock whose marks
+        // disagree was edited by hand or made by an older version of this tool.
+        let mut expected = lock.clone();
+        mark_left_out(&mut expected, inputs)?;
+        let marked = |lock: &Pylock| -> Vec<String> {
+            lock.packages.iter().filter_map(|p| Some(format!("{} ({})", p.name, p.excluded()?))).collect()
+        };
+        compare(
+            &mut differences,
+            "packages marked excluded",
+            format!("{:?}", marked(&lock)),
+            format!("{:?}", marked(&expected)),
+        );
+    }
     if !differences.is_empty() {
         bail!("{} is out of date:\n{}\nrun `cargo xtask lock` to update it", output.display(), differences.join("\n"));
     }
@@ -232,7 +265,7 @@ pub(crate) fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) ->
         && !request.upgrade
     {
         for package in &existing.packages {
-            if request.upgrade_packages.contains(&package.name) || exclude.contains(&package.name) {
+            if request.upgrade_packages.contains(&package.name) {
                 continue;
             }
             let Ok(version) = Version::from_str(&package.version) else { continue };
@@ -302,7 +335,57 @@ pub(crate) fn lock(request: &LockRequest, cache: &Cache, progress: &Progress) ->
     }
     let stats = sources.stats();
     drop(sources);
-    Ok((assemble(&request.inputs, &per_arch), stats))
+    let mut lock = assemble(&request.inputs, &per_arch);
+    mark_left_out(&mut lock, &request.inputs)?;
+    for package in lock.packages.iter().filter(|package| package.excluded().is_some()) {
+        progress.note(format!(
+            "{} {} is locked (so pip and uv can install the lock) but the layer leaves it out: {}",
+            package.name,
+            package.version,
+            package.excluded().unwrap_or_default()
+        ));
+    }
+    Ok((lock, stats))
+}
+
+/// Mark every package the layer leaves out on each arch it is locked for (`[packages] exclude`
+/// and what only excluded packages need) with `[packages.tool.litellm-layer] excluded`, and clear
+/// the mark everywhere else. The lock keeps these packages, pinned and hashed like the others, so
+/// that pip (which installs every dependency of what it installs from a lock) and uv can install
+/// it (docs/architecture.md §2).
+/// A package left out on one arch only is not marked: the mark is a note for readers, and `layer`
+/// works the set out for its own arch the same way.
+pub(crate) fn mark_left_out(lock: &mut Pylock, inputs: &LockInputs) -> Result<()> {
+    let top_level = inputs.top_level_names();
+    let mut per_arch = Vec::new();
+    for arch in Arch::ALL {
+        let environment = resolve::marker_environment(arch, &inputs.python_full_version)?;
+        let left_out = crate::packaging::exclusion::left_out(lock, &top_level, &inputs.exclude, &environment)?;
+        per_arch.push((environment, left_out));
+    }
+    for package in &mut lock.packages {
+        let name = normalize_name(&package.name);
+        let mut reasons = Vec::new();
+        for (environment, left_out) in &per_arch {
+            let applies = match &package.marker {
+                Some(marker) => pep508_rs::MarkerTree::from_str(marker)
+                    .map_err(|e| {
+                        anyhow::anyhow!("lock: package {} has an invalid marker {marker:?}: {e}", package.name)
+                    })?
+                    .evaluate(environment, &[]),
+                None => true,
+            };
+            if applies {
+                reasons.push(left_out.get(&name));
+            }
+        }
+        let reason = match reasons.first() {
+            Some(Some(first)) if reasons.iter().all(Option::is_some) => Some(first.to_string()),
+            _ => None,
+        };
+        package.set_excluded(reason);
+    }
+    Ok(())
 }
 
 /// Merge the per-arch resolutions into one lock: one entry per package and version, with the

@@ -14,7 +14,7 @@ use xshell::{Shell, cmd};
 use crate::arch::Arch;
 use crate::cache::{Cache, sha256_file};
 use crate::http::Http;
-use crate::layer::install::{Target, install_lock, select_wheels};
+use crate::layer::install::{Target, install_lock, shipped_wheels};
 use crate::packaging::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
 use crate::packaging::wheel_name::WheelFilename;
 use crate::progress::Progress;
@@ -46,11 +46,12 @@ fn pip_platforms(arch: Arch) -> Vec<String> {
         .collect()
 }
 
-/// `name==version --hash=sha256:...` for every package the arch installs, listing the hashes of
-/// all of the package's locked wheels (pip and uv pick the file themselves).
-pub(crate) fn requirements_with_hashes(lock: &Pylock, target: &Target) -> Result<String> {
+/// `name==version --hash=sha256:...` for every package the layer installs for the arch (excluded
+/// packages left out, as `layer` leaves them out), listing the hashes of all of the package's
+/// locked wheels (pip and uv pick the file themselves).
+pub(crate) fn requirements_with_hashes(lock: &Pylock, spec: &LayerSpec, target: &Target) -> Result<String> {
     let mut text = String::new();
-    for selected in select_wheels(lock, target)? {
+    for selected in shipped_wheels(lock, spec, target)? {
         text.push_str(&format!("{}=={}", selected.package.name, selected.package.version));
         for wheel in &selected.package.wheels {
             text.push_str(&format!(" --hash=sha256:{}", wheel.hashes.sha256));
@@ -96,7 +97,7 @@ pub fn bench_install(
 
     let target = Target::new(arch, spec, lock)?;
     let requirements = work_dir.join("requirements.txt");
-    fs_err::write(&requirements, requirements_with_hashes(lock, &target)?)?;
+    fs_err::write(&requirements, requirements_with_hashes(lock, spec, &target)?)?;
     let http = Http::new()?;
     let quiet = Progress::new();
     let uv_platform = format!("{}-manylinux_2_34", arch.manylinux_name());
@@ -141,7 +142,7 @@ pub fn bench_install(
             measurements.push(measurement);
         }
     }
-    Ok(markdown(&measurements, lock, &target, &uv_version, &pip_version, runs))
+    Ok(markdown(&measurements, lock, spec, &target, &uv_version, &pip_version, runs))
 }
 
 /// A private venv at `venv` with the newest uv and pip from PyPI (created on first use).
@@ -213,12 +214,13 @@ fn run_tool(
 fn markdown(
     measurements: &[Measurement],
     lock: &Pylock,
+    spec: &LayerSpec,
     target: &Target,
     uv_version: &str,
     pip_version: &str,
     runs: u32,
 ) -> String {
-    let packages = select_wheels(lock, target).map(|s| s.len()).unwrap_or(0);
+    let packages = shipped_wheels(lock, spec, target).map(|s| s.len()).unwrap_or(0);
     let median = |tool: &str, cache: &str| {
         measurements.iter().find(|m| m.tool == tool && m.cache == cache).map(|m| m.median().as_secs_f64())
     };

@@ -50,7 +50,7 @@ pub(crate) fn bench_layer(bench: &LayerBench<'_>) -> Result<String> {
     let sh = Shell::new()?;
     let requirements = work_dir.join("requirements.txt");
     let target = Target::new(arch, spec, lock)?;
-    fs_err::write(&requirements, crate::bench::install::requirements_with_hashes(lock, &target)?)?;
+    fs_err::write(&requirements, crate::bench::install::requirements_with_hashes(lock, spec, &target)?)?;
     let uv_version = cmd!(sh, "{uv} --version").read()?;
 
     let xtask_cache = work_dir.join("xtask-cache");

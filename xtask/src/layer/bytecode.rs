@@ -32,9 +32,8 @@ pub struct BuildPython {
 
 impl BuildPython {
     /// `python3` from `PATH` when it is CPython `minor`; otherwise `None`, saying why on stderr
-    /// (the unit tests that need a host interpreter of the layer's minor version use this).
-    #[cfg(test)]
-    pub(crate) fn host_if_minor(minor: &str) -> Option<BuildPython> {
+    /// (the tests that need a host interpreter of the layer's minor version use this).
+    pub fn host_if_minor(minor: &str) -> Option<BuildPython> {
         let python = BuildPython::host();
         match python.minor_version() {
             Ok(version) if version == minor => Some(python),

@@ -40,9 +40,9 @@ const EXTRACT_CHUNK_FILES: usize = 256;
 /// One locked package chosen for the target, with the wheel to install.
 #[derive(Debug, Clone)]
 pub struct SelectedWheel<'a> {
-    pub(crate) package: &'a LockedPackage,
+    pub package: &'a LockedPackage,
     pub(crate) wheel: &'a LockedWheel,
-    pub(crate) filename: WheelFilename,
+    pub filename: WheelFilename,
     pub(crate) sha256: Sha256Hex,
 }
 
@@ -172,6 +172,53 @@ pub fn yanked_warnings(selected: &[SelectedWheel]) -> Vec<String> {
         .collect()
 }
 
+/// Split `selected` into what the layer ships and one note per package it leaves out: the lock
+/// pins excluded packages (and what only they need) so that pip and uv can install it, and the
+/// layer skips them (docs/architecture.md §2). The exclusions in force are the lock's
+/// recorded inputs, which `layer` has already checked against layer.toml, else layer.toml's own.
+pub fn leave_out_excluded<'a>(
+    lock: &Pylock,
+    selected: Vec<SelectedWheel<'a>>,
+    spec: &LayerSpec,
+    target: &Target,
+) -> Result<(Vec<SelectedWheel<'a>>, Vec<String>)> {
+    let (top_level, exclude) = requirements_and_exclusions(lock, spec);
+    let left_out = crate::packaging::exclusion::left_out(
+        lock,
+        &crate::packaging::pylock::requirement_names(top_level),
+        exclude,
+        &target.marker_environment()?,
+    )?;
+    let (skipped, shipped): (Vec<SelectedWheel>, Vec<SelectedWheel>) =
+        selected.into_iter().partition(|choice| left_out.contains_key(&normalize_name(&choice.package.name)));
+    let notes = skipped
+        .iter()
+        .map(|choice| {
+            let reason = &left_out[&normalize_name(&choice.package.name)];
+            format!("skipped {} {} ({reason})", choice.package.name, choice.package.version)
+        })
+        .collect();
+    Ok((shipped, notes))
+}
+
+/// The wheels the layer installs for `target`: [`select_wheels`] less what [`leave_out_excluded`]
+/// leaves out.
+pub(crate) fn shipped_wheels<'a>(
+    lock: &'a Pylock,
+    spec: &LayerSpec,
+    target: &Target,
+) -> Result<Vec<SelectedWheel<'a>>> {
+    Ok(leave_out_excluded(lock, select_wheels(lock, target)?, spec, target)?.0)
+}
+
+/// The top-level requirements and `[packages] exclude` the lock was made from, else layer.toml's.
+fn requirements_and_exclusions<'a>(lock: &'a Pylock, spec: &'a LayerSpec) -> (&'a [String], &'a [String]) {
+    match lock.inputs() {
+        Some(inputs) => (&inputs.requirements, &inputs.exclude),
+        None => (&spec.packages.requirements, &spec.packages.exclude),
+    }
+}
+
 /// Install exactly the lock for `arch` into `site_packages`, which is replaced as a whole when
 /// every wheel installed (and untouched otherwise). Returns the installed distributions, sorted by
 /// name.
@@ -186,7 +233,10 @@ pub fn install_lock(
 ) -> Result<Vec<InstalledDist>> {
     let target = Target::new(arch, spec, lock)?;
     resolved::check_dependency_edges(lock)?;
-    let selected = select_wheels(lock, &target)?;
+    let (selected, skipped) = leave_out_excluded(lock, select_wheels(lock, &target)?, spec, &target)?;
+    for note in skipped {
+        progress.note(note);
+    }
     for warning in yanked_warnings(&selected) {
         progress.warn(warning);
     }
@@ -251,10 +301,7 @@ pub fn install_lock(
             metadata: &plan.metadata,
         })
         .collect();
-    let (top_level, exclude) = match lock.inputs() {
-        Some(inputs) => (&inputs.requirements, &inputs.exclude),
-        None => (&spec.packages.requirements, &spec.packages.exclude),
-    };
+    let (top_level, exclude) = requirements_and_exclusions(lock, spec);
     resolved::check_metadata_matches_lock(&candidates, top_level, exclude, &target.marker_environment()?)?;
     check_startup_hooks(&plans, &spec.packages.allow_startup_hooks, progress)?;
     check_secret_files(&plans, &spec.packages.allow_secret_files)?;

@@ -10,7 +10,8 @@
 //! - Every requirement active on the target (markers evaluated with the extras the closure asks
 //!   for) must name a package the lock lists as a dependency of this one and installs for the
 //!   target, at a version the requirement allows; excluded distributions (`packages.exclude`)
-//!   are left out, as the lock step left them out.
+//!   are not checked: the lock pins them for pip and uv, but the layer leaves them out
+//!   (docs/architecture.md §2).
 //! - Every dependency the lock lists must be required by `Requires-Dist` (under some marker: the
 //!   lock's edges are the union over the target arches).
 //!

@@ -219,18 +219,25 @@ pub(crate) fn build_bom(input: &SbomInput) -> Result<Bom> {
         .push(Dependency { dependency_ref: layer_ref.clone(), dependencies: layer_depends_on.into_iter().collect() });
     dependencies.sort_by(|a, b| a.dependency_ref.cmp(&b.dependency_ref));
 
-    // What does not ship, and why.
+    // What does not ship, and why. Excluded packages are the names in `[packages] exclude` plus
+    // what the lock marks as needed only by them: the lock pins both so that pip and uv can
+    // install it, and the layer leaves both out (docs/architecture.md §2).
+    let mut excluded: BTreeSet<String> =
+        lock.inputs().into_iter().flat_map(|inputs| inputs.exclude.iter().map(|n| normalize_lossy(n))).collect();
+    excluded.extend(lock.packages.iter().filter(|p| p.excluded().is_some()).map(|p| normalize_lossy(&p.name)));
+    for name in &excluded {
+        if shipped.contains_key(name) {
+            bail!("distribution {name} is excluded in layer.toml but still ships");
+        }
+    }
     let mut properties = vec![property("arch", arch)];
     if let Some(inputs) = lock.inputs() {
         properties.push(property("index-url", &redact_url(&inputs.index_url)));
         for requirement in &inputs.requirements {
             properties.push(property("requirement", requirement));
         }
-        let mut excluded: Vec<String> = inputs.exclude.iter().map(|n| normalize_lossy(n)).collect();
-        excluded.sort();
-        excluded.dedup();
-        for name in excluded {
-            properties.push(property("excluded-package", &name));
+        for name in &excluded {
+            properties.push(property("excluded-package", name));
         }
     }
     let mut dropped: Vec<String> = input.dropped.iter().map(|n| normalize_lossy(n)).collect();
@@ -247,7 +254,7 @@ pub(crate) fn build_bom(input: &SbomInput) -> Result<Bom> {
         .iter()
         .filter(|p| p.wheels.iter().any(|w| wheel_fits(&w.name, input.arch)))
         .map(|p| normalize_lossy(&p.name))
-        .filter(|name| !shipped.contains_key(name) && !dropped.contains(name))
+        .filter(|name| !shipped.contains_key(name) && !dropped.contains(name) && !excluded.contains(name))
         .collect();
     pruned.sort();
     pruned.dedup();

@@ -35,6 +35,7 @@ pub(crate) fn render(lock: &Pylock) -> String {
         ours.insert("index-url", value(&inputs.index_url));
         ours.insert("python-full-version", value(&inputs.python_full_version));
         ours.insert("architectures", Item::Value(Value::Array(inline(inputs.architectures.iter().map(Value::from)))));
+        ours.insert("format", value(i64::from(inputs.format)));
         tool.insert("litellm-layer", Item::Table(ours));
         doc.insert("tool", Item::Table(tool));
     }
@@ -80,13 +81,18 @@ fn package_table(package: &LockedPackage) -> Table {
     });
     table.insert("wheels", Item::Value(Value::Array(multiline(wheels))));
     // `[packages.tool.litellm-layer]` (PEP 751 `[packages.tool]`), only when there is something to
-    // say, so a lock with nothing yanked has no such table.
-    if let Some(yanked) = package.tool.as_ref().and_then(|t| t.litellm_layer.as_ref()).and_then(|n| n.yanked.as_ref()) {
+    // say, so a lock with nothing yanked or excluded has no such table.
+    let notes = package.tool.as_ref().and_then(|t| t.litellm_layer.as_ref());
+    if let Some(notes) = notes.filter(|n| n.yanked.is_some() || n.excluded.is_some()) {
         let mut ours = Table::new();
-        match yanked {
-            Yanked::Flag(flag) => ours.insert("yanked", value(*flag)),
-            Yanked::Reason(reason) => ours.insert("yanked", value(reason)),
-        };
+        match &notes.yanked {
+            Some(Yanked::Flag(flag)) => _ = ours.insert("yanked", value(*flag)),
+            Some(Yanked::Reason(reason)) => _ = ours.insert("yanked", value(reason)),
+            None => {}
+        }
+        if let Some(reason) = &notes.excluded {
+            ours.insert("excluded", value(reason));
+        }
         let mut tool = Table::new();
         tool.set_implicit(true);
         tool.insert("litellm-layer", Item::Table(ours));
@@ -148,6 +154,7 @@ mod tests {
                     index_url: "https://pypi.org/simple".into(),
                     python_full_version: "3.11.14".into(),
                     architectures: vec!["arm64".into()],
+                    format: crate::packaging::pylock::LOCK_FORMAT,
                 },
             }),
             warnings: Vec::new(),
@@ -157,5 +164,23 @@ mod tests {
         assert!(text.contains("\n[packages.tool.litellm-layer]\nyanked = \"broken\"\n"), "{text}");
         let parsed = Pylock::parse(&text, std::path::Path::new("pylock.toml")).unwrap();
         assert_eq!(parsed, lock);
+
+        // An exclusion mark joins the yanked one in the same table, and round-trips too.
+        let mut excluded = lock.clone();
+        excluded.packages[0].set_excluded(Some("in [packages] exclude of layer.toml".into()));
+        let text = render(&excluded);
+        assert!(
+            text.contains(
+                "\n[packages.tool.litellm-layer]\nyanked = \"broken\"\nexcluded = \"in [packages] exclude of layer.toml\"\n"
+            ),
+            "{text}"
+        );
+        let parsed = Pylock::parse(&text, std::path::Path::new("pylock.toml")).unwrap();
+        assert_eq!(parsed, excluded);
+        assert_eq!(parsed.packages[0].excluded(), Some("in [packages] exclude of layer.toml"));
+        // Clearing both marks removes the table.
+        excluded.packages[0].set_excluded(None);
+        excluded.packages[0].tool = None;
+        assert!(!render(&excluded).contains("[packages.tool"));
     }
 }

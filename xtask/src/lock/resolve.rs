@@ -77,6 +77,9 @@ pub(crate) struct ArchRequest<'a> {
     pub(crate) arch: Arch,
     pub(crate) python_full: &'a str,
     pub(crate) roots: &'a [Requirement],
+    /// `[packages] exclude`: still resolved (the lock pins excluded packages so that pip and uv
+    /// can install it), named here only so that an excluded package that cannot be locked gets
+    /// its own message.
     pub(crate) exclude: &'a BTreeSet<String>,
     /// Versions to pick when the constraints allow (existing lock, the other arch's picks).
     pub(crate) preferred: &'a BTreeMap<String, Version>,
@@ -128,8 +131,8 @@ pub(crate) fn resolve_arch(sources: &Sources, request: &ArchRequest) -> Result<B
             bail!(
                 "cannot resolve the requirements of layer.toml for Lambda {} (CPython {}, manylinux <= 2.34):\n{}\n\
                  what the index offers:\n{}\n\
-                 hint: loosen or change the requirement in litellm-layer/layer.toml, or exclude the package with \
-                 [packages] exclude",
+                 hint: loosen or change the requirement in litellm-layer/layer.toml ([packages] exclude does not \
+                 help: the lock still pins excluded packages, so that pip and uv can install it)",
                 request.arch,
                 request.python_full,
                 tidy_report(&report),
@@ -206,11 +209,26 @@ impl Provider<'_> {
         let candidates = self.sources.selector().for_arch(&page, self.request.arch);
         if candidates.versions.is_empty() {
             let required_by = self.required_by.borrow().get(name).cloned().unwrap_or_else(|| "layer.toml".into());
+            // pip resolves the dependencies of what it installs from a lock, so an excluded package
+            // must be locked too (docs/architecture.md §2); one that cannot be is refused, with
+            // the reason.
+            let hint = if self.request.exclude.contains(name) {
+                format!(
+                    "hint: {name} is in [packages] exclude of layer.toml, but the lock still pins excluded packages so \
+                     that pip and uv can install it, and {name} has no wheel for this platform: this exclusion cannot \
+                     be kept. Pin a version of the package that requires {name} which does not need it, or remove \
+                     that requirement"
+                )
+            } else {
+                "hint: pick a version that publishes a wheel for this platform, or change the requirement that \
+                 needs it ([packages] exclude does not help: the lock still pins excluded packages, so that pip \
+                 and uv can install it)"
+                    .to_string()
+            };
             return Err(ProviderError(anyhow!(
                 "no installable version of {name} for Lambda {} (CPython {}, manylinux <= 2.34, {}): it is required \
                  by {required_by}, and no wheel on {} fits (source distributions are never built). Files seen:\n      {}\n\
-                 hint: pick a version that publishes a wheel for this platform, or exclude {name} in layer.toml \
-                 ([packages] exclude) if the layer does not need it",
+                 {hint}",
                 self.request.arch,
                 self.request.python_full,
                 self.request.arch.manylinux_name(),
@@ -231,9 +249,6 @@ impl Provider<'_> {
     ) -> Result<(), ProviderError> {
         for requirement in requirements {
             let name = normalize_name(requirement.name.as_ref());
-            if self.request.exclude.contains(&name) {
-                continue;
-            }
             let range = match &requirement.version_or_url {
                 None => Ranges::full(),
                 Some(VersionOrUrl::VersionSpecifier(specifiers)) => Ranges::from(specifiers.clone()),

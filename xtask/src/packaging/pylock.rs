@@ -4,6 +4,7 @@
 //! Spec: <https://packaging.python.org/en/latest/specifications/pylock-toml/>
 
 use std::path::Path;
+use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,36 @@ pub(crate) struct LockInputs {
     pub(crate) python_full_version: String,
     /// Lambda architectures covered, e.g. ["arm64", "x86_64"].
     pub(crate) architectures: Vec<String>,
+    /// What this tool writes into a lock: 1 (absent) left excluded packages out of the lock, 2 pins
+    /// them so that pip and uv can install the lock ([`LOCK_FORMAT`]).
+    #[serde(default = "first_lock_format")]
+    pub(crate) format: u32,
+}
+
+/// The lock format this tool writes (see [`LockInputs::format`]); `lock --check` reports a lock in
+/// another one as out of date.
+pub(crate) const LOCK_FORMAT: u32 = 2;
+
+fn first_lock_format() -> u32 {
+    1
+}
+
+impl LockInputs {
+    /// The normalized names of the top-level requirements.
+    pub(crate) fn top_level_names(&self) -> Vec<String> {
+        requirement_names(&self.requirements)
+    }
+}
+
+/// The normalized names of PEP 508 requirements; an unreadable one is skipped (the lock step
+/// refuses it, so only a hand-edited lock or spec has one, and the install step's metadata check
+/// then finds what it left unexplained).
+pub(crate) fn requirement_names(requirements: &[String]) -> Vec<String> {
+    requirements
+        .iter()
+        .filter_map(|text| pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text).ok())
+        .map(|requirement| crate::packaging::wheel_name::normalize_name(requirement.name.as_ref()))
+        .collect()
 }
 
 /// `[[packages]]`.
@@ -94,12 +125,23 @@ pub struct PackageTool {
     pub(crate) litellm_layer: Option<PackageNotes>,
 }
 
-/// `[packages.tool.litellm-layer]`: what the index said about the locked version when locking.
+/// `[packages.tool.litellm-layer]`: what the index said about the locked version when locking,
+/// and whether the layer ships it.
+///
+/// PEP 751 requires `[packages.tool]` data to be disposable: it must not change what an installer
+/// installs. These notes are for readers of the lock (and `lock --check`); `layer` decides what it
+/// skips from layer.toml's `[packages] exclude`, and the notes agree with that because `layer`
+/// refuses a lock made from other inputs (docs/architecture.md §2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PackageNotes {
     /// PEP 592: `true`, or the index's reason, when the locked version is yanked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) yanked: Option<Yanked>,
+    /// Why the layer does not ship this package although the lock pins it (so that pip, which
+    /// installs every dependency of what it installs from a lock, and uv can install the lock),
+    /// e.g. "in [packages] exclude of layer.toml".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) excluded: Option<String>,
 }
 
 /// A yanked mark as PEP 592 gives it: a flag, or a reason.
@@ -126,7 +168,20 @@ impl LockedPackage {
             Some(reason) if !reason.trim().is_empty() => Yanked::Reason(reason.to_string()),
             _ => Yanked::Flag(true),
         };
-        PackageTool { litellm_layer: Some(PackageNotes { yanked: Some(yanked) }) }
+        PackageTool { litellm_layer: Some(PackageNotes { yanked: Some(yanked), excluded: None }) }
+    }
+
+    /// The reason the lock records for the layer not shipping this package, if any.
+    pub fn excluded(&self) -> Option<&str> {
+        self.tool.as_ref()?.litellm_layer.as_ref()?.excluded.as_deref()
+    }
+
+    /// Record (or, with `None`, remove) the reason the layer does not ship this package; the
+    /// `[packages.tool]` table goes away when nothing is left in it.
+    pub fn set_excluded(&mut self, reason: Option<String>) {
+        let mut notes = self.tool.take().and_then(|tool| tool.litellm_layer).unwrap_or_default();
+        notes.excluded = reason;
+        self.tool = (notes != PackageNotes::default()).then_some(PackageTool { litellm_layer: Some(notes) });
     }
 }
 
@@ -244,6 +299,25 @@ mod tests {
         let not = parse(&lock_text("[packages.tool.litellm-layer]\nyanked = false\n"));
         assert_eq!(not.packages[0].yanked(), None);
         assert_eq!(parse(&lock_text("")).packages[0].yanked(), None);
+    }
+
+    #[test]
+    fn an_exclusion_mark_round_trips_and_clearing_it_drops_the_table() {
+        let lock =
+            parse(&lock_text("[packages.tool.litellm-layer]\nexcluded = \"in [packages] exclude of layer.toml\"\n"));
+        assert_eq!(lock.packages[0].excluded(), Some("in [packages] exclude of layer.toml"));
+        assert_eq!(lock.packages[0].yanked(), None);
+        assert_eq!(parse(&toml::to_string(&lock).unwrap()), lock);
+        let mut package = lock.packages[0].clone();
+        package.set_excluded(None);
+        assert_eq!(package.tool, None);
+        // Setting the mark keeps a yanked mark beside it.
+        package.tool = Some(LockedPackage::yanked_tool(Some("broken")));
+        package.set_excluded(Some("needed only by excluded hf-xet".into()));
+        assert_eq!(package.yanked(), Some(Some("broken")));
+        assert_eq!(package.excluded(), Some("needed only by excluded hf-xet"));
+        package.set_excluded(None);
+        assert_eq!(package.tool, Some(LockedPackage::yanked_tool(Some("broken"))));
     }
 
     #[test]

@@ -13,15 +13,15 @@ use pep440_rs::Version;
 pub struct WheelFilename {
     /// The distribution name as written (escaped: `-` replaced by `_`).
     pub(crate) name: String,
-    pub(crate) version: Version,
+    pub version: Version,
     /// Optional build tag; must start with a digit.
     pub(crate) build: Option<String>,
     /// Python tags of the compressed set, e.g. `["py2", "py3"]`.
-    pub(crate) python_tags: Vec<String>,
+    pub python_tags: Vec<String>,
     /// ABI tags, e.g. `["cp311"]` or `["abi3"]` or `["none"]`.
-    pub(crate) abi_tags: Vec<String>,
+    pub abi_tags: Vec<String>,
     /// Platform tags, e.g. `["manylinux_2_17_x86_64", "manylinux2014_x86_64"]` or `["any"]`.
-    pub(crate) platform_tags: Vec<String>,
+    pub platform_tags: Vec<String>,
     original: String,
 }
 

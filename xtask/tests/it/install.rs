@@ -11,7 +11,7 @@ use xtask::arch::Arch;
 use xtask::cache::{Cache, sha256_file};
 use xtask::http::Http;
 use xtask::layer::dist::InstalledDist;
-use xtask::layer::install::{Target, install_lock, select_wheels, yanked_warnings};
+use xtask::layer::install::{Target, install_lock, leave_out_excluded, select_wheels, yanked_warnings};
 use xtask::layer::prune::{PruneOutcome, prune};
 use xtask::lock::write_lock;
 use xtask::packaging::pylock::{Hashes, LockedPackage, LockedWheel, Pylock};
@@ -1132,6 +1132,47 @@ fn a_lock_size_that_differs_from_the_bytes_received_is_refused() {
             real + 1
         )
     );
+}
+
+#[test]
+fn excluded_packages_and_what_only_they_need_are_locked_but_not_installed() {
+    // litellm → hub → {xet → xetcore, idna}: excluding xet leaves out xet and xetcore, which the
+    // lock still pins (so pip and uv can install it) and marks.
+    let scratch = Scratch::new();
+    let fixtures = [
+        WheelFixture::new("litellm", "1.78.7").requires("hub"),
+        WheelFixture::new("hub", "2.0").requires("xet>=1").requires("idna"),
+        WheelFixture::new("xet", "1.8.0").requires("xetcore"),
+        WheelFixture::new("xetcore", "1.0"),
+        WheelFixture::new("idna", "3.10"),
+    ];
+    let mut lock = lock_with_dependencies(&scratch, &fixtures, &[&["hub"], &["idna", "xet"], &["xetcore"], &[], &[]]);
+    lock.packages[2].set_excluded(Some("in [packages] exclude of layer.toml".into()));
+    lock.packages[3].set_excluded(Some("needed only by excluded xet".into()));
+    let spec = spec("exclude = [\"XET\"]\n");
+    let target = Target::new(Arch::X86_64, &spec, &lock).unwrap();
+    let (shipped, notes) = leave_out_excluded(&lock, select_wheels(&lock, &target).unwrap(), &spec, &target).unwrap();
+    assert_eq!(shipped.iter().map(|c| c.package.name.as_str()).collect::<Vec<_>>(), ["hub", "idna", "litellm"]);
+    assert_eq!(
+        notes,
+        [
+            "skipped xet 1.8.0 (in [packages] exclude of layer.toml)",
+            "skipped xetcore 1.0 (needed only by excluded xet)",
+        ]
+    );
+    let installed = scratch.install(&lock, &spec, Arch::X86_64).unwrap();
+    assert_eq!(installed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["hub", "idna", "litellm"]);
+    let top: Vec<String> = std::fs::read_dir(scratch.site_packages())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("xet"))
+        .collect();
+    assert!(top.is_empty(), "excluded files were installed: {top:?}");
+
+    // Without the exclusion the whole lock installs.
+    let scratch = Scratch::new();
+    let lock = lock_with_dependencies(&scratch, &fixtures, &[&["hub"], &["idna", "xet"], &["xetcore"], &[], &[]]);
+    assert_eq!(scratch.install(&lock, &self::spec(""), Arch::X86_64).unwrap().len(), 5);
 }
 
 #[test]

@@ -123,6 +123,9 @@ fn x86_64_layer_runs_read_only_like_lambda_and_answers() {
     assert!(wiring.artifact.ends_with("/python-litellm-x86_64.zip"), "{}", wiring.artifact);
     assert!(out_dir.join("size-report.md").is_file());
     assert!(!python.join("lib/python3.11/site-packages/hf_xet").exists(), "excluded hf-xet was installed");
+    // The lock pins hf-xet (so pip and uv can install it); the layer skips it and says so.
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("    skipped hf-xet 1.8.0 (in [packages] exclude of layer.toml)\n"), "{stderr}");
 
     // Every shipped distribution in the SBOM carries the lock's sha256 for its wheel.
     let lock = Pylock::load(&repo_root().join("litellm-layer/pylock.toml")).unwrap();
@@ -139,6 +142,15 @@ fn x86_64_layer_runs_read_only_like_lambda_and_answers() {
         assert!(locked.wheels.iter().any(|w| w.hashes.sha256 == hash), "{purl}: sha256 {hash} is not the lock's");
     }
     assert!(pypi >= 40, "only {pypi} pypi components");
+    assert!(!components.iter().any(|c| c["name"] == "hf-xet"), "the SBOM lists excluded hf-xet as shipped");
+    let excluded: Vec<&str> = sbom["metadata"]["properties"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == "litellm-layer:excluded-package")
+        .map(|p| p["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(excluded, ["hf-xet"]);
 
     // Run it as Lambda would: a read-only /opt, the Lambda environment, a local server.
     let options = VerifyOptions {

@@ -107,16 +107,104 @@ fn two_locks_are_identical_and_check_follows_layer_toml() {
     assert!(other_index.stderr.contains("index url"), "{}", other_index.stderr);
 }
 
+/// (name, `[packages.tool.litellm-layer] excluded`) of every locked package.
+fn exclusion_marks(lock: &str) -> Vec<(String, Option<String>)> {
+    let parsed = xtask::packaging::pylock::Pylock::parse(lock, std::path::Path::new("pylock.toml")).unwrap();
+    parsed.packages.iter().map(|p| (p.name.clone(), p.excluded().map(str::to_string))).collect()
+}
+
 #[test]
-fn exclude_drops_the_package_and_its_exclusive_dependencies() {
+fn excluded_packages_stay_locked_and_marked_so_pip_and_uv_can_install_the_lock() {
     let server = serve(Arc::new(Mutex::new(rich_index())), Mode::Normal);
     let project = Project::new(&["app"], &["HTTPX"]);
     let run = project.lock(&server.url("/simple"), &[]);
     assert!(run.success, "{}", run.stderr);
     let lock = project.lock_text();
-    let names: Vec<String> = packages(&lock).into_iter().map(|(n, _, _)| n).collect();
-    assert_eq!(names, ["app", "armonly", "dep-a"]);
+    // httpx and what only it needs (idna, h2 through its http2 extra, hpack) are pinned and hashed
+    // like everything else, and marked as left out of the layer.
+    let excluded = |why: &str| Some(why.to_string());
+    assert_eq!(
+        exclusion_marks(&lock),
+        [
+            ("app".to_string(), None),
+            ("armonly".to_string(), None),
+            ("dep-a".to_string(), None),
+            ("h2".to_string(), excluded("needed only by excluded httpx")),
+            ("hpack".to_string(), excluded("needed only by excluded httpx")),
+            ("httpx".to_string(), excluded("in [packages] exclude of layer.toml")),
+            ("idna".to_string(), excluded("needed only by excluded httpx")),
+        ]
+    );
     assert!(lock.contains("exclude = [\"httpx\"]"), "{lock}");
+    assert!(
+        lock.contains("\n[packages.tool.litellm-layer]\nexcluded = \"in [packages] exclude of layer.toml\"\n"),
+        "{lock}"
+    );
+    assert!(
+        run.stderr.contains(
+            "httpx 1.0 is locked (so pip and uv can install the lock) but the layer leaves it out: in [packages] \
+             exclude of layer.toml"
+        ),
+        "{}",
+        run.stderr
+    );
+    let check = project.lock(&server.url("/simple"), &["--check"]);
+    assert!(check.success, "{}", check.stderr);
+
+    // A mark removed by hand (or a lock from before marks) is out of date.
+    let edited =
+        lock.replacen("\n[packages.tool.litellm-layer]\nexcluded = \"in [packages] exclude of layer.toml\"\n", "\n", 1);
+    std::fs::write(project.lock_path(), edited).unwrap();
+    let check = project.lock(&server.url("/simple"), &["--check"]);
+    assert!(!check.success);
+    assert!(
+        check.stderr.contains(
+            "  packages marked excluded: the lock has [\"h2 (needed only by excluded httpx)\", \"hpack (needed only by \
+             excluded httpx)\", \"idna (needed only by excluded httpx)\"], now [\"h2 (needed only by excluded httpx)\", \
+             \"hpack (needed only by excluded httpx)\", \"httpx (in [packages] exclude of layer.toml)\", \"idna (needed \
+             only by excluded httpx)\"]\nrun `cargo xtask lock` to update it"
+        ),
+        "{}",
+        check.stderr
+    );
+
+    // A lock from before excluded packages were pinned (format 1, no `format` key) is out of date.
+    assert!(lock.contains("\nformat = 2\n"), "{lock}");
+    std::fs::write(project.lock_path(), lock.replace("\nformat = 2\n", "\n")).unwrap();
+    let check = project.lock(&server.url("/simple"), &["--check"]);
+    assert!(!check.success);
+    assert!(
+        check.stderr.contains(
+            "is out of date:\n  lock format (2 pins excluded packages, so that pip and uv can install the lock): the \
+             lock has 1, now 2\nrun `cargo xtask lock` to update it"
+        ),
+        "{}",
+        check.stderr
+    );
+}
+
+#[test]
+fn an_exclusion_that_cannot_be_locked_is_refused_with_the_reason() {
+    // The excluded package has no wheel for Lambda: the lock could not pin it, so pip and uv could
+    // not install the lock, and the exclusion is refused.
+    let mut index = Index::default();
+    index.wheel(Wheel::new("app", "1.0").requires(&["winonly>=1"]));
+    index.wheel(Wheel::new("winonly", "1.0").tags("cp311-cp311-win_amd64"));
+    let server = serve(Arc::new(Mutex::new(index)), Mode::Normal);
+    let project = Project::new(&["app"], &["winonly"]);
+    let run = project.lock(&server.url("/simple"), &[]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("no installable version of winonly for Lambda arm64"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "hint: winonly is in [packages] exclude of layer.toml, but the lock still pins excluded packages so that \
+             pip and uv can install it, and winonly has no wheel for this platform: this exclusion cannot be kept. \
+             Pin a version of the package that requires winonly which does not need it, or remove that requirement"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.lock_path().exists(), "nothing is written on failure");
 }
 
 #[test]

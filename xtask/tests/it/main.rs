@@ -14,5 +14,6 @@ mod offline;
 mod pack;
 mod patch_cli;
 mod project_root;
+mod pylock_installers;
 mod runtime;
 mod verify;

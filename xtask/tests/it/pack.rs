@@ -20,17 +20,7 @@ use xtask::progress::Progress;
 
 /// The host's `python3` when it is CPython 3.11, the fixtures' version; else `None`, saying why.
 fn host_python() -> Option<BuildPython> {
-    let version = std::process::Command::new("python3")
-        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
-    match version {
-        Ok(version) if version == "3.11" => Some(BuildPython::host()),
-        other => {
-            eprintln!("skipping: host python3 is not 3.11 ({other:?})");
-            None
-        }
-    }
+    BuildPython::host_if_minor("3.11")
 }
 
 fn dist(name: &str, dist_info: &str, files: &[(&str, &str)]) -> (InstalledDist, Vec<(String, String)>) {

@@ -56,6 +56,23 @@ version = "75.0.0"
 wheels = [{ name = "setuptools-75.0.0-py3-none-any.whl", url = "https://files.example/setuptools.whl", hashes = { sha256 = "8888888888888888888888888888888888888888888888888888888888888888" } }]
 
 [[packages]]
+name = "boto3"
+version = "1.40.0"
+dependencies = [{ name = "s3transfer" }]
+wheels = [{ name = "boto3-1.40.0-py3-none-any.whl", url = "https://files.example/boto3.whl", hashes = { sha256 = "abababababababababababababababababababababababababababababababab" } }]
+
+[packages.tool.litellm-layer]
+excluded = "in [packages] exclude of layer.toml"
+
+[[packages]]
+name = "s3transfer"
+version = "0.14.0"
+wheels = [{ name = "s3transfer-0.14.0-py3-none-any.whl", url = "https://files.example/s3transfer.whl", hashes = { sha256 = "acacacacacacacacacacacacacacacacacacacacacacacacacacacacacacacac" } }]
+
+[packages.tool.litellm-layer]
+excluded = "needed only by excluded boto3"
+
+[[packages]]
 name = "cffi"
 version = "1.17.1"
 marker = "platform_machine == 'x86_64'"
@@ -338,7 +355,9 @@ fn dependency_graph_is_the_lock_restricted_to_what_ships() {
     sorted.sort();
     assert_eq!(keys, sorted);
 
-    assert_eq!(properties(&sbom, "excluded-package"), ["boto3"]);
+    // boto3 and s3transfer are locked (so pip and uv can install the lock) but excluded: they are
+    // neither components nor "locked-not-shipped".
+    assert_eq!(properties(&sbom, "excluded-package"), ["boto3", "s3transfer"]);
     assert_eq!(properties(&sbom, "dropped-package"), ["tokenizers"]);
     // setuptools was locked and installed but pruned; cffi is for x86_64 only.
     assert_eq!(properties(&sbom, "locked-not-shipped"), ["setuptools"]);
@@ -373,6 +392,11 @@ fn inconsistent_inputs_are_refused() {
     fixture.dropped.push("openai".to_string());
     let err = format!("{:#}", sbom_json(&fixture.input()).unwrap_err());
     assert_eq!(err, "distribution openai is listed as dropped but still ships");
+
+    let mut fixture = Fixture::new();
+    fixture.lock.packages.iter_mut().find(|p| p.name == "regex").unwrap().set_excluded(Some("test".into()));
+    let err = format!("{:#}", sbom_json(&fixture.input()).unwrap_err());
+    assert_eq!(err, "distribution regex is excluded in layer.toml but still ships");
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.cdx.json");

@@ -76,7 +76,8 @@ pub fn moto_venv() -> Result<PathBuf> {
     })
 }
 
-fn run(command: &mut Command) -> Result<()> {
+/// Run `command` and fail, naming it, when it fails.
+pub fn run(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
     let status = command.stdin(Stdio::null()).status().with_context(|| format!("running {shown}"))?;
     if !status.success() {
