@@ -91,17 +91,8 @@ for name in CONFIG["imports"]:
     where = getattr(module, "__file__", None) or "namespace package"
     emit(check="import", name=name, ok=True, detail=where, ms=(time.perf_counter() - started) * 1000.0)
 
-if "litellm" in imported:
-    import litellm
-
-    try:
-        count = litellm.token_counter(
-            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Hello, how are you today?"}]
-        )
-        emit(check="token_counter", ok=isinstance(count, int) and count > 0, detail="%r tokens" % (count,))
-    except BaseException:
-        emit(check="token_counter", ok=False, detail=traceback.format_exc())
-
+def openai_workload(litellm):
+    """Completion, streaming and async against the local OpenAI-compatible server."""
     request = dict(
         model="openai/xtask-verify",
         api_base=CONFIG["api_base"],
@@ -149,6 +140,78 @@ if "litellm" in imported:
         )
     except BaseException:
         emit(check="async", ok=False, detail=traceback.format_exc())
+
+
+def provider_workload(litellm, workload):
+    """A completion and a streamed completion against one provider's mock, with the workload's
+    environment (the fake AWS credentials) set only meanwhile; then the botocore clients the
+    provider needs, which must construct after the botocore-services prune."""
+    import os
+
+    provider = workload["provider"]
+    saved = {name: os.environ.get(name) for name in workload["env"]}
+    os.environ.update(workload["env"])
+    try:
+        request = dict(workload["request"], messages=[{"role": "user", "content": workload["prompt"]}], timeout=60)
+        try:
+            response = litellm.completion(**request)
+            text = response.choices[0].message.content
+            emit(check="provider", provider=provider, call="completion", ok=text == workload["expect"], detail=repr(text))
+        except BaseException:
+            emit(check="provider", provider=provider, call="completion", ok=False, detail=traceback.format_exc())
+        try:
+            pieces = []
+            for chunk in litellm.completion(stream=True, **request):
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta:
+                    pieces.append(delta)
+            text = "".join(pieces)
+            emit(
+                check="provider",
+                provider=provider,
+                call="stream",
+                ok=text == workload["expect"],
+                detail="%d chunks: %r" % (len(pieces), text),
+            )
+        except BaseException:
+            emit(check="provider", provider=provider, call="stream", ok=False, detail=traceback.format_exc())
+        for service in workload["clients"]:
+            try:
+                import boto3
+
+                client = boto3.client(service, region_name=workload["region"])
+                emit(
+                    check="client",
+                    provider=provider,
+                    service=service,
+                    ok=client.meta.service_model.service_name == service,
+                    detail="%s, API %s" % (type(client).__name__, client.meta.service_model.api_version),
+                )
+            except BaseException:
+                emit(check="client", provider=provider, service=service, ok=False, detail=traceback.format_exc())
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+if "litellm" in imported:
+    import litellm
+
+    try:
+        count = litellm.token_counter(
+            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Hello, how are you today?"}]
+        )
+        emit(check="token_counter", ok=isinstance(count, int) and count > 0, detail="%r tokens" % (count,))
+    except BaseException:
+        emit(check="token_counter", ok=False, detail=traceback.format_exc())
+
+    if CONFIG["openai"]:
+        openai_workload(litellm)
+    for workload in CONFIG["providers"]:
+        provider_workload(litellm, workload)
 
 
 def check_extension_modules():

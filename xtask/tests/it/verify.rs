@@ -166,6 +166,7 @@ fn options(arch: Arch, layer_dir: &Path, runner: Runner, runs: u32) -> VerifyOpt
         source_date_epoch: Default::default(),
         layer_dir: layer_dir.to_path_buf(),
         imports: spec_imports(),
+        providers: vec!["openai".into()],
         runs,
         timeout: verify::default_timeout(&runner),
         runner,
