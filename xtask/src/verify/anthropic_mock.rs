@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn refuses_missing_headers_and_fields_with_the_reason() {
-        let cases: [(&[(&str, &str)], Value, u16, &str); 5] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Value, u16, &'a str);
+        let cases: [Case; 5] = [
             (&[("anthropic-version", ANTHROPIC_VERSION)], body(false), 401, "no x-api-key header"),
             (&[("x-api-key", "bad"), ("anthropic-version", ANTHROPIC_VERSION)], body(false), 401, "invalid x-api-key"),
             (&[("x-api-key", "k")], body(false), 400, "anthropic-version None; this mock wants \"2023-06-01\""),

@@ -187,8 +187,17 @@ def provider_workload(litellm, workload):
                     ok=client.meta.service_model.service_name == service,
                     detail="%s, API %s" % (type(client).__name__, client.meta.service_model.api_version),
                 )
-            except BaseException:
-                emit(check="client", provider=provider, service=service, ok=False, detail=traceback.format_exc())
+            except BaseException as error:
+                if type(error).__name__ == "UnknownServiceError":
+                    detail = (
+                        "botocore has no service model for %r (botocore/data/%s/ is not in the layer): the "
+                        "botocore-services prune rule keeps only the services of the enabled providers; add it to "
+                        "the provider's botocore-services in xtask/data/providers.toml or to "
+                        "[prune] keep-botocore-services in layer.toml\n" % (service, service)
+                    )
+                else:
+                    detail = traceback.format_exc()
+                emit(check="client", provider=provider, service=service, ok=False, detail=detail)
     finally:
         for name, value in saved.items():
             if value is None:
