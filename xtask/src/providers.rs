@@ -36,6 +36,10 @@ pub struct Provider {
     pub botocore_services: Vec<String>,
     /// The `verify` workload run against a local mock of the provider's wire format.
     pub workload: String,
+    /// Secret-shaped files of its distributions that may ship (paths in site-packages), e.g.
+    /// botocore's CA bundle `botocore/cacert.pem`; added to `[packages] allow-secret-files`.
+    #[serde(default)]
+    pub allow_secret_files: Vec<String>,
 }
 
 /// All providers of the catalog, by name.
@@ -210,6 +214,7 @@ mod tests {
         assert_eq!(catalog.names(), ["anthropic", "azure", "bedrock", "openai"]);
         let bedrock = catalog.get("bedrock").unwrap();
         assert_eq!(bedrock.requirements, ["boto3"]);
+        assert_eq!(bedrock.allow_secret_files, ["botocore/cacert.pem"]);
         assert!(bedrock.botocore_services.contains(&"bedrock-runtime".to_string()));
     }
 

@@ -6,7 +6,9 @@
 //! `LITELLM_LOCAL_MODEL_COST_MAP=True`, nothing else from the host): natively when the target is the
 //! host's architecture, under `qemu-aarch64-static -L SYSROOT` for arm64 on x86_64. Checks, one line
 //! each: every import of `[verify] imports`, offline token counting, a completion and a streaming
-//! completion against a local OpenAI-compatible server, no network beyond loopback, no file written
+//! completion against a local OpenAI-compatible server, the same against a local mock of each
+//! other enabled provider's wire format (Azure OpenAI, Anthropic, Bedrock with SigV4 and the AWS
+//! event stream; `verify/mocks.rs`, docs/architecture.md §14), no network beyond loopback, no file written
 //! into the layer tree (a writable probe run, then read-only runs, each compared with a manifest),
 //! every `.so` and the interpreter built for the target machine, and the `import litellm` time
 //! (median of `--runs` fresh processes), which is also written into `size-report.json`.

@@ -3,7 +3,9 @@
 Run as `python3.X check_layer.py CONFIG_JSON` with the Lambda environment (PYTHONHOME,
 PYTHONPATH, LITELLM_LOCAL_MODEL_COST_MAP). Each result is one stdout line starting with
 `@@verify ` followed by a JSON object; anything else on stdout is LiteLLM's own output.
-Network access to anything but the loopback server is blocked and reported: the layer must
+The config names the enabled providers' workloads: the OpenAI one against the local
+OpenAI-compatible server, the others against their mocks (completion and streaming each, boto3
+clients for Bedrock). Network access to anything but the loopback servers is blocked and reported: the layer must
 import and count tokens offline. The last lines list every module loaded from a .py or .pyc file:
 `verify` checks each had bytecode, and `verify --record-profile` writes them as the import profile.
 """
