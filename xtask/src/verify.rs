@@ -139,7 +139,12 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
 /// Say whether the import profile beside the lock matches this lock and workload, and with
 /// `--record-profile` write it from the modules this run loaded. A run whose workload failed
 /// records nothing; one that failed only for want of bytecode (a stale profile) does.
-fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::arch::Arch, record: bool) -> Result<()> {
+pub(crate) fn profile_after_verify(
+    spec: &LayerSpec,
+    report: &VerifyReport,
+    arch: crate::arch::Arch,
+    record: bool,
+) -> Result<()> {
     use crate::layer::profile::{ImportProfile, file_sha256, profile_path, workload_sha256};
     let lock_path = crate::lock::default_lock_path(&spec.path);
     let path = profile_path(&lock_path);
