@@ -47,6 +47,31 @@ def recording_getlines(filename, module_globals=None):
 
 linecache.getlines = recording_getlines
 
+# Every module found in a .py or .pyc file, including imports that then fail (dateutil.tz.win
+# without winreg, urllib3.contrib.pyopenssl without OpenSSL): their code runs on every cold start
+# too, so they belong in the import profile, though they never reach sys.modules.
+FOUND = {}
+
+
+class RecordingFinder:
+    """Asks the other finders of sys.meta_path, in order, and notes what they found."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is RecordingFinder or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                if isinstance(spec.origin, str) and spec.origin.endswith((".py", ".pyc")):
+                    FOUND[name] = spec.origin
+                return spec
+        return None
+
+
+sys.meta_path.insert(0, RecordingFinder)
+
 import importlib  # noqa: E402
 import socket  # noqa: E402
 import traceback  # noqa: E402
@@ -255,14 +280,15 @@ def check_extension_modules():
         emit(check="extensions", ok=loaded > 0, detail="%d shared objects load with every symbol bound" % loaded)
 
 def loaded_modules():
-    """Every module loaded from a .py or .pyc file, with where it came from: the import profile."""
-    found = []
-    for name, module in sorted(sys.modules.items()):
+    """Every module loaded (or found, see FOUND) from a .py or .pyc file, with where it came from:
+    the import profile."""
+    found = dict(FOUND)
+    for name, module in list(sys.modules.items()):
         spec = getattr(module, "__spec__", None)
         origin = getattr(spec, "origin", None) if spec is not None else None
         if isinstance(origin, str) and (origin.endswith(".py") or origin.endswith(".pyc")):
-            found.append([name, origin])
-    return found
+            found[name] = origin
+    return [[name, origin] for name, origin in sorted(found.items())]
 
 
 def source_read_modules(modules):
