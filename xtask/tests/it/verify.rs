@@ -91,13 +91,17 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Byte-compile a layer's `lib/python3.11` with unchecked-hash .pyc, as the bytecode step does,
 /// with the host's CPython 3.11 (same magic number as any 3.11).
 fn compile(layer_root: &Path) {
-    let lib = layer_root.join("python/lib/python3.11");
+    compile_paths(layer_root, &[layer_root.join("python/lib/python3.11")]);
+}
+
+/// Byte-compile `paths` (inside `layer_root`) as [`compile`] does.
+fn compile_paths(layer_root: &Path, paths: &[PathBuf]) {
     run_ok(
         Command::new("python3")
             .args(["-m", "compileall", "-q", "-j", "2", "--invalidation-mode", "unchecked-hash", "-s"])
             .arg(layer_root)
             .args(["-p", "/opt", "-x", r"(/test/|/tests/|lib2to3/|bad_|badsyntax)"])
-            .arg(&lib),
+            .args(paths),
         "compileall",
     );
 }
@@ -157,14 +161,26 @@ fn x86_64_litellm_layer() -> PathBuf {
     })
 }
 
-/// The x86_64 stdlib layer plus litellm 1.78.7 and boto3 (what the `bedrock` provider adds).
+/// The x86_64 litellm layer plus boto3 and what it brings beyond litellm's closure (the
+/// distributions the `bedrock` provider adds), only those byte-compiled anew.
 fn x86_64_providers_layer() -> PathBuf {
-    let stdlib = x86_64_stdlib_layer();
-    let packages = pip_install("pip-litellm-boto3-x86_64", None, &[LITELLM, "boto3"]);
+    let litellm = x86_64_litellm_layer();
+    let boto3 = pip_install(
+        "pip-boto3-x86_64",
+        None,
+        &["--no-deps", "boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six"],
+    );
     cached("layer-x86_64-providers", |out| {
-        copy_tree(&stdlib, out);
-        copy_tree(&packages, &out.join("python/lib/python3.11/site-packages"));
-        compile(out);
+        copy_tree(&litellm, out);
+        let site_packages = out.join("python/lib/python3.11/site-packages");
+        copy_tree(&boto3, &site_packages);
+        let added: Vec<PathBuf> = fs_err::read_dir(&boto3)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .filter(|name| !name.to_string_lossy().ends_with(".dist-info"))
+            .map(|name| site_packages.join(name))
+            .collect();
+        compile_paths(out, &added);
     })
 }
 
