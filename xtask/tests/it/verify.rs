@@ -1,7 +1,7 @@
 //! End-to-end tests of `cargo xtask verify`: layer-shaped trees (built once under
 //! `target/test-fixtures/` from the host's CPython 3.11, Debian's arm64 CPython and
-//! `pip install --target` of litellm 1.78.7) verified natively and under qemu, and broken trees
-//! whose failures must be named.
+//! `pip install --target` of litellm 1.78.7, and boto3 for the provider tests) verified natively
+//! and under qemu, every provider against its mock, and broken trees whose failures must be named.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
