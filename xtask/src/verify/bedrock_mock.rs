@@ -5,7 +5,8 @@
 //! URL-encoded (<https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>,
 //! `API_runtime_ConverseStream.html`). Every request must carry a SigV4 signature made with the
 //! mock's fake credentials for service `bedrock`; the mock recomputes it (`verify/sigv4.rs`) and
-//! refuses a missing or wrong one with 403, as AWS does. Converse answers
+//! refuses a missing or wrong one, or one made more than 15 minutes from its clock, with 403, as
+//! AWS does. Converse answers
 //! `{output: {message: {role, content: [{text}]}}, stopReason, usage, metrics}`;
 //! ConverseStream answers `application/vnd.amazon.eventstream` (`verify/event_stream.rs`):
 //! `messageStart`, `contentBlockDelta` per piece, `contentBlockStop`, `messageStop`, `metadata`.
@@ -25,6 +26,8 @@ pub(crate) struct BedrockMock {
     /// The model id, unencoded, e.g. `amazon.nova-lite-v1:0`.
     pub(crate) model_id: String,
     pub(crate) credentials: Credentials,
+    /// The server's clock for the signature's time check; `None` is the real clock.
+    pub(crate) fixed_clock: Option<i64>,
 }
 
 fn error(status: u16, kind: &str, message: &str) -> Reply {
@@ -67,7 +70,9 @@ impl BedrockMock {
         if request.method != "POST" {
             return Err((405, "UnknownOperationException", format!("{} {path}: use POST", request.method)));
         }
-        sigv4::verify(request, &self.credentials).map_err(|reason| (403, "InvalidSignatureException", reason))?;
+        let now = self.fixed_clock.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
+        sigv4::verify_at(request, &self.credentials, now)
+            .map_err(|reason| (403, "InvalidSignatureException", reason))?;
         let invalid = |message: String| (400, "ValidationException", message);
         let body: Value =
             serde_json::from_slice(&request.body).map_err(|e| invalid(format!("the body is not JSON: {e}")))?;
@@ -118,6 +123,8 @@ mod tests {
                 region: "us-east-1".into(),
                 service: "bedrock".into(),
             },
+            // When botocore signed the requests below: 2026-12-01T08:26:42Z.
+            fixed_clock: Some(1796113602),
         }
     }
 

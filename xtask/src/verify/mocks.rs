@@ -82,7 +82,7 @@ impl ProviderMock {
                     "AWS_REGION": AWS_REGION,
                     "AWS_DEFAULT_REGION": AWS_REGION,
                 });
-                let mock = BedrockMock { model_id: "amazon.nova-lite-v1:0".into(), credentials };
+                let mock = BedrockMock { model_id: "amazon.nova-lite-v1:0".into(), credentials, fixed_clock: None };
                 let request = json!({"model": format!("bedrock/converse/{}", mock.model_id),
                                      "aws_region_name": AWS_REGION});
                 let server = TestServer::start(move |r| mock.answer(r, &recorded));

@@ -158,9 +158,32 @@ fn signature(secret: &str, amz_date: &str, region: &str, service: &str, canonica
     hex::encode(hmac_sha256(&key, &string_to_sign))
 }
 
-/// Check the SigV4 signature of `request` against `credentials`; the error says what is wrong,
-/// as the mock's refusal.
-pub(crate) fn verify(request: &Request, credentials: &Credentials) -> Result<(), String> {
+/// How far the request time may be from the server's clock, as AWS allows.
+const MAX_SKEW_SECONDS: i64 = 15 * 60;
+
+/// Seconds since the Unix epoch of an `X-Amz-Date` (`yyyymmddThhmmssZ`).
+fn amz_date_seconds(amz_date: &str) -> Option<i64> {
+    let digits = |range: std::ops::Range<usize>| amz_date.get(range)?.parse::<u32>().ok();
+    if amz_date.len() != 16 || &amz_date[8..9] != "T" || !amz_date.ends_with('Z') {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(digits(4..6)?).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(digits(0..4)?).ok()?, month, u8::try_from(digits(6..8)?).ok()?)
+            .ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(digits(9..11)?).ok()?,
+        u8::try_from(digits(11..13)?).ok()?,
+        u8::try_from(digits(13..15)?).ok()?,
+    )
+    .ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp())
+}
+
+/// Check the SigV4 signature of `request` against `credentials`, made within 15 minutes of `now`
+/// (the server's clock, seconds since the Unix epoch); the error says what is wrong, as the
+/// mock's refusal.
+pub(crate) fn verify_at(request: &Request, credentials: &Credentials, now: i64) -> Result<(), String> {
     let header = request.header("authorization").ok_or("no Authorization header (the request is not signed)")?;
     let auth = parse_authorization(header)?;
     if auth.access_key_id != credentials.access_key_id {
@@ -178,8 +201,13 @@ pub(crate) fn verify(request: &Request, credentials: &Credentials) -> Result<(),
         }
     }
     let amz_date = request.header("x-amz-date").unwrap_or_default();
-    if amz_date.len() != 16 || !amz_date.starts_with(&auth.date) {
+    let Some(signed_at) = amz_date_seconds(amz_date).filter(|_| amz_date.starts_with(&auth.date)) else {
         return Err(format!("X-Amz-Date {amz_date:?} does not match the credential date {}", auth.date));
+    };
+    if (now - signed_at).abs() > MAX_SKEW_SECONDS {
+        return Err(format!(
+            "X-Amz-Date {amz_date} is more than 15 minutes from the server's clock (signature expired)"
+        ));
     }
     let canonical = canonical_request(request, &auth.signed_headers, auth.service != "s3")?;
     let expected = signature(&credentials.secret_access_key, amz_date, &auth.region, &auth.service, &canonical);
@@ -230,6 +258,20 @@ mod tests {
     }
 
     const S3_SIGNATURE: &str = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+
+    /// The example's time, 2013-05-24T00:00:00Z.
+    const S3_NOW: i64 = 1_369_353_600;
+
+    fn verify(request: &Request, credentials: &Credentials) -> Result<(), String> {
+        verify_at(request, credentials, S3_NOW)
+    }
+
+    #[test]
+    fn the_example_is_refused_today() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let err = verify_at(&s3_example(S3_SIGNATURE), &s3_credentials(), now).unwrap_err();
+        assert!(err.ends_with("is more than 15 minutes from the server's clock (signature expired)"), "{err}");
+    }
 
     #[test]
     fn the_aws_documentation_example_verifies() {
@@ -284,6 +326,20 @@ mod tests {
             verify(&s3_example(S3_SIGNATURE), &other_service).unwrap_err(),
             "credential scope us-east-1/s3 does not match us-east-1/bedrock"
         );
+    }
+
+    #[test]
+    fn a_request_signed_too_long_ago_or_ahead_is_refused() {
+        assert_eq!(amz_date_seconds("20130524T000000Z"), Some(S3_NOW));
+        assert_eq!(amz_date_seconds("2013-05-24T00:00"), None);
+        let request = s3_example(S3_SIGNATURE);
+        verify_at(&request, &s3_credentials(), S3_NOW + MAX_SKEW_SECONDS).unwrap();
+        for now in [S3_NOW + MAX_SKEW_SECONDS + 1, S3_NOW - MAX_SKEW_SECONDS - 1] {
+            assert_eq!(
+                verify_at(&request, &s3_credentials(), now).unwrap_err(),
+                "X-Amz-Date 20130524T000000Z is more than 15 minutes from the server's clock (signature expired)"
+            );
+        }
     }
 
     #[test]
