@@ -8,6 +8,7 @@ pub mod install;
 pub(crate) mod layer;
 pub mod lock;
 pub(crate) mod node;
+pub(crate) mod providers;
 
 use std::fmt::Write as _;
 
@@ -69,6 +70,21 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
             })
         })?;
         let _ = write!(out, "\n## layer\n\n{table}\n");
+    }
+    // Five locks and layers: only when asked for by name (`--only providers`).
+    if args.only.contains(&Benchmark::Providers) {
+        let exe = std::env::current_exe().context("locating the xtask binary")?;
+        let table = progress.step("bench: the layer per provider set", || {
+            providers::bench_providers(&providers::ProvidersBench {
+                exe: &exe,
+                spec_path: &spec_path,
+                arch,
+                python: &args.python,
+                work_dir: &providers::work_dir(&work),
+                progress: &progress,
+            })
+        })?;
+        let _ = write!(out, "\n## providers\n\n{table}\n");
     }
     if selected(Benchmark::Import) {
         let report = progress.step("bench: import litellm, three layouts", || -> Result<String> {

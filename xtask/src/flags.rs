@@ -250,7 +250,8 @@ pub struct BenchArgs {
     /// Where to write the Markdown tables (relative to the repository root).
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
     pub(crate) output: PathBuf,
-    /// Run only these benchmarks (repeatable).
+    /// Run only these benchmarks (repeatable). `providers` (five locks and layer builds) runs only
+    /// when named here.
     #[arg(long, value_enum, value_name = "NAME")]
     pub(crate) only: Vec<Benchmark>,
     /// Scratch directory for venvs, caches and layouts (kept between runs).
@@ -316,6 +317,8 @@ pub(crate) enum Benchmark {
     ImportGc,
     /// The service's warm request overhead (`bench/warm-overhead.mjs`).
     WarmOverhead,
+    /// The layer per provider set: OpenAI alone, with each other provider, and with all four.
+    Providers,
 }
 
 impl Benchmark {
@@ -326,6 +329,7 @@ impl Benchmark {
             Benchmark::Install => "install",
             Benchmark::Layer => "layer",
             Benchmark::Import => "import",
+            Benchmark::Providers => "providers",
             Benchmark::ColdStart => "cold-start",
             Benchmark::ImportGc => "import-gc",
             Benchmark::WarmOverhead => "warm-overhead",
@@ -380,7 +384,9 @@ mod tests {
         assert_eq!(args.r#for.name(), "deploy");
         let err = Xtask::try_parse_from(["xtask", "bench", "--only", "size"]).unwrap_err().to_string();
         assert!(
-            err.contains("[possible values: lock, install, layer, import, cold-start, import-gc, warm-overhead]"),
+            err.contains(
+                "[possible values: lock, install, layer, import, cold-start, import-gc, warm-overhead, providers]"
+            ),
             "{err}"
         );
     }

@@ -25,7 +25,7 @@ pub mod lock;
 pub mod manifest;
 pub mod packaging;
 pub mod progress;
-pub(crate) mod providers;
+pub mod providers;
 pub(crate) mod python_version;
 pub mod serverless;
 pub(crate) mod source_date;

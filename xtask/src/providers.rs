@@ -18,7 +18,7 @@ const CATALOG_TOML: &str = include_str!("../data/providers.toml");
 /// One provider of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub(crate) struct Provider {
+pub struct Provider {
     /// The catalog key, e.g. `bedrock` (not a TOML key of the entry).
     #[serde(skip)]
     pub(crate) name: String,
@@ -31,22 +31,26 @@ pub(crate) struct Provider {
     /// PEP 508 requirements the provider adds to the lock, e.g. `boto3`.
     pub(crate) requirements: Vec<String>,
     /// Modules `verify` imports when the provider is enabled.
-    pub(crate) imports: Vec<String>,
+    pub imports: Vec<String>,
     /// botocore service models the provider uses (`botocore/data/<service>/`).
     pub(crate) botocore_services: Vec<String>,
     /// The `verify` workload run against a local mock of the provider's wire format.
     pub(crate) workload: String,
+    /// Secret-shaped files of its distributions that may ship (paths in site-packages), e.g.
+    /// botocore's CA bundle `botocore/cacert.pem`; added to `[packages] allow-secret-files`.
+    #[serde(default)]
+    pub(crate) allow_secret_files: Vec<String>,
 }
 
 /// All providers of the catalog, by name.
 #[derive(Debug, Clone)]
-pub(crate) struct Catalog {
+pub struct Catalog {
     providers: BTreeMap<String, Provider>,
 }
 
 impl Catalog {
     /// The catalog shipped in the repository.
-    pub(crate) fn builtin() -> Catalog {
+    pub fn builtin() -> Catalog {
         Catalog::parse(CATALOG_TOML).expect("xtask/data/providers.toml is valid (checked by a unit test)")
     }
 
@@ -81,7 +85,7 @@ impl Catalog {
     }
 
     /// The providers called `names`, in catalog order, each once.
-    pub(crate) fn enabled(&self, names: &[String]) -> Result<Vec<&Provider>> {
+    pub fn enabled(&self, names: &[String]) -> Result<Vec<&Provider>> {
         for name in names {
             self.get(name)?;
         }
@@ -215,6 +219,7 @@ mod tests {
         assert_eq!(catalog.names(), ["anthropic", "azure", "bedrock", "openai"]);
         let bedrock = catalog.get("bedrock").unwrap();
         assert_eq!(bedrock.requirements, ["boto3"]);
+        assert_eq!(bedrock.allow_secret_files, ["botocore/cacert.pem"]);
         assert!(bedrock.botocore_services.contains(&"bedrock-runtime".to_string()));
     }
 

@@ -222,6 +222,20 @@ impl LayerSpec {
         Ok(Catalog::builtin().enabled(&self.providers.enabled)?.into_iter().cloned().collect())
     }
 
+    /// `[packages] allow-secret-files` and the enabled providers' `allow-secret-files` (botocore's
+    /// CA bundle for Bedrock): what the install step lets through its secret-file check.
+    pub fn allowed_secret_files(&self) -> Result<Vec<String>> {
+        let mut allowed = self.packages.allow_secret_files.clone();
+        for provider in self.enabled_providers()? {
+            for path in provider.allow_secret_files {
+                if !allowed.contains(&path) {
+                    allowed.push(path);
+                }
+            }
+        }
+        Ok(allowed)
+    }
+
     /// `[packages] requirements` followed by the enabled providers' extra requirements: what
     /// `lock` resolves and records.
     pub(crate) fn all_requirements(&self) -> Result<Vec<String>> {

@@ -6,7 +6,9 @@
 //! `LITELLM_LOCAL_MODEL_COST_MAP=True`, nothing else from the host): natively when the target is the
 //! host's architecture, under `qemu-aarch64-static -L SYSROOT` for arm64 on x86_64. Checks, one line
 //! each: every import of `[verify] imports`, offline token counting, a completion and a streaming
-//! completion against a local OpenAI-compatible server, no network beyond loopback, no file written
+//! completion against a local OpenAI-compatible server, the same against a local mock of each
+//! other enabled provider's wire format (Azure OpenAI, Anthropic, Bedrock with SigV4 and the AWS
+//! event stream; `verify/mocks.rs`, docs/architecture.md §15), no network beyond loopback, no file written
 //! into the layer tree (a writable probe run, then read-only runs, each compared with a manifest),
 //! every `.so` and the interpreter built for the target machine, and the `import litellm` time
 //! (median of `--runs` fresh processes), which is also written into `size-report.json`.
@@ -16,13 +18,20 @@
 //! Debian 12's arm64 `libc6 libstdc++6 libgcc-s1 zlib1g` into `<cache>/sysroot/debian12-arm64`
 //! (see `verify/sysroot.rs`).
 
+pub(crate) mod anthropic_mock;
+pub(crate) mod azure_mock;
+pub(crate) mod bedrock_mock;
 pub(crate) mod elf;
+pub(crate) mod event_stream;
 pub mod loopback;
+pub(crate) mod mock;
+pub(crate) mod mocks;
 pub(crate) mod openai_server;
 pub(crate) mod profile;
 pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod sandbox;
+pub(crate) mod sigv4;
 pub mod sysroot;
 
 use std::ffi::OsString;
@@ -61,6 +70,8 @@ pub struct VerifyOptions {
     pub layer_dir: PathBuf,
     /// Modules to import; `litellm` is always first.
     pub imports: Vec<String>,
+    /// The enabled providers (`[providers] enabled`): each one's workload runs against its mock.
+    pub providers: Vec<String>,
     /// Fresh processes timing `import litellm`.
     pub runs: u32,
     pub runner: Runner,
@@ -106,6 +117,7 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
         python: spec.python.version,
         layer_dir,
         imports: spec.verify_imports()?,
+        providers: spec.providers.enabled.clone(),
         runs: args.runs,
         timeout: default_timeout(&runner),
         runner,
@@ -127,7 +139,12 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
 /// Say whether the import profile beside the lock matches this lock and workload, and with
 /// `--record-profile` write it from the modules this run loaded. A run whose workload failed
 /// records nothing; one that failed only for want of bytecode (a stale profile) does.
-fn profile_after_verify(spec: &LayerSpec, report: &VerifyReport, arch: crate::arch::Arch, record: bool) -> Result<()> {
+pub(crate) fn profile_after_verify(
+    spec: &LayerSpec,
+    report: &VerifyReport,
+    arch: crate::arch::Arch,
+    record: bool,
+) -> Result<()> {
     use crate::layer::profile::{ImportProfile, file_sha256, profile_path, workload_sha256};
     let lock_path = crate::lock::default_lock_path(&spec.path);
     let path = profile_path(&lock_path);
@@ -263,18 +280,26 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
         },
     });
 
+    let pid = std::process::id();
+    let catalog = crate::providers::Catalog::builtin();
+    let providers = catalog.enabled(&options.providers)?;
+    let openai = providers.iter().any(|p| p.workload == "openai");
     let server = OpenAiServer::start();
+    // The sandbox's random name makes this run's fake keys and secrets its own.
+    let secret = sandbox.dir.path().file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let mocks = mocks::start_all(&providers, &secret)?;
     let config = |mode: &str, prompt: &str| -> Vec<OsString> {
         let config = json!({
             "mode": mode,
             "imports": imports,
+            "openai": openai,
             "api_base": server.api_base(),
             "prompt": prompt,
             "expect": echo_text(prompt),
+            "providers": mocks.iter().map(|m| m.workload(prompt)).collect::<Vec<_>>(),
         });
         vec![script.clone().into(), config.to_string().into()]
     };
-    let pid = std::process::id();
 
     // The write probe: the tree writable, so anything that would write (a stale or missing .pyc,
     // a cache file) does, and the manifest shows it.
@@ -301,7 +326,12 @@ pub fn verify_layer(options: &VerifyOptions, progress: &Progress) -> Result<Veri
     if !probe.finished() {
         checks.push(CheckResult { name: "write probe ran".into(), ok: false, detail: probe.explain(options.timeout) });
     }
-    checks.extend(server_checks(&server, &main, &prompt));
+    if openai {
+        checks.extend(server_checks(&server, &main, &prompt));
+    }
+    for mock in &mocks {
+        checks.extend(mock.checks(&main, &prompt));
+    }
 
     let mut import_litellm_ms = Vec::new();
     let mut process_ms = Vec::new();

@@ -304,7 +304,7 @@ pub fn install_lock(
     let (top_level, exclude) = requirements_and_exclusions(lock, spec);
     resolved::check_metadata_matches_lock(&candidates, top_level, exclude, &target.marker_environment()?)?;
     check_startup_hooks(&plans, &spec.packages.allow_startup_hooks, progress)?;
-    check_secret_files(&plans, &spec.packages.allow_secret_files)?;
+    check_secret_files(&plans, &spec.allowed_secret_files()?)?;
     check_conflicts(&plans)?;
 
     // Unpack into a staging directory beside site-packages, then swap it into place.

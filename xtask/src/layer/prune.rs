@@ -196,9 +196,11 @@ impl Rule {
                 !in_dist_info
                     && (dirs.iter().any(|d| matches!(*d, "tests" | "test" | "_tests")) || file == "conftest.py")
             }
+            // A `docs` directory can be code: botocore's and boto3's `docs` packages are imported
+            // by `botocore.client` and `boto3.session`, so Python modules in one stay.
             Rule::Safe(SafeRule::Docs) => {
                 !in_dist_info
-                    && (dirs.contains(&"docs")
+                    && (dirs.contains(&"docs") && !matches!(extension, "py" | "pyc" | "so")
                         || extension == "rst"
                         || (extension == "md" && !dirs.iter().any(|d| matches!(*d, "templates" | "template"))))
             }
@@ -466,6 +468,17 @@ mod tests {
                 .matches(&d, "litellm/llms/huggingface/huggingface_llms_metadata/hf_text_generation_models.txt")
         );
         assert!(!Rule::Safe(SafeRule::Docs).matches(&d, "x-1.0.dist-info/licenses/LICENSE.md"));
+    }
+
+    #[test]
+    fn docs_packages_that_are_code_are_kept() {
+        // `import boto3` failed with "No module named 'botocore.docs'" when this rule removed them.
+        let d = dist("botocore", &[]);
+        assert!(!Rule::Safe(SafeRule::Docs).matches(&d, "botocore/docs/__init__.py"));
+        assert!(!Rule::Safe(SafeRule::Docs).matches(&d, "botocore/docs/docstring.py"));
+        assert!(!Rule::Safe(SafeRule::Docs).matches(&dist("boto3", &[]), "boto3/docs/service.py"));
+        assert!(Rule::Safe(SafeRule::Docs).matches(&d, "somepkg/docs/index.html"));
+        assert!(Rule::Safe(SafeRule::Docs).matches(&d, "somepkg/docs/guide.txt"));
     }
 
     #[test]

@@ -106,8 +106,11 @@ fn providers_default_to_openai_and_add_their_requirements() {
     assert_eq!(spec.providers.enabled, ["openai"]);
     assert_eq!(spec.all_requirements().unwrap(), ["litellm==1.78.7"]);
     assert_eq!(spec.prune.keep_botocore_services, Some(Vec::new()));
+    assert!(spec.allowed_secret_files().unwrap().is_empty());
     let spec = parse(&format!("{MINIMAL}\n[providers]\nenabled = [\"openai\", \"bedrock\", \"anthropic\"]\n")).unwrap();
     assert_eq!(spec.all_requirements().unwrap(), ["litellm==1.78.7", "boto3"]);
+    // botocore ships its CA bundle; enabling Bedrock lets it through the secret-file check.
+    assert_eq!(spec.allowed_secret_files().unwrap(), ["botocore/cacert.pem"]);
     assert_eq!(
         spec.verify_imports().unwrap(),
         [

@@ -3,7 +3,9 @@
 Run as `python3.X check_layer.py CONFIG_JSON` with the Lambda environment (PYTHONHOME,
 PYTHONPATH, LITELLM_LOCAL_MODEL_COST_MAP). Each result is one stdout line starting with
 `@@verify ` followed by a JSON object; anything else on stdout is LiteLLM's own output.
-Network access to anything but the loopback server is blocked and reported: the layer must
+The config names the enabled providers' workloads: the OpenAI one against the local
+OpenAI-compatible server, the others against their mocks (completion and streaming each, boto3
+clients for Bedrock). Network access to anything but the loopback servers is blocked and reported: the layer must
 import and count tokens offline. The last lines list every module loaded from a .py or .pyc file:
 `verify` checks each had bytecode, and `verify --record-profile` writes them as the import profile.
 """
@@ -44,6 +46,31 @@ def recording_getlines(filename, module_globals=None):
 
 
 linecache.getlines = recording_getlines
+
+# Every module found in a .py or .pyc file, including imports that then fail (dateutil.tz.win
+# without winreg, urllib3.contrib.pyopenssl without OpenSSL): their code runs on every cold start
+# too, so they belong in the import profile, though they never reach sys.modules.
+FOUND = {}
+
+
+class RecordingFinder:
+    """Asks the other finders of sys.meta_path, in order, and notes what they found."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is RecordingFinder or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                if isinstance(spec.origin, str) and spec.origin.endswith((".py", ".pyc")):
+                    FOUND[name] = spec.origin
+                return spec
+        return None
+
+
+sys.meta_path.insert(0, RecordingFinder)
 
 import importlib  # noqa: E402
 import socket  # noqa: E402
@@ -91,17 +118,8 @@ for name in CONFIG["imports"]:
     where = getattr(module, "__file__", None) or "namespace package"
     emit(check="import", name=name, ok=True, detail=where, ms=(time.perf_counter() - started) * 1000.0)
 
-if "litellm" in imported:
-    import litellm
-
-    try:
-        count = litellm.token_counter(
-            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Hello, how are you today?"}]
-        )
-        emit(check="token_counter", ok=isinstance(count, int) and count > 0, detail="%r tokens" % (count,))
-    except BaseException:
-        emit(check="token_counter", ok=False, detail=traceback.format_exc())
-
+def openai_workload(litellm):
+    """Completion, streaming and async against the local OpenAI-compatible server."""
     request = dict(
         model="openai/xtask-verify",
         api_base=CONFIG["api_base"],
@@ -151,6 +169,87 @@ if "litellm" in imported:
         emit(check="async", ok=False, detail=traceback.format_exc())
 
 
+def provider_workload(litellm, workload):
+    """A completion and a streamed completion against one provider's mock, with the workload's
+    environment (the fake AWS credentials) set only meanwhile; then the botocore clients the
+    provider needs, which must construct after the botocore-services prune."""
+    import os
+
+    provider = workload["provider"]
+    saved = {name: os.environ.get(name) for name in workload["env"]}
+    os.environ.update(workload["env"])
+    try:
+        request = dict(workload["request"], messages=[{"role": "user", "content": workload["prompt"]}], timeout=60)
+        try:
+            response = litellm.completion(**request)
+            text = response.choices[0].message.content
+            emit(check="provider", provider=provider, call="completion", ok=text == workload["expect"], detail=repr(text))
+        except BaseException:
+            emit(check="provider", provider=provider, call="completion", ok=False, detail=traceback.format_exc())
+        try:
+            pieces = []
+            for chunk in litellm.completion(stream=True, **request):
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta:
+                    pieces.append(delta)
+            text = "".join(pieces)
+            emit(
+                check="provider",
+                provider=provider,
+                call="stream",
+                ok=text == workload["expect"],
+                detail="%d chunks: %r" % (len(pieces), text),
+            )
+        except BaseException:
+            emit(check="provider", provider=provider, call="stream", ok=False, detail=traceback.format_exc())
+        for service in workload["clients"]:
+            try:
+                import boto3
+
+                client = boto3.client(service, region_name=workload["region"])
+                emit(
+                    check="client",
+                    provider=provider,
+                    service=service,
+                    ok=client.meta.service_model.service_name == service,
+                    detail="%s, API %s" % (type(client).__name__, client.meta.service_model.api_version),
+                )
+            except BaseException as error:
+                if type(error).__name__ == "UnknownServiceError":
+                    detail = (
+                        "botocore has no service model for %r (botocore/data/%s/ is not in the layer): the "
+                        "botocore-services prune rule keeps only the services of the enabled providers; add it to "
+                        "the provider's botocore-services in xtask/data/providers.toml or to "
+                        "[prune] keep-botocore-services in layer.toml\n" % (service, service)
+                    )
+                else:
+                    detail = traceback.format_exc()
+                emit(check="client", provider=provider, service=service, ok=False, detail=detail)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+if "litellm" in imported:
+    import litellm
+
+    try:
+        count = litellm.token_counter(
+            model="gpt-3.5-turbo", messages=[{"role": "user", "content": "Hello, how are you today?"}]
+        )
+        emit(check="token_counter", ok=isinstance(count, int) and count > 0, detail="%r tokens" % (count,))
+    except BaseException:
+        emit(check="token_counter", ok=False, detail=traceback.format_exc())
+
+    if CONFIG["openai"]:
+        openai_workload(litellm)
+    for workload in CONFIG["providers"]:
+        provider_workload(litellm, workload)
+
+
 def check_extension_modules():
     """dlopen every shared object of the layer's site-packages with every symbol bound (ctypes
     passes RTLD_NOW), and find PyInit_<name> in each extension module: stripping must keep what
@@ -181,14 +280,15 @@ def check_extension_modules():
         emit(check="extensions", ok=loaded > 0, detail="%d shared objects load with every symbol bound" % loaded)
 
 def loaded_modules():
-    """Every module loaded from a .py or .pyc file, with where it came from: the import profile."""
-    found = []
-    for name, module in sorted(sys.modules.items()):
+    """Every module loaded (or found, see FOUND) from a .py or .pyc file, with where it came from:
+    the import profile."""
+    found = dict(FOUND)
+    for name, module in list(sys.modules.items()):
         spec = getattr(module, "__spec__", None)
         origin = getattr(spec, "origin", None) if spec is not None else None
         if isinstance(origin, str) and (origin.endswith(".py") or origin.endswith(".pyc")):
-            found.append([name, origin])
-    return found
+            found[name] = origin
+    return [[name, origin] for name, origin in sorted(found.items())]
 
 
 def source_read_modules(modules):

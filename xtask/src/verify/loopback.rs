@@ -3,7 +3,9 @@
 //!
 //! It binds an ephemeral port on loopback only, answers with a handler the test supplies (with
 //! HTTP range support for files), records every request, and stops when dropped or after ten
-//! minutes, whichever comes first.
+//! minutes, whichever comes first. What clients send is treated as hostile: a line longer than
+//! 16 KiB, more than 100 headers or a body over 8 MiB closes the connection (a body with a 413
+//! answer), and a connection idle for 30 s is dropped.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -84,6 +86,13 @@ impl Reply {
         reply
     }
 }
+
+/// The longest request line or header line read.
+const MAX_LINE_BYTES: u64 = 16 * 1024;
+/// The most headers read for one request.
+const MAX_HEADERS: usize = 100;
+/// The largest request body read.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync + 'static;
 
@@ -169,17 +178,14 @@ fn serve_connection(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<R
     });
     let mut stream = stream;
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
+        let Some(request_line) = read_bounded_line(&mut reader) else { return };
         let mut parts = request_line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
         let path = parts.next().unwrap_or("/").to_string();
         let mut headers = BTreeMap::new();
         loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let Some(line) = read_bounded_line(&mut reader) else { return };
+            if headers.len() >= MAX_HEADERS {
                 return;
             }
             let line = line.trim_end();
@@ -192,6 +198,17 @@ fn serve_connection(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<R
         }
         let mut body = Vec::new();
         if let Some(length) = headers.get("content-length").and_then(|l| l.parse::<usize>().ok()) {
+            if length > MAX_BODY_BYTES {
+                let refusal = format!("a body of {length} bytes is over this server's {MAX_BODY_BYTES}");
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 413 Payload Too Large\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{refusal}",
+                        refusal.len()
+                    )
+                    .as_bytes(),
+                );
+                return;
+            }
             body = vec![0; length];
             if reader.read_exact(&mut body).is_err() {
                 return;
@@ -227,6 +244,14 @@ fn serve_connection(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<R
     }
 }
 
+/// One line (with its `\n`), at most [`MAX_LINE_BYTES`]; `None` at the end of the stream, on an
+/// error or for a longer line.
+fn read_bounded_line(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut line = String::new();
+    let read = reader.by_ref().take(MAX_LINE_BYTES).read_line(&mut line).ok()?;
+    (read > 0 && line.ends_with('\n')).then_some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +268,24 @@ mod tests {
         let middle = client.get(server.url("/f")).header("Range", "bytes=2-4").send().unwrap().bytes().unwrap();
         assert_eq!(&middle[..], b"234");
         assert_eq!(server.requests().len(), 3);
+    }
+
+    #[test]
+    fn oversized_bodies_and_lines_are_refused_without_reading_them() {
+        let server = TestServer::start(|_| Reply::new(200, "text/plain", "ok"));
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.write_all(b"POST /x HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), "{answer}");
+        assert!(answer.ends_with("a body of 999999999999 bytes is over this server's 8388608"), "{answer}");
+
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        let long_header = format!("GET /x HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(20_000));
+        let _ = stream.write_all(long_header.as_bytes());
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert_eq!(answer, "");
+        assert!(server.requests().is_empty());
     }
 }

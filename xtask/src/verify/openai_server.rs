@@ -114,7 +114,7 @@ fn content_text(content: &Value) -> String {
 const ID: &str = "chatcmpl-xtask-verify";
 const CREATED: u64 = 1_700_000_000;
 
-fn completion_reply(model: &str, text: &str, prompt: &str) -> Reply {
+pub(crate) fn completion_reply(model: &str, text: &str, prompt: &str) -> Reply {
     let prompt_tokens = prompt.split_whitespace().count().max(1);
     let completion_tokens = text.split_whitespace().count();
     let body = json!({
@@ -137,7 +137,7 @@ fn completion_reply(model: &str, text: &str, prompt: &str) -> Reply {
 }
 
 /// The reply text in chunks of whole words, as `text/event-stream`.
-fn stream_reply(model: &str, text: &str) -> Reply {
+pub(crate) fn stream_reply(model: &str, text: &str) -> Reply {
     let chunk = |delta: Value, finish_reason: Value| {
         json!({
             "id": ID,

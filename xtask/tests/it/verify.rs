@@ -1,7 +1,7 @@
 //! End-to-end tests of `cargo xtask verify`: layer-shaped trees (built once under
 //! `target/test-fixtures/` from the host's CPython 3.11, Debian's arm64 CPython and
-//! `pip install --target` of litellm 1.78.7) verified natively and under qemu, and broken trees
-//! whose failures must be named.
+//! `pip install --target` of litellm 1.78.7, and boto3 for the provider tests) verified natively
+//! and under qemu, every provider against its mock, and broken trees whose failures must be named.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,6 +51,11 @@ fn run_ok(command: &mut Command, what: &str) {
 /// `pip install --target` of litellm (and its dependencies), cached. `platform` selects wheels for
 /// another machine.
 fn pip_litellm(name: &str, platform: Option<Arch>) -> PathBuf {
+    pip_install(name, platform, &[LITELLM])
+}
+
+/// `pip install --target` of `requirements` (and their dependencies), cached.
+fn pip_install(name: &str, platform: Option<Arch>, requirements: &[&str]) -> PathBuf {
     cached(name, |out| {
         let mut pip = Command::new("python3");
         pip.args(["-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check", "--target"])
@@ -62,8 +67,8 @@ fn pip_litellm(name: &str, platform: Option<Arch>) -> PathBuf {
                 pip.args(["--platform", &format!("{tag}_{machine}")]);
             }
         }
-        pip.arg(LITELLM);
-        run_ok(&mut pip, "pip install --target litellm");
+        pip.args(requirements);
+        run_ok(&mut pip, &format!("pip install --target {}", requirements.join(" ")));
         let _ = fs_err::remove_dir_all(out.join("bin"));
     })
 }
@@ -86,13 +91,17 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Byte-compile a layer's `lib/python3.11` with unchecked-hash .pyc, as the bytecode step does,
 /// with the host's CPython 3.11 (same magic number as any 3.11).
 fn compile(layer_root: &Path) {
-    let lib = layer_root.join("python/lib/python3.11");
+    compile_paths(layer_root, &[layer_root.join("python/lib/python3.11")]);
+}
+
+/// Byte-compile `paths` (inside `layer_root`) as [`compile`] does.
+fn compile_paths(layer_root: &Path, paths: &[PathBuf]) {
     run_ok(
         Command::new("python3")
             .args(["-m", "compileall", "-q", "-j", "2", "--invalidation-mode", "unchecked-hash", "-s"])
             .arg(layer_root)
             .args(["-p", "/opt", "-x", r"(/test/|/tests/|lib2to3/|bad_|badsyntax)"])
-            .arg(&lib),
+            .args(paths),
         "compileall",
     );
 }
@@ -152,6 +161,29 @@ fn x86_64_litellm_layer() -> PathBuf {
     })
 }
 
+/// The x86_64 litellm layer plus boto3 and what it brings beyond litellm's closure (the
+/// distributions the `bedrock` provider adds), only those byte-compiled anew.
+fn x86_64_providers_layer() -> PathBuf {
+    let litellm = x86_64_litellm_layer();
+    let boto3 = pip_install(
+        "pip-boto3-x86_64",
+        None,
+        &["--no-deps", "boto3", "botocore", "jmespath", "s3transfer", "python-dateutil", "six"],
+    );
+    cached("layer-x86_64-providers", |out| {
+        copy_tree(&litellm, out);
+        let site_packages = out.join("python/lib/python3.11/site-packages");
+        copy_tree(&boto3, &site_packages);
+        let added: Vec<PathBuf> = fs_err::read_dir(&boto3)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .filter(|name| !name.to_string_lossy().ends_with(".dist-info"))
+            .map(|name| site_packages.join(name))
+            .collect();
+        compile_paths(out, &added);
+    })
+}
+
 /// A writable copy of a cached layer, for tests that break it.
 fn copy_of(layer: &Path) -> tempfile::TempDir {
     let dir = tempfile::Builder::new().prefix("verify-test-layer-").tempdir().unwrap();
@@ -166,6 +198,7 @@ fn options(arch: Arch, layer_dir: &Path, runner: Runner, runs: u32) -> VerifyOpt
         source_date_epoch: Default::default(),
         layer_dir: layer_dir.to_path_buf(),
         imports: spec_imports(),
+        providers: vec!["openai".into()],
         runs,
         timeout: verify::default_timeout(&runner),
         runner,
@@ -370,4 +403,74 @@ fn arm64_layer_with_litellm_passes_under_qemu() {
     assert!(text.contains("ok   token_counter offline"), "{text}");
     let written = fs_err::read_to_string(reports.path().join("size-report.json")).unwrap();
     assert!(written.contains("\"mode\": \"qemu\""), "{written}");
+}
+
+#[test]
+fn every_provider_passes_against_its_mock() {
+    if !is_x86_64_host() {
+        return;
+    }
+    let layer = x86_64_providers_layer();
+    let mut options = options(Arch::X86_64, &layer, Runner::Native, 1);
+    options.providers = ["anthropic", "azure", "bedrock", "openai"].map(String::from).to_vec();
+    let catalog = xtask::providers::Catalog::builtin();
+    for provider in catalog.enabled(&options.providers).unwrap() {
+        options.imports.extend(provider.imports.iter().cloned());
+    }
+    let report = verify::verify_layer(&options, &Progress::new()).unwrap();
+    let text = report.render();
+    eprintln!("{text}");
+    assert!(report.passed(), "{text}");
+    let prompt = format!("verify {} x86_64", std::process::id());
+    for line in [
+        format!("ok   completion  'echo: {prompt}'"),
+        format!("ok   azure: completion against the Azure OpenAI mock  'echo: {prompt} via azure'"),
+        "ok   azure: streaming completion against the Azure OpenAI mock  ".to_string(),
+        "ok   azure: the Azure OpenAI mock answered both, refused nothing  http://127.0.0.1:".to_string(),
+        format!("ok   anthropic: completion against the Anthropic mock  'echo: {prompt} via anthropic'"),
+        "ok   anthropic: streaming completion against the Anthropic mock  ".to_string(),
+        "ok   anthropic: the Anthropic mock answered both, refused nothing  http://127.0.0.1:".to_string(),
+        format!("ok   bedrock: completion against the Amazon Bedrock mock  'echo: {prompt} via bedrock'"),
+        "ok   bedrock: streaming completion against the Amazon Bedrock mock  ".to_string(),
+        "ok   bedrock: the Amazon Bedrock mock answered both, refused nothing  http://127.0.0.1:".to_string(),
+        "ok   bedrock: boto3 client \"bedrock-runtime\" constructs  BedrockRuntime, API 2023-09-30".to_string(),
+        "ok   bedrock: boto3 client \"sts\" constructs  STS, API 2011-06-15".to_string(),
+        "ok   no network beyond 127.0.0.1  none attempted".to_string(),
+    ] {
+        assert!(text.contains(&line), "want {line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn only_the_enabled_providers_run_and_a_missing_service_model_fails_its_checks() {
+    if !is_x86_64_host() {
+        return;
+    }
+    // What an over-eager botocore-services prune would leave: no bedrock-runtime service model.
+    let layer = copy_of(&x86_64_providers_layer());
+    fs_err::remove_dir_all(layer.path().join("python/lib/python3.11/site-packages/botocore/data/bedrock-runtime"))
+        .unwrap();
+    let mut options = options(Arch::X86_64, layer.path(), Runner::Native, 1);
+    options.providers = vec!["bedrock".into()];
+    let report = verify::verify_layer(&options, &Progress::new()).unwrap();
+    let text = report.render();
+    assert!(!report.passed(), "{text}");
+    for line in [
+        "ok   bedrock: completion against the Amazon Bedrock mock  ",
+        "FAIL bedrock: streaming completion against the Amazon Bedrock mock\n",
+        "FAIL bedrock: boto3 client \"bedrock-runtime\" constructs\n",
+        "botocore.exceptions.UnknownServiceError: Unknown service: 'bedrock-runtime'.",
+        "       botocore has no service model for 'bedrock-runtime' (botocore/data/bedrock-runtime/ is not in the \
+         layer): the botocore-services prune rule keeps only the services of the enabled providers; add it to the \
+         provider's botocore-services in xtask/data/providers.toml or to [prune] keep-botocore-services in \
+         layer.toml\n",
+        "ok   bedrock: boto3 client \"sts\" constructs  ",
+        // The mock answered the stream; the layer failed to decode it without the service model.
+        "ok   bedrock: the Amazon Bedrock mock answered both, refused nothing  http://127.0.0.1:",
+    ] {
+        assert!(text.contains(line), "want {line:?} in:\n{text}");
+    }
+    for absent in ["azure:", "anthropic:", "ok   completion  ", "answers came from the local server"] {
+        assert!(!text.contains(absent), "{absent:?} in:\n{text}");
+    }
 }
