@@ -1,6 +1,10 @@
 //! Unit tests of `layer::pack`.
 
+use super::zip_writer::symlink_stays_inside;
 use super::*;
+use std::io::Write;
+use zip::CompressionMethod;
+use zip::write::SimpleFileOptions;
 
 fn dist(name: &str, files: &[&str]) -> InstalledDist {
     let dist_info = format!("{name}-1.0.dist-info");
