@@ -21,6 +21,7 @@ use crate::layer::dist::InstalledDist;
 use crate::layer::pack::{self, EntryKind, PackRequest, ZipEntry, ZipPosition};
 use crate::layer::profile::BytecodePlan;
 use crate::layer::report::{Contributor, SizeReport};
+use crate::packaging::wheel_name::normalize_name;
 use crate::progress::{Progress, human_bytes};
 use crate::python_version::PythonVersion;
 
@@ -372,21 +373,6 @@ pub(crate) fn dists_from_records(site_packages: &Path) -> Result<Vec<InstalledDi
         });
     }
     Ok(dists)
-}
-
-/// PEP 503 name normalisation: lower case, runs of `-`, `_`, `.` become one `-`.
-fn normalize_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
 }
 
 /// Copy a tree (files, directories, symlinks), skipping a top-level `bin/` (console scripts).
