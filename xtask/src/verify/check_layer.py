@@ -118,6 +118,16 @@ for name in CONFIG["imports"]:
     where = getattr(module, "__file__", None) or "namespace package"
     emit(check="import", name=name, ok=True, detail=where, ms=(time.perf_counter() - started) * 1000.0)
 
+def stream_pieces(litellm, request):
+    """The non-empty content deltas of a streamed completion, in order."""
+    pieces = []
+    for chunk in litellm.completion(stream=True, **request):
+        delta = chunk.choices[0].delta.content if chunk.choices else None
+        if delta:
+            pieces.append(delta)
+    return pieces
+
+
 def openai_workload(litellm):
     """Completion, streaming and async against the local OpenAI-compatible server."""
     request = dict(
@@ -135,11 +145,7 @@ def openai_workload(litellm):
         emit(check="completion", ok=False, detail=traceback.format_exc())
 
     try:
-        pieces = []
-        for chunk in litellm.completion(stream=True, **request):
-            delta = chunk.choices[0].delta.content if chunk.choices else None
-            if delta:
-                pieces.append(delta)
+        pieces = stream_pieces(litellm, request)
         text = "".join(pieces)
         emit(check="stream", ok=text == CONFIG["expect"], detail="%d chunks: %r" % (len(pieces), text))
     except BaseException:
@@ -187,11 +193,7 @@ def provider_workload(litellm, workload):
         except BaseException:
             emit(check="provider", provider=provider, call="completion", ok=False, detail=traceback.format_exc())
         try:
-            pieces = []
-            for chunk in litellm.completion(stream=True, **request):
-                delta = chunk.choices[0].delta.content if chunk.choices else None
-                if delta:
-                    pieces.append(delta)
+            pieces = stream_pieces(litellm, request)
             text = "".join(pieces)
             emit(
                 check="provider",
