@@ -27,6 +27,9 @@ const START_TIMEOUT_MS = 90_000;
 let upstream;
 let server;
 let endpoint;
+/** A second server whose model config the bridge refuses (its Python child exits at once). */
+let misconfigured;
+let badConfigDir;
 
 /** Starts `npm start` in its own process group; resolves once it printed `listening on <url>`. */
 async function startServer(env) {
@@ -88,9 +91,22 @@ before(async () => {
     PYTHONPATH: "/opt/python/lib/python3.11",
   });
   endpoint = server.url;
+  badConfigDir = mkdtempSync(path.join(tmpdir(), "endpoint-bad-config-"));
+  const badConfig = path.join(badConfigDir, "models.yaml");
+  writeFileSync(badConfig, "model_list:\n  - model_name: echo\n");
+  misconfigured = await startServer({
+    ...process.env,
+    PORT: "0",
+    MODELS_CONFIG: badConfig,
+    LITELLM_PYTHON: python.executable,
+    PYTHONHOME: "/opt/python",
+    PYTHONPATH: "/opt/python/lib/python3.11",
+  });
 });
 
 after(async () => {
+  if (misconfigured) await stopServer(misconfigured.child);
+  if (badConfigDir) rmSync(badConfigDir, { recursive: true, force: true });
   if (server) await stopServer(server.child);
   await upstream?.close();
 });
@@ -199,7 +215,7 @@ test("the official openai Python SDK against the local server (test/sdk/test_end
   const python = await sdkPython();
   const script = path.join(PACKAGE_ROOT, "test", "sdk", "test_endpoint.py");
   const child = spawn(python, [script], {
-    env: { PATH: process.env.PATH, ENDPOINT_URL: endpoint, UPSTREAM_URL: upstream.url, UPSTREAM_API_KEY: UPSTREAM_KEY },
+    env: { PATH: process.env.PATH, ENDPOINT_URL: endpoint, UPSTREAM_URL: upstream.url, UPSTREAM_API_KEY: UPSTREAM_KEY, MISCONFIGURED_URL: misconfigured.url },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -2,7 +2,8 @@
 
 Run by test/endpoint.test.mjs, which starts the local upstream (test/support/openaiServer.mjs) and
 the local server (`npm start`, the Lambda code path) with test/fixtures/endpoint-models.yaml, and
-passes their URLs in ENDPOINT_URL and UPSTREAM_URL. Every model of that config is the upstream;
+passes their URLs in ENDPOINT_URL and UPSTREAM_URL; MISCONFIGURED_URL is a second local server whose
+model config the bridge refuses. Every model of that config is the upstream;
 `fail-<status>` models make it fail with that status, `slow-stream` pauses 1 s between chunks.
 Upstream calls are counted through the upstream's `GET /_calls`.
 """
@@ -19,6 +20,7 @@ import openai
 ENDPOINT_URL = os.environ["ENDPOINT_URL"]
 UPSTREAM_URL = os.environ["UPSTREAM_URL"]
 UPSTREAM_KEY = os.environ["UPSTREAM_API_KEY"]
+MISCONFIGURED_URL = os.environ["MISCONFIGURED_URL"]
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
@@ -225,6 +227,32 @@ class ProviderErrors(Counting):
     def test_sdk_retries_reach_the_upstream_once_each(self):
         _, calls = self.check(500, client(max_retries=1))
         self.assertEqual(calls, 2)
+
+
+class MisconfiguredBridge(unittest.TestCase):
+    def test_a_model_config_the_bridge_cannot_use_is_one_503_the_sdk_does_not_retry(self):
+        sent = []
+        http_client = httpx.Client(event_hooks={"request": [sent.append]})
+        sdk = openai.OpenAI(
+            base_url=f"{MISCONFIGURED_URL}/v1", api_key="unused-locally", timeout=60, max_retries=2, http_client=http_client
+        )
+        for attempt in range(2):
+            with self.subTest(attempt=attempt), self.assertRaises(openai.InternalServerError) as caught:
+                sdk.chat.completions.create(model="echo", messages=MESSAGES)
+            error = caught.exception
+            self.assertEqual(error.status_code, 503)
+            self.assertEqual(error.response.headers.get("x-should-retry"), "false")
+            self.assertEqual(
+                error.body,
+                {
+                    "message": "the LiteLLM bridge cannot start: its model config is invalid; the function's logs say why",
+                    "type": "bridge_unavailable",
+                    "param": None,
+                    "code": "bridge_misconfigured",
+                },
+            )
+        # max_retries=2, yet each call went out once: the SDK honours x-should-retry: false.
+        self.assertEqual(len(sent), 2)
 
 
 class RequestsRefusedHere(Counting):
