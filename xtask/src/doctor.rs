@@ -192,8 +192,8 @@ fn tool_check(
     Check { name, ok, detail, fix, needed_by }
 }
 
-/// `v20.20.2` → 20.
-fn major_version(text: &str) -> Option<u32> {
+/// The major version of a `--version` line, `v` prefix optional: `v20.20.2` → 20, `11.19.1` → 11.
+pub(crate) fn major_version(text: &str) -> Option<u32> {
     text.trim_start_matches('v').split('.').next()?.trim().parse().ok()
 }
 
@@ -264,6 +264,7 @@ mod tests {
     #[test]
     fn reads_node_style_versions() {
         assert_eq!(major_version("v20.20.2"), Some(20));
+        assert_eq!(major_version("v22.20.0\n"), Some(22));
         assert_eq!(major_version("11.19.1"), Some(11));
         assert_eq!(major_version("node"), None);
     }

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::arch::Arch;
 use crate::cache::{Cache, Sha256Hex, Source};
+use crate::doctor::major_version;
 use crate::http::Http;
 use crate::progress::Progress;
 
@@ -47,11 +48,6 @@ fn pinned_wheel(arch: Arch) -> PinnedWheel {
     }
 }
 
-/// The major version of `node --version` output (`v22.20.0` → 22).
-pub(crate) fn node_major(version_output: &str) -> Option<u32> {
-    version_output.trim().strip_prefix('v')?.split('.').next()?.parse().ok()
-}
-
 /// What `node` on `path` (a `PATH` value) reports, or `None` when there is none.
 fn host_node_version(path: Option<&std::ffi::OsStr>) -> Option<String> {
     let mut command = Command::new("node");
@@ -68,7 +64,7 @@ fn host_node_version(path: Option<&std::ffi::OsStr>) -> Option<String> {
 pub(crate) fn ensure_node22(cache: &Cache, progress: &Progress) -> Result<Option<PathBuf>> {
     let host = host_node_version(None);
     if let Some(version) = &host
-        && node_major(version) == Some(NODE_MAJOR)
+        && major_version(version) == Some(NODE_MAJOR)
     {
         progress.note(format!("node {version} on PATH is Node {NODE_MAJOR}"));
         return Ok(None);
@@ -82,7 +78,7 @@ pub(crate) fn ensure_node22(cache: &Cache, progress: &Progress) -> Result<Option
     let bin = install(cache, &Http::new()?, arch, &dir, progress)?;
     let version = host_node_version(Some(bin.as_os_str()))
         .with_context(|| format!("{}/node does not run on this machine", bin.display()))?;
-    if node_major(&version) != Some(NODE_MAJOR) {
+    if major_version(&version) != Some(NODE_MAJOR) {
         bail!("{}/node reports {version}, expected Node {NODE_MAJOR}", bin.display());
     }
     Ok(Some(bin))
@@ -137,13 +133,6 @@ pub(crate) fn path_with(dir: &Path) -> Result<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn node_versions_are_read_by_major() {
-        assert_eq!(node_major("v22.20.0\n"), Some(22));
-        assert_eq!(node_major("v18.19.0"), Some(18));
-        assert_eq!(node_major("22.1.0"), None);
-    }
 
     #[test]
     fn the_pins_name_the_pinned_version_for_both_architectures() {
