@@ -133,10 +133,7 @@ pub fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<()> {
         }
     }
     let output = root.join(&args.output);
-    if let Some(parent) = output.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    fs_err::write(&output, &out)?;
+    crate::files::write_atomically(&output, out.as_bytes())?;
     println!("{out}");
     eprintln!("wrote {} ({})", output.display(), progress.timing_summary());
     Ok(())

@@ -247,8 +247,9 @@ pub struct BenchArgs {
     /// Repetitions per measurement (medians are reported).
     #[arg(long, default_value_t = 5)]
     pub(crate) runs: u32,
-    /// Where to write the Markdown tables (relative to the repository root).
-    #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
+    /// Where to write the Markdown tables of this run (relative to the repository root). The
+    /// default is untracked; `bench/RESULTS.md` is the curated record, copied from such runs.
+    #[arg(long, value_name = "FILE", default_value = "target/bench/results.md")]
     pub(crate) output: PathBuf,
     /// Run only these benchmarks (repeatable). `providers` (five locks and layer builds) runs only
     /// when named here.
