@@ -110,10 +110,13 @@ pub(crate) fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
     let _cache_lock =
         cache.lock_for_run(&format!("`cargo xtask layer --arch {arch}`"), global.lock_timeout(), &progress)?;
     let _out_lock = lock_output_dir(&cache, &out_dir, arch, global.lock_timeout(), &progress)?;
-    let inputs_digest = build_inputs(global, options, &spec_path, &out_dir)?.digest();
-    if !options.runtime_only && !options.force {
-        let checked =
-            progress.step("check the previous output", || output_record::up_to_date(&out_dir, &inputs_digest));
+    // What the output record vouches for; an interpreter-only build has no lock and writes no record.
+    let inputs_digest =
+        if options.runtime_only { None } else { Some(build_inputs(global, options, &spec_path, &out_dir)?.digest()) };
+    if let Some(inputs_digest) = inputs_digest.as_deref()
+        && !options.force
+    {
+        let checked = progress.step("check the previous output", || output_record::up_to_date(&out_dir, inputs_digest));
         match checked {
             Ok(files) => {
                 let zip = out_dir.join(arch.layer_zip_name());
@@ -166,11 +169,11 @@ pub(crate) fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
         })?),
         None => None,
     };
-    if built.is_some() {
+    if let (Some(_), Some(inputs_digest)) = (&built, &inputs_digest) {
         // serverless.yml reads this file; the tracked service file is never edited by a build.
         crate::serverless::LayerWiring::new(&spec, arch, runtime.minor, &out_dir).write(staging.path())?;
         // Last, so a record only ever describes a complete output.
-        output_record::write(staging.path(), &inputs_digest, spec.pack.compression)?;
+        output_record::write(staging.path(), inputs_digest, spec.pack.compression)?;
     }
     if let Some(previous) = &previous {
         // Deleting the previous output then frees only what changed (layer/share.rs).
