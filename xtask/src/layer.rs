@@ -173,7 +173,8 @@ pub(crate) fn build(global: &GlobalArgs, options: &BuildOptions) -> Result<()> {
         // serverless.yml reads this file; the tracked service file is never edited by a build.
         crate::serverless::LayerWiring::new(&spec, arch, runtime.minor, &out_dir).write(staging.path())?;
         // Last, so a record only ever describes a complete output.
-        output_record::write(staging.path(), inputs_digest, spec.pack.compression)?;
+        progress
+            .step("record the output", || output_record::write(staging.path(), inputs_digest, spec.pack.compression))?;
     }
     if let Some(previous) = &previous {
         // Deleting the previous output then frees only what changed (layer/share.rs).

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod providers;
 pub(crate) mod python_version;
 pub mod serverless;
+pub(crate) mod sha256;
 pub(crate) mod source_date;
 pub mod spec;
 pub(crate) mod stats;

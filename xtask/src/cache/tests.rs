@@ -174,3 +174,28 @@ fn corrupt_blob_is_dropped_on_read() {
     assert_eq!(cache.get(&sha).unwrap(), None);
     assert!(!path.exists());
 }
+
+#[test]
+fn many_files_are_hashed_in_order_and_a_missing_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (0..37)
+        .map(|i| {
+            let path = dir.path().join(format!("f{i}"));
+            fs_err::write(&path, vec![i as u8; i * 1000]).unwrap();
+            path
+        })
+        .collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let digests = sha256_files(&refs).unwrap();
+    assert_eq!(digests.len(), 37);
+    for (path, digest) in paths.iter().zip(&digests) {
+        assert_eq!(*digest, sha256_bytes(&fs_err::read(path).unwrap()));
+    }
+    assert_eq!(digests[0].as_str(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+
+    let missing = dir.path().join("not-there");
+    let mut with_missing = refs.clone();
+    with_missing.insert(20, &missing);
+    let error = format!("{:#}", sha256_files(&with_missing).unwrap_err());
+    assert!(error.contains("not-there"), "{error}");
+}

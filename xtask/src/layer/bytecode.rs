@@ -255,7 +255,7 @@ impl BytecodeCache {
 
     /// The entry for `job` whose source bytes are `source`.
     fn entry_path(&self, job: &CompileJob, source: &[u8]) -> PathBuf {
-        use sha2::{Digest, Sha256};
+        use crate::sha256::Sha256;
         let source_sha256 = Sha256::digest(source);
         let mut key = Sha256::new();
         for part in [
@@ -275,7 +275,7 @@ impl BytecodeCache {
 
     /// The cached `.pyc` bytes at `entry`, when present, intact and of this magic number.
     fn read(&self, entry: &Path) -> Option<Vec<u8>> {
-        use sha2::{Digest, Sha256};
+        use crate::sha256::Sha256;
         let mut bytes = fs::read(entry).ok()?;
         if bytes.len() < 16 + 32 {
             return None;
@@ -294,7 +294,7 @@ impl BytecodeCache {
 
     /// Store `pyc` at `entry` (temp file in the same directory, then rename).
     fn store(&self, entry: &Path, pyc: &[u8]) -> Result<()> {
-        use sha2::{Digest, Sha256};
+        use crate::sha256::Sha256;
         let parent = entry.parent().context("a cache entry has a parent directory")?;
         fs::create_dir_all(parent)?;
         let mut temp = tempfile::Builder::new()

@@ -8,9 +8,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::sha256::Sha256;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::arch::Arch;
 

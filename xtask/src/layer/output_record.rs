@@ -112,6 +112,9 @@ pub(crate) fn xtask_build() -> Result<String> {
 fn list_output(out_dir: &Path) -> Result<Vec<Entry>> {
     use std::os::unix::fs::PermissionsExt;
     let mut entries = Vec::new();
+    // Files are hashed after the walk, on every core: the output is ~160 MB and hashing is most of
+    // a rebuild's CPU time (crate::sha256).
+    let mut to_hash: Vec<(usize, std::path::PathBuf)> = Vec::new();
     for entry in walkdir::WalkDir::new(out_dir).follow_links(false).min_depth(1).sort_by_file_name() {
         let entry = entry.with_context(|| format!("listing {}", out_dir.display()))?;
         let path = crate::layer::bytecode::relative_posix(out_dir, entry.path())?;
@@ -127,10 +130,16 @@ fn list_output(out_dir: &Path) -> Result<Vec<Entry>> {
         } else {
             let mode = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
             let executable = mode.permissions().mode() & 0o100 != 0;
-            let sha256 = (path != ANNOTATED_BY_VERIFY).then(|| crate::cache::sha256_file(entry.path())).transpose()?;
-            (Kind::File, sha256.map(|digest| digest.to_string()), executable, None)
+            if path != ANNOTATED_BY_VERIFY {
+                to_hash.push((entries.len(), entry.path().to_path_buf()));
+            }
+            (Kind::File, None, executable, None)
         };
         entries.push(Entry { path, kind, sha256, executable, target });
+    }
+    let paths: Vec<&Path> = to_hash.iter().map(|(_, path)| path.as_path()).collect();
+    for ((index, _), digest) in to_hash.iter().zip(crate::cache::sha256_files(&paths)?) {
+        entries[*index].sha256 = Some(digest.to_string());
     }
     Ok(entries)
 }

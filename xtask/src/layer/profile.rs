@@ -19,9 +19,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::sha256::Sha256;
 use anyhow::{Result, bail};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::progress::Progress;
 use crate::spec::{BytecodeChoice, LayerSpec, Sourceless};

@@ -12,9 +12,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
+use crate::sha256::Sha256;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 use crate::packaging::record::{Record, is_record_or_signature, record_hash};
 use crate::packaging::wheel_name::{WheelFilename, normalize_name};

@@ -118,6 +118,16 @@ fn is_site_packages(relative: &str) -> bool {
 
 /// Record the runtime just built in `<out_dir>/runtime-stamp.json` (temp file + rename).
 pub(crate) fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[StdlibRule]) -> Result<()> {
+    write_listed(out_dir, output, prune_rules, list_tree(&output.python_root)?)
+}
+
+/// [`write`] with the tree's listing already made.
+fn write_listed(
+    out_dir: &Path,
+    output: &RuntimeOutput,
+    prune_rules: &[StdlibRule],
+    files: Vec<StampEntry>,
+) -> Result<()> {
     let stamp = Stamp {
         format: STAMP_FORMAT,
         sha256: output.sha256.clone(),
@@ -125,7 +135,7 @@ pub(crate) fn write(out_dir: &Path, output: &RuntimeOutput, prune_rules: &[Stdli
         minor: output.minor.dotted(),
         arch: output.arch.clone(),
         output: output.clone(),
-        files: list_tree(&output.python_root)?,
+        files,
     };
     // Paths are stored relative to the build directory, which is renamed after the build.
     let mut stamp = stamp;
@@ -172,16 +182,16 @@ pub(crate) fn reuse(
         return Ok(None);
     }
     let previous_root = python_root_of(previous);
-    let now = match list_tree(&previous_root) {
-        Ok(now) => now,
-        Err(_) => return Ok(None),
-    };
-    let now: std::collections::BTreeMap<&str, &StampEntry> = now.iter().map(|e| (e.path.as_str(), e)).collect();
-    if let Some(changed) = stamp.files.iter().find(|e| now.get(e.path.as_str()) != Some(e)) {
-        progress.note(format!(
-            "not reusing the previous runtime: {} changed since it was built",
-            previous_root.join(&changed.path).display()
-        ));
+    let checked = progress.step(format!("check the previous runtime ({} files)", stamp.files.len()), || {
+        let Ok(now) = list_tree(&previous_root) else {
+            return Some("it cannot be listed".to_string());
+        };
+        let now: std::collections::BTreeMap<&str, &StampEntry> = now.iter().map(|e| (e.path.as_str(), e)).collect();
+        let changed = stamp.files.iter().find(|e| now.get(e.path.as_str()) != Some(e))?;
+        Some(format!("{} changed since it was built", previous_root.join(&changed.path).display()))
+    });
+    if let Some(why) = checked {
+        progress.note(format!("not reusing the previous runtime: {why}"));
         return Ok(None);
     }
 
@@ -194,7 +204,8 @@ pub(crate) fn reuse(
         progress.step(format!("reuse cpython {} ({arch})", output.version), || {
             copy_listed(&stamp.files, &previous_root, &output.python_root)
         })?;
-        write(out_dir, &output, prune_rules)?;
+        // The copy holds exactly the files just checked against the stamp: no second hashing pass.
+        write_listed(out_dir, &output, prune_rules, stamp.files)?;
     }
     progress.note(format!(
         "reused the runtime of {} (sha256 {}, same stdlib prune rules): {} in {} files",
