@@ -16,12 +16,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-const LOCAL_HEADER: u32 = 0x0403_4b50;
+pub(crate) const LOCAL_HEADER: u32 = 0x0403_4b50;
 const CENTRAL_HEADER: u32 = 0x0201_4b50;
 const DATA_DESCRIPTOR: u32 = 0x0807_4b50;
-const END_RECORD: u32 = 0x0605_4b50;
-const ZIP64_END_RECORD: u32 = 0x0606_4b50;
-const ZIP64_LOCATOR: u32 = 0x0706_4b50;
+pub(crate) const END_RECORD: u32 = 0x0605_4b50;
+pub(crate) const ZIP64_END_RECORD: u32 = 0x0606_4b50;
+pub(crate) const ZIP64_LOCATOR: u32 = 0x0706_4b50;
 const END_RECORD_LEN: u64 = 22;
 const ZIP64_LOCATOR_LEN: u64 = 20;
 /// The end record's comment is at most 65,535 bytes, so the record starts in the last 64 KiB + 22.
@@ -31,16 +31,17 @@ const FLAG_ENCRYPTED: u16 = 1;
 /// General purpose flag bit 3: sizes and CRC follow the data in a data descriptor.
 const FLAG_DATA_DESCRIPTOR: u16 = 1 << 3;
 
-/// One central directory record, with what its local header must repeat.
+/// One central directory record, with what its local header must repeat (also read by
+/// `lock::metadata`, which fetches a wheel's METADATA by range requests).
 #[derive(Debug, Clone)]
-struct CentralEntry {
-    name: Vec<u8>,
+pub(crate) struct CentralEntry {
+    pub(crate) name: Vec<u8>,
     flags: u16,
-    method: u16,
-    crc32: u32,
-    compressed_size: u64,
-    uncompressed_size: u64,
-    local_offset: u64,
+    pub(crate) method: u16,
+    pub(crate) crc32: u32,
+    pub(crate) compressed_size: u64,
+    pub(crate) uncompressed_size: u64,
+    pub(crate) local_offset: u64,
 }
 
 /// Where one entry sits in the file.
@@ -226,7 +227,7 @@ fn check_layout<R: Read + Seek>(file: &mut R, len: u64, shown: &str) -> Result<u
 }
 
 /// Parse the central record at `at`; returns it and the offset of the next record.
-fn parse_central(directory: &[u8], at: usize) -> Option<(CentralEntry, usize)> {
+pub(crate) fn parse_central(directory: &[u8], at: usize) -> Option<(CentralEntry, usize)> {
     if u32_at(directory, at)? != CENTRAL_HEADER {
         return None;
     }
@@ -368,15 +369,15 @@ fn read_at<R: Read + Seek>(file: &mut R, offset: u64, len: usize) -> std::io::Re
     Ok(bytes)
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 

@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
+use crate::archive::zip_layout;
 use crate::cache::{Cache, Sha256Hex, sha256_bytes};
 use crate::files::write_atomically;
 use crate::http::{Http, HttpError, read_body_checked, redact_url};
@@ -282,7 +283,7 @@ impl RangeZip<'_> {
         );
         // The local header repeats the name and may carry a different extra field; read it first.
         let local_fixed = self.bytes(entry.local_header_offset, 30)?;
-        ensure!(le32(&local_fixed, 0)? == 0x04034b50, "bad local file header for {}", entry.name);
+        ensure!(le32(&local_fixed, 0)? == zip_layout::LOCAL_HEADER, "bad local file header for {}", entry.name);
         let name_len = le16(&local_fixed, 26)? as u64;
         let extra_len = le16(&local_fixed, 28)? as u64;
         let data_start = entry.local_header_offset + 30 + name_len + extra_len;
@@ -297,7 +298,7 @@ impl RangeZip<'_> {
         let lowest = tail.len().saturating_sub(22 + 65535);
         let position = (lowest..=tail.len() - 22)
             .rev()
-            .find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
+            .find(|&i| zip_layout::u32_at(tail, i) == Some(zip_layout::END_RECORD))
             .context("no end-of-central-directory record: not a zip file")?;
         let cd_size = le32(tail, position + 12)? as u64;
         let cd_offset = le32(tail, position + 16)? as u64;
@@ -311,10 +312,10 @@ impl RangeZip<'_> {
         }
         // Zip64: the locator sits right before the EOCD and points at the zip64 EOCD record.
         ensure!(position >= 20, "zip64 locator missing");
-        ensure!(le32(tail, position - 20)? == 0x07064b50, "zip64 locator missing");
+        ensure!(le32(tail, position - 20)? == zip_layout::ZIP64_LOCATOR, "zip64 locator missing");
         let record_offset = le64(tail, position - 20 + 8)?;
         let record = self.bytes(record_offset, 56)?;
-        ensure!(le32(&record, 0)? == 0x06064b50, "bad zip64 end-of-central-directory record");
+        ensure!(le32(&record, 0)? == zip_layout::ZIP64_END_RECORD, "bad zip64 end-of-central-directory record");
         let cd_size = le64(&record, 40)?;
         let cd_offset = le64(&record, 48)?;
         ensure!(
@@ -334,18 +335,15 @@ fn parse_content_range(text: &str) -> Option<(u64, u64, u64)> {
 }
 
 fn le16(bytes: &[u8], at: usize) -> Result<u16> {
-    let slice = bytes.get(at..at + 2).context("zip structure truncated")?;
-    Ok(u16::from_le_bytes([slice[0], slice[1]]))
+    zip_layout::u16_at(bytes, at).context("zip structure truncated")
 }
 
 fn le32(bytes: &[u8], at: usize) -> Result<u32> {
-    let slice = bytes.get(at..at + 4).context("zip structure truncated")?;
-    Ok(u32::from_le_bytes(slice.try_into().expect("4 bytes")))
+    zip_layout::u32_at(bytes, at).context("zip structure truncated")
 }
 
 fn le64(bytes: &[u8], at: usize) -> Result<u64> {
-    let slice = bytes.get(at..at + 8).context("zip structure truncated")?;
-    Ok(u64::from_le_bytes(slice.try_into().expect("8 bytes")))
+    zip_layout::u64_at(bytes, at).context("zip structure truncated")
 }
 
 /// A central-directory entry.
@@ -370,42 +368,21 @@ fn is_metadata_name(name: &str) -> bool {
 fn find_metadata_entry(directory: &[u8]) -> Result<Entry> {
     let mut found: Vec<Entry> = Vec::new();
     let mut at = 0usize;
-    while at + 46 <= directory.len() {
-        ensure!(le32(directory, at)? == 0x02014b50, "bad central directory entry at offset {at}");
-        let method = le16(directory, at + 10)?;
-        let crc32 = le32(directory, at + 16)?;
-        let mut compressed_size = le32(directory, at + 20)? as u64;
-        let mut uncompressed_size = le32(directory, at + 24)? as u64;
-        let name_len = le16(directory, at + 28)? as usize;
-        let extra_len = le16(directory, at + 30)? as usize;
-        let comment_len = le16(directory, at + 32)? as usize;
-        let mut local_header_offset = le32(directory, at + 42)? as u64;
-        let name_bytes = directory.get(at + 46..at + 46 + name_len).context("central directory truncated")?;
-        let extra =
-            directory.get(at + 46 + name_len..at + 46 + name_len + extra_len).context("central directory truncated")?;
-        let name = String::from_utf8_lossy(name_bytes).into_owned();
+    while at < directory.len() {
+        let (central, next) = zip_layout::parse_central(directory, at)
+            .with_context(|| format!("bad central directory entry at offset {at}"))?;
+        let name = String::from_utf8_lossy(&central.name).into_owned();
         if is_metadata_name(&name) {
-            // Zip64 extended information (header id 0x0001): the 64-bit values that are
-            // 0xFFFFFFFF in the fixed part follow, in this order.
-            let mut cursor = 0usize;
-            while cursor + 4 <= extra.len() {
-                let id = le16(extra, cursor)?;
-                let size = le16(extra, cursor + 2)? as usize;
-                let body = extra.get(cursor + 4..cursor + 4 + size).context("zip extra field truncated")?;
-                if id == 0x0001 {
-                    let mut field = 0usize;
-                    for value in [&mut uncompressed_size, &mut compressed_size, &mut local_header_offset] {
-                        if *value == 0xFFFF_FFFF {
-                            *value = le64(body, field)?;
-                            field += 8;
-                        }
-                    }
-                }
-                cursor += 4 + size;
-            }
-            found.push(Entry { name, method, crc32, compressed_size, uncompressed_size, local_header_offset });
+            found.push(Entry {
+                name,
+                method: central.method,
+                crc32: central.crc32,
+                compressed_size: central.compressed_size,
+                uncompressed_size: central.uncompressed_size,
+                local_header_offset: central.local_offset,
+            });
         }
-        at += 46 + name_len + extra_len + comment_len;
+        at = next;
     }
     match found.len() {
         0 => bail!("the wheel has no *.dist-info/METADATA"),

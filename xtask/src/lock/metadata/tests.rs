@@ -143,3 +143,60 @@ fn hostile_central_directories_are_refused() {
     assert!(parse_content_range("bytes 5-2/10").is_none());
     assert_eq!(parse_content_range("bytes 0-9/10"), Some((0, 9, 10)));
 }
+
+/// A central directory record (APPNOTE 4.3.12) for `name`, with 32-bit fields as given and an
+/// optional zip64 extra field.
+fn central_record(name: &str, sizes: (u32, u32, u32), zip64: &[u64]) -> Vec<u8> {
+    let extra: Vec<u8> = if zip64.is_empty() {
+        Vec::new()
+    } else {
+        let mut extra = vec![1, 0];
+        extra.extend((zip64.len() as u16 * 8).to_le_bytes());
+        zip64.iter().for_each(|v| extra.extend(v.to_le_bytes()));
+        extra
+    };
+    let mut record = 0x0201_4b50u32.to_le_bytes().to_vec();
+    record.extend([20, 0, 20, 0, 0, 0, 8, 0, 0, 0, 0, 0]); // made by, needed, flags, method 8, time, date
+    record.extend(0xdead_beefu32.to_le_bytes()); // crc-32
+    record.extend(sizes.1.to_le_bytes()); // compressed
+    record.extend(sizes.0.to_le_bytes()); // uncompressed
+    record.extend((name.len() as u16).to_le_bytes());
+    record.extend((extra.len() as u16).to_le_bytes());
+    record.extend([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // comment length, disk, internal, external attributes
+    record.extend(sizes.2.to_le_bytes()); // local header offset
+    record.extend(name.as_bytes());
+    record.extend(extra);
+    record
+}
+
+#[test]
+fn the_metadata_entry_is_found_with_zip64_sizes_and_bad_directories_are_named() {
+    let mut directory = central_record("demo/__init__.py", (10, 8, 0), &[]);
+    directory.extend(central_record(
+        "demo-1.dist-info/METADATA",
+        (u32::MAX, 7, u32::MAX),
+        &[5_000_000_000, 6_000_000_000],
+    ));
+    let entry = find_metadata_entry(&directory).unwrap();
+    assert_eq!(entry.name, "demo-1.dist-info/METADATA");
+    assert_eq!(
+        (entry.uncompressed_size, entry.compressed_size, entry.local_header_offset),
+        (5_000_000_000, 7, 6_000_000_000)
+    );
+    assert_eq!((entry.method, entry.crc32), (8, 0xdead_beef));
+
+    let error = find_metadata_entry(&directory[..directory.len() - 3]).unwrap_err().to_string();
+    let second = central_record("demo/__init__.py", (10, 8, 0), &[]).len();
+    assert_eq!(error, format!("bad central directory entry at offset {second}"));
+
+    let mut twice = directory.clone();
+    twice.extend(central_record("other-1.dist-info/METADATA", (1, 1, 0), &[]));
+    let error = find_metadata_entry(&twice).unwrap_err().to_string();
+    assert!(error.contains("several METADATA files"), "{error}");
+    assert!(
+        find_metadata_entry(&central_record("x.py", (1, 1, 0), &[]))
+            .unwrap_err()
+            .to_string()
+            .contains("no *.dist-info/METADATA")
+    );
+}
