@@ -435,40 +435,10 @@ pub fn sha256_file(path: &Path) -> Result<Sha256Hex> {
     Ok(digest)
 }
 
-/// The sha256 of each of `paths`, in order, hashed on up to `available_parallelism` threads; the
-/// first failure (naming its file) is the error.
+/// The sha256 of each of `paths`, in order, hashed on every core; the first failure (naming its
+/// file) is the error.
 pub(crate) fn sha256_files(paths: &[&Path]) -> Result<Vec<Sha256Hex>> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut digests: Vec<Option<Result<Sha256Hex>>> = Vec::new();
-    digests.resize_with(paths.len(), || None);
-    let results = std::sync::Mutex::new(digests);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(path) = paths.get(index) else { break };
-                    let digest = sha256_file(path);
-                    let failed = digest.is_err();
-                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(digest);
-                    if failed {
-                        // Stop handing out work; the other threads finish their current file.
-                        next.store(paths.len(), std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    let results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut digests = Vec::with_capacity(paths.len());
-    for (path, result) in paths.iter().zip(results) {
-        match result {
-            Some(digest) => digests.push(digest?),
-            None => anyhow::bail!("hashing {} was abandoned after an earlier file failed", path.display()),
-        }
-    }
-    Ok(digests)
+    crate::files::map_on_every_core(paths, |path| sha256_file(path))
 }
 
 /// The sha256 of bytes.

@@ -7,6 +7,48 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// `work` applied to each of `items` on up to `available_parallelism` threads (at most 8), the
+/// results in the order of `items`. Hashing and comparing files is most of a rebuild's CPU time
+/// (docs/architecture.md §14). After the first error no new item is started; the error returned is
+/// the one of the earliest failed item.
+pub(crate) fn map_on_every_core<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<Result<R>>> = Vec::new();
+    slots.resize_with(items.len(), || None);
+    let slots = std::sync::Mutex::new(slots);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(items.len()) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else { break };
+                    let result = work(item);
+                    let failed = result.is_err();
+                    slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(result);
+                    if failed {
+                        next.store(items.len(), Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let mut results = Vec::with_capacity(items.len());
+    // Items are started in order, so every item before a missing result was started and finished:
+    // an error, if any, comes before the first gap.
+    for slot in slots.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        match slot {
+            Some(result) => results.push(result?),
+            None => anyhow::bail!("internal: an item was abandoned without an earlier error"),
+        }
+    }
+    Ok(results)
+}
+
 /// The mode of a file written here that did not exist before: readable by everyone, like any
 /// file a build writes (`tempfile` would leave 0600).
 pub const NEW_FILE_MODE: u32 = 0o644;
@@ -159,5 +201,19 @@ mod tests {
             assert_eq!(enclosed_relative_path(path), Err(refusal), "{path:?}");
             assert_eq!(refusal.to_string(), reason, "{path:?}");
         }
+    }
+
+    #[test]
+    fn work_on_every_core_keeps_the_order_and_reports_the_earliest_failure() {
+        let items: Vec<u64> = (0..1000).collect();
+        let squares = map_on_every_core(&items, |n| Ok(n * n)).unwrap();
+        assert_eq!(squares, items.iter().map(|n| n * n).collect::<Vec<_>>());
+        assert!(map_on_every_core(&[] as &[u8], |_| Ok(())).unwrap().is_empty());
+
+        let error =
+            map_on_every_core(&items, |&n| if n % 100 == 37 { anyhow::bail!("item {n} failed") } else { Ok(n) })
+                .unwrap_err();
+        // Item 37 always starts (items start in order) and fails; later failures may or may not run.
+        assert_eq!(error.to_string(), "item 37 failed");
     }
 }

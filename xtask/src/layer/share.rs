@@ -25,6 +25,8 @@ pub(crate) struct Shared {
 /// cannot be linked (another filesystem, link limit) is left as it is.
 pub(crate) fn share_unchanged_files(staging: &Path, previous: &Path) -> Result<Shared> {
     let mut shared = Shared::default();
+    // Files of the same shape, compared afterwards on every core (crate::files::map_on_every_core).
+    let mut candidates: Vec<(std::path::PathBuf, std::path::PathBuf, u64)> = Vec::new();
     for entry in walkdir::WalkDir::new(staging).follow_links(false).min_depth(1).sort_by_file_name() {
         let entry = entry.with_context(|| format!("listing {}", staging.display()))?;
         if !entry.file_type().is_file() {
@@ -38,17 +40,21 @@ pub(crate) fn share_unchanged_files(staging: &Path, previous: &Path) -> Result<S
             && old_meta.len() == new_meta.len()
             && old_meta.permissions().mode() & 0o7777 == new_meta.permissions().mode() & 0o7777
             && (old_meta.dev(), old_meta.ino()) != (new_meta.dev(), new_meta.ino());
-        if !same_shape || !same_content(&old, entry.path())? {
+        if same_shape {
+            candidates.push((entry.path().to_path_buf(), old, new_meta.len()));
+        }
+    }
+    let same = crate::files::map_on_every_core(&candidates, |(new, old, _)| same_content(old, new))?;
+    for ((new, old, len), _) in candidates.iter().zip(same).filter(|(_, same)| *same) {
+        let parent = new.parent().context("a file in the staging directory has a parent")?;
+        let name = new.file_name().context("a file in the staging directory has a name")?;
+        let link = parent.join(format!(".{}.xtask-link", name.to_string_lossy()));
+        if std::fs::hard_link(old, &link).is_err() {
             continue;
         }
-        let parent = entry.path().parent().context("a file in the staging directory has a parent")?;
-        let link = parent.join(format!(".{}.xtask-link", entry.file_name().to_string_lossy()));
-        if std::fs::hard_link(&old, &link).is_err() {
-            continue;
-        }
-        fs_err::rename(&link, entry.path())?;
+        fs_err::rename(&link, new)?;
         shared.files += 1;
-        shared.bytes += new_meta.len();
+        shared.bytes += len;
     }
     Ok(shared)
 }

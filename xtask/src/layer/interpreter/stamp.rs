@@ -68,6 +68,8 @@ fn is_zero(n: &u64) -> bool {
 fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
     use std::os::unix::fs::PermissionsExt;
     let mut entries = Vec::new();
+    // Hashed after the walk, on every core (crate::files::map_on_every_core).
+    let mut to_hash: Vec<(usize, std::path::PathBuf)> = Vec::new();
     let mut walk =
         walkdir::WalkDir::new(python_root).follow_root_links(false).min_depth(1).sort_by_file_name().into_iter();
     while let Some(entry) = walk.next() {
@@ -94,10 +96,14 @@ fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
         } else {
             let meta = entry.metadata().with_context(|| format!("reading {}", entry.path().display()))?;
             let executable = meta.permissions().mode() & 0o111 != 0;
-            let sha256 = crate::cache::sha256_file(entry.path())?.to_string();
-            StampEntry { path, kind: EntryKind::File, size: meta.len(), executable, target: None, sha256: Some(sha256) }
+            to_hash.push((entries.len(), entry.path().to_path_buf()));
+            StampEntry { path, kind: EntryKind::File, size: meta.len(), executable, target: None, sha256: None }
         };
         entries.push(item);
+    }
+    let paths: Vec<&Path> = to_hash.iter().map(|(_, path)| path.as_path()).collect();
+    for ((index, _), digest) in to_hash.iter().zip(crate::cache::sha256_files(&paths)?) {
+        entries[*index].sha256 = Some(digest.to_string());
     }
     Ok(entries)
 }
