@@ -9,11 +9,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::sha256::Sha256;
 use anyhow::{Context, Result, bail};
 
 use crate::http::{Http, redact_url};
 use crate::progress::{Progress, human_bytes};
+use crate::sha256::Sha256;
 
 /// The content-addressed store.
 #[derive(Debug, Clone)]
@@ -438,7 +438,7 @@ pub fn sha256_file(path: &Path) -> Result<Sha256Hex> {
 /// The sha256 of each of `paths`, in order, hashed on every core; the first failure (naming its
 /// file) is the error.
 pub(crate) fn sha256_files(paths: &[&Path]) -> Result<Vec<Sha256Hex>> {
-    crate::files::map_on_every_core(paths, |path| sha256_file(path))
+    crate::files::parallel_map(paths, crate::files::cores(), |path| sha256_file(path))
 }
 
 /// The sha256 of bytes.

@@ -1,52 +1,65 @@
-//! File utilities every step shares: replacing a file atomically with sensible permissions, and
-//! checking a relative path from an untrusted source before it is joined to a directory.
+//! File utilities every step shares: replacing a file atomically with sensible permissions,
+//! checking a relative path from an untrusted source before it is joined to a directory, and
+//! running per-file work on several threads.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-/// `work` applied to each of `items` on up to `available_parallelism` threads (at most 8), the
-/// results in the order of `items`. Hashing and comparing files is most of a rebuild's CPU time
-/// (docs/architecture.md §14). After the first error no new item is started; the error returned is
-/// the one of the earliest failed item.
-pub(crate) fn map_on_every_core<T: Sync, R: Send>(
+/// Run `work` on every item with up to `threads` threads; results in item order. The first error
+/// (in item order) is returned. Used for downloads and extraction (`layer::install`) and for
+/// hashing and comparing files (docs/architecture.md §14).
+pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
+    threads: usize,
     work: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
     let next = AtomicUsize::new(0);
-    let mut slots: Vec<Option<Result<R>>> = Vec::new();
-    slots.resize_with(items.len(), || None);
-    let slots = std::sync::Mutex::new(slots);
+    let results: Mutex<Vec<Option<Result<R>>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    let threads = threads.clamp(1, items.len().max(1));
     std::thread::scope(|scope| {
-        for _ in 0..threads.min(items.len()) {
+        for _ in 0..threads {
             scope.spawn(|| {
                 loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some(item) = items.get(index) else { break };
                     let result = work(item);
                     let failed = result.is_err();
-                    slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[index] = Some(result);
+                    results.lock().expect("results lock")[index] = Some(result);
                     if failed {
-                        next.store(items.len(), Ordering::Relaxed);
+                        // Stop handing out new work; running jobs finish.
+                        next.store(items.len(), Ordering::SeqCst);
                     }
                 }
             });
         }
     });
-    let mut results = Vec::with_capacity(items.len());
-    // Items are started in order, so every item before a missing result was started and finished:
-    // an error, if any, comes before the first gap.
-    for slot in slots.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
-        match slot {
-            Some(result) => results.push(result?),
-            None => anyhow::bail!("internal: an item was abandoned without an earlier error"),
+    let results = results.into_inner().expect("results lock");
+    let mut values = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Some(Ok(value)) => values.push(value),
+            Some(Err(error)) => errors.push(error),
+            None => {}
         }
     }
-    Ok(results)
+    if let Some(first) = errors.into_iter().next() {
+        return Err(first);
+    }
+    if values.len() != items.len() {
+        bail!("internal error: {} of {} jobs ran", values.len(), items.len());
+    }
+    Ok(values)
+}
+
+/// How many threads hashing and comparing files may use: one per core.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The mode of a file written here that did not exist before: readable by everyone, like any
@@ -204,15 +217,23 @@ mod tests {
     }
 
     #[test]
-    fn work_on_every_core_keeps_the_order_and_reports_the_earliest_failure() {
-        let items: Vec<u64> = (0..1000).collect();
-        let squares = map_on_every_core(&items, |n| Ok(n * n)).unwrap();
-        assert_eq!(squares, items.iter().map(|n| n * n).collect::<Vec<_>>());
-        assert!(map_on_every_core(&[] as &[u8], |_| Ok(())).unwrap().is_empty());
+    fn parallel_map_keeps_order_and_reports_errors() {
+        let items: Vec<u32> = (0..50).collect();
+        let doubled = parallel_map(&items, 4, |n| Ok(n * 2)).unwrap();
+        assert_eq!(doubled, items.iter().map(|n| n * 2).collect::<Vec<_>>());
+        let err = parallel_map(&items, 4, |n| if *n == 7 { bail!("item {n} failed") } else { Ok(*n) }).unwrap_err();
+        assert_eq!(err.to_string(), "item 7 failed");
+    }
 
-        let error =
-            map_on_every_core(&items, |&n| if n % 100 == 37 { anyhow::bail!("item {n} failed") } else { Ok(n) })
-                .unwrap_err();
+    #[test]
+    fn parallel_map_on_two_threads_keeps_the_order_and_reports_the_earliest_failure() {
+        let items: Vec<u64> = (0..1000).collect();
+        let squares = parallel_map(&items, 2, |n| Ok(n * n)).unwrap();
+        assert_eq!(squares, items.iter().map(|n| n * n).collect::<Vec<_>>());
+        assert!(parallel_map(&[] as &[u8], 2, |_| Ok(())).unwrap().is_empty());
+
+        let error = parallel_map(&items, 2, |&n| if n % 100 == 37 { anyhow::bail!("item {n} failed") } else { Ok(n) })
+            .unwrap_err();
         // Item 37 always starts (items start in order) and fails; later failures may or may not run.
         assert_eq!(error.to_string(), "item 37 failed");
     }

@@ -8,11 +8,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::sha256::Sha256;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::sha256::Sha256;
 
 /// The stamp's file name inside `layer-build-<arch>/`.
 pub(crate) const STAMP_FILE: &str = "build-inputs.json";

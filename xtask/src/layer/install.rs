@@ -10,8 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -247,26 +245,30 @@ pub fn install_lock(
 
     // Fetch and plan every wheel, several at a time.
     let started = std::time::Instant::now();
-    let fetched = parallel_map(&selected, DOWNLOAD_THREADS, |choice| -> Result<(PathBuf, Fetched, WheelPlan)> {
-        let (path, how) = cache
-            .fetch(http, &Source::parse(&choice.wheel.url), &choice.sha256, &choice.wheel.name, progress)
-            .with_context(|| {
-                format!("fetching {} {} ({})", choice.package.name, choice.package.version, choice.wheel.name)
-            })?;
-        // The lock's size is the index's `size` (PEP 700); the hash already matched, so a
-        // difference means the lock was edited or the index lied about the file.
-        let received = fs_err::metadata(&path)?.len();
-        if let Some(size) = choice.wheel.size
-            && size != received
-        {
-            bail!(
-                "{}: the lock says {size} bytes (the index's size), the file has {received}; re-run `cargo xtask lock`",
-                choice.wheel.name
-            );
-        }
-        let plan = wheel::plan(&path, &choice.filename)?;
-        Ok((path, how, plan))
-    })?;
+    let fetched = crate::files::parallel_map(
+        &selected,
+        DOWNLOAD_THREADS,
+        |choice| -> Result<(PathBuf, Fetched, WheelPlan)> {
+            let (path, how) = cache
+                .fetch(http, &Source::parse(&choice.wheel.url), &choice.sha256, &choice.wheel.name, progress)
+                .with_context(|| {
+                    format!("fetching {} {} ({})", choice.package.name, choice.package.version, choice.wheel.name)
+                })?;
+            // The lock's size is the index's `size` (PEP 700); the hash already matched, so a
+            // difference means the lock was edited or the index lied about the file.
+            let received = fs_err::metadata(&path)?.len();
+            if let Some(size) = choice.wheel.size
+                && size != received
+            {
+                bail!(
+                    "{}: the lock says {size} bytes (the index's size), the file has {received}; re-run `cargo xtask lock`",
+                    choice.wheel.name
+                );
+            }
+            let plan = wheel::plan(&path, &choice.filename)?;
+            Ok((path, how, plan))
+        },
+    )?;
     let downloaded: Vec<&(PathBuf, Fetched, WheelPlan)> =
         fetched.iter().filter(|(_, how, _)| *how == Fetched::Downloaded).collect();
     let downloaded_bytes: u64 =
@@ -329,7 +331,9 @@ pub fn install_lock(
         .collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(EXTRACT_THREADS);
     let started = std::time::Instant::now();
-    parallel_map(&jobs, threads, |(path, plan, files)| wheel::extract_files(path, plan, files, staging.path()))?;
+    crate::files::parallel_map(&jobs, threads, |(path, plan, files)| {
+        wheel::extract_files(path, plan, files, staging.path())
+    })?;
     replace_dir(staging, site_packages)?;
     let unpack_seconds = started.elapsed().as_secs_f64();
 
@@ -378,56 +382,9 @@ fn replace_dir(staging: tempfile::TempDir, destination: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Run `work` on every item with up to `threads` threads; results in item order. The first error
-/// (in item order) is returned.
-pub(crate) fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    work: impl Fn(&T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<R>>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    let threads = threads.clamp(1, items.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(index) else { break };
-                    let result = work(item);
-                    let failed = result.is_err();
-                    results.lock().expect("results lock")[index] = Some(result);
-                    if failed {
-                        // Stop handing out new work; running jobs finish.
-                        next.store(items.len(), Ordering::SeqCst);
-                    }
-                }
-            });
-        }
-    });
-    let results = results.into_inner().expect("results lock");
-    let mut values = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for result in results {
-        match result {
-            Some(Ok(value)) => values.push(value),
-            Some(Err(error)) => errors.push(error),
-            None => {}
-        }
-    }
-    if let Some(first) = errors.into_iter().next() {
-        return Err(first);
-    }
-    if values.len() != items.len() {
-        bail!("internal error: {} of {} jobs ran", values.len(), items.len());
-    }
-    Ok(values)
-}
-
 #[cfg(test)]
 mod tests {
     use super::content_checks::{is_secret_shaped, is_startup_hook};
-    use super::*;
 
     #[test]
     fn startup_hooks_are_recognised() {
@@ -464,14 +421,5 @@ mod tests {
         for fine in ["pkg/id_rsa.pub", "pkg/env.py", "pkg/.envrc.sample", "pkg/keys.py", "pkg/.pem", "pkg/monkey.py"] {
             assert!(!is_secret_shaped(fine), "{fine}");
         }
-    }
-
-    #[test]
-    fn parallel_map_keeps_order_and_reports_errors() {
-        let items: Vec<u32> = (0..50).collect();
-        let doubled = parallel_map(&items, 4, |n| Ok(n * 2)).unwrap();
-        assert_eq!(doubled, items.iter().map(|n| n * 2).collect::<Vec<_>>());
-        let err = parallel_map(&items, 4, |n| if *n == 7 { bail!("item {n} failed") } else { Ok(*n) }).unwrap_err();
-        assert_eq!(err.to_string(), "item 7 failed");
     }
 }

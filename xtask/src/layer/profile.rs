@@ -19,11 +19,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::sha256::Sha256;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
 use crate::progress::Progress;
+use crate::sha256::Sha256;
 use crate::spec::{BytecodeChoice, LayerSpec, Sourceless};
 
 /// The profile's file name, beside `pylock.toml`.

@@ -25,7 +25,7 @@ pub(crate) struct Shared {
 /// cannot be linked (another filesystem, link limit) is left as it is.
 pub(crate) fn share_unchanged_files(staging: &Path, previous: &Path) -> Result<Shared> {
     let mut shared = Shared::default();
-    // Files of the same shape, compared afterwards on every core (crate::files::map_on_every_core).
+    // Files of the same shape, compared afterwards on every core (crate::files::parallel_map).
     let mut candidates: Vec<(std::path::PathBuf, std::path::PathBuf, u64)> = Vec::new();
     for entry in walkdir::WalkDir::new(staging).follow_links(false).min_depth(1).sort_by_file_name() {
         let entry = entry.with_context(|| format!("listing {}", staging.display()))?;
@@ -44,7 +44,7 @@ pub(crate) fn share_unchanged_files(staging: &Path, previous: &Path) -> Result<S
             candidates.push((entry.path().to_path_buf(), old, new_meta.len()));
         }
     }
-    let same = crate::files::map_on_every_core(&candidates, |(new, old, _)| same_content(old, new))?;
+    let same = crate::files::parallel_map(&candidates, crate::files::cores(), |(new, old, _)| same_content(old, new))?;
     for ((new, old, len), _) in candidates.iter().zip(same).filter(|(_, same)| *same) {
         let parent = new.parent().context("a file in the staging directory has a parent")?;
         let name = new.file_name().context("a file in the staging directory has a name")?;

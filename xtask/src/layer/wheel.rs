@@ -12,12 +12,12 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::sha256::Sha256;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 
 use crate::packaging::record::{Record, is_record_or_signature, record_hash};
 use crate::packaging::wheel_name::{WheelFilename, normalize_name};
+use crate::sha256::Sha256;
 
 /// The `Wheel-Version` this installer implements.
 const SUPPORTED_WHEEL_VERSION: (u64, u64) = (1, 0);

@@ -68,7 +68,7 @@ fn is_zero(n: &u64) -> bool {
 fn list_tree(python_root: &Path) -> Result<Vec<StampEntry>> {
     use std::os::unix::fs::PermissionsExt;
     let mut entries = Vec::new();
-    // Hashed after the walk, on every core (crate::files::map_on_every_core).
+    // Hashed after the walk, on every core (crate::cache::sha256_files).
     let mut to_hash: Vec<(usize, std::path::PathBuf)> = Vec::new();
     let mut walk =
         walkdir::WalkDir::new(python_root).follow_root_links(false).min_depth(1).sort_by_file_name().into_iter();
